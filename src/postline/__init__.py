@@ -1,0 +1,1 @@
+"""Postline: a self-hosted messaging service."""
