@@ -1,0 +1,144 @@
+"""The FastAPI application factory and its lifespan."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+from fastapi import FastAPI
+from redis.exceptions import RedisError
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from postline.api import errors
+from postline.api.deps import Components
+from postline.api.routes import messages, ops
+from postline.api.schemas import MessageCreate
+from postline.api.service import Acceptor, InlineSender
+from postline.domain.outcomes import RetryPolicy
+from postline.metrics import ApiMetrics, WorkerMetrics
+from postline.providers.registry import build_providers, http_session
+from postline.queue.streams import RedisQueue, connect
+from postline.settings import Settings
+from postline.store.messages import MessageStore
+from postline.store.pool import create_pool
+from postline.worker.completion import Completer
+
+log = logging.getLogger("postline.api")
+
+
+class TimingMiddleware:
+    """Observes every request's latency by route template (never the raw path)."""
+
+    def __init__(self, app: ASGIApp, metrics: ApiMetrics) -> None:
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = 500
+
+        async def send_wrapper(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_wrapper)
+        finally:
+            route = scope.get("route")
+            template = getattr(route, "path", "unmatched")
+            self.metrics.request_duration.labels(scope["method"], template, str(status)).observe(
+                time.perf_counter() - started
+            )
+
+
+def policy_of(settings: Settings) -> RetryPolicy:
+    return RetryPolicy(
+        max_attempts=settings.max_attempts,
+        base_seconds=settings.retry_base_seconds,
+        max_seconds=settings.retry_max_seconds,
+    )
+
+
+def create_app(settings: Settings) -> FastAPI:
+    """Builds the API for `settings` (DATABASE_URL and REDIS_URL must be set)."""
+    if not settings.database_url or not settings.redis_url:
+        raise ValueError("create_app needs settings with database_url and redis_url")
+    metrics = ApiMetrics()
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        assert settings.database_url and settings.redis_url
+        pool = await create_pool(settings.database_url, size=settings.db_pool_size, lazy=True)
+        redis = connect(settings.redis_url, timeout=2.0)
+        queue = RedisQueue(redis)
+        try:
+            await queue.ensure_groups()
+        except (RedisError, OSError) as exc:
+            log.warning("redis unavailable at start; sends are stored and queued later: %s", exc)
+        store = MessageStore(pool)
+        acceptor = Acceptor(store=store, queue=queue)
+        acceptor.start()
+        parts = Components(settings, pool, redis, queue, store, acceptor, metrics)
+        session = None
+        if settings.sync_message_processing:
+            session = http_session(settings, connections=100)
+            parts.inline = InlineSender(
+                store=store,
+                queue=queue,
+                providers=build_providers(settings, session),
+                policy=policy_of(settings),
+                completer=Completer(store=store, queue=queue, metrics=WorkerMetrics()),
+                visibility_timeout=settings.visibility_timeout_seconds,
+            )
+        app.state.components = parts
+        try:
+            yield
+        finally:
+            await acceptor.close()
+            if session is not None:
+                await session.close()
+            await redis.aclose()
+            await pool.close()
+
+    app = FastAPI(
+        title="Postline",
+        version="1.0.0",
+        summary="SMS, MMS, WhatsApp and email over one HTTP API.",
+        lifespan=lifespan,
+    )
+    app.add_middleware(TimingMiddleware, metrics=metrics)
+    errors.install(app)
+    app.include_router(messages.router)
+    app.include_router(ops.router)
+    _register_schema(app)
+    return app
+
+
+def _register_schema(app: FastAPI) -> None:
+    """The send body is read raw (for speed and the error envelope), so its
+    schema is added to the OpenAPI document by hand."""
+    original = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema:
+            return app.openapi_schema
+        schema = original()
+        components = schema.setdefault("components", {}).setdefault("schemas", {})
+        defs = MessageCreate.model_json_schema(
+            by_alias=True, ref_template="#/components/schemas/{model}"
+        )
+        for name, definition in defs.pop("$defs", {}).items():
+            components.setdefault(name, definition)
+        components["MessageCreate"] = defs
+        app.openapi_schema = schema
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]

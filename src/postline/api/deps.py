@@ -1,0 +1,59 @@
+"""What every route gets: the process's components, and the auth check."""
+
+from __future__ import annotations
+
+import hmac
+from dataclasses import dataclass, field
+from typing import Annotated
+
+import asyncpg
+import redis.asyncio as aioredis
+from fastapi import Depends, Request
+
+from postline.api.errors import ApiError
+from postline.api.service import Acceptor, InlineSender
+from postline.metrics import ApiMetrics
+from postline.queue.streams import RedisQueue
+from postline.settings import Settings
+from postline.store.messages import MessageStore
+
+
+@dataclass
+class Components:
+    """Built once in the app's lifespan; one per API process."""
+
+    settings: Settings
+    pool: asyncpg.Pool
+    redis: aioredis.Redis
+    queue: RedisQueue
+    store: MessageStore
+    acceptor: Acceptor
+    metrics: ApiMetrics
+    inline: InlineSender | None = None
+    closers: list[object] = field(default_factory=list)
+
+
+def components(request: Request) -> Components:
+    value: Components = request.app.state.components
+    return value
+
+
+ComponentsDep = Annotated[Components, Depends(components)]
+
+
+def require_api_key(request: Request, parts: ComponentsDep) -> None:
+    """Bearer auth when API_KEYS is set; keys compared in constant time."""
+    keys = parts.settings.api_key_list
+    if not keys:
+        return
+    header = request.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    presented = token.strip().encode()
+    ok = scheme.lower() == "bearer" and any(
+        hmac.compare_digest(presented, key.encode()) for key in keys
+    )
+    if not ok:
+        raise ApiError(401, "a valid 'Authorization: Bearer <key>' header is required")
+
+
+AuthDep = Annotated[None, Depends(require_api_key)]

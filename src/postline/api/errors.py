@@ -1,0 +1,96 @@
+"""The one error envelope: `{"error": {"code", "message", "details"}}` (SPEC 3)."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import orjson
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from pydantic import ValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.responses import Response
+
+log = logging.getLogger("postline.api")
+
+_CODES = {
+    400: "bad_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    409: "conflict",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
+    422: "validation_error",
+    429: "too_many_requests",
+    503: "service_unavailable",
+}
+
+
+class ApiError(Exception):
+    """Raised by routes and services; rendered in the envelope."""
+
+    def __init__(
+        self, status: int, message: str, *, code: str | None = None, details: list[Any] | None = None
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code or _CODES.get(status, "error")
+        self.message = message
+        self.details = details or []
+
+
+def envelope(status: int, code: str, message: str, details: list[Any] | None = None) -> Response:
+    body = {"error": {"code": code, "message": message, "details": details or []}}
+    return Response(orjson.dumps(body), status_code=status, media_type="application/json")
+
+
+def validation_details(exc: ValidationError | RequestValidationError) -> list[dict[str, Any]]:
+    """Pydantic's errors, trimmed to what a client can act on (no echo of input)."""
+    details = []
+    for err in exc.errors():
+        loc = [part for part in err.get("loc", ()) if part != "body"]
+        ctx = err.get("ctx") or {}
+        if err.get("type") == "send_rule" and "field" in ctx:
+            loc = [str(ctx["field"])]
+            msg = str(ctx.get("message", err.get("msg", "")))
+        else:
+            msg = str(err.get("msg", ""))
+        details.append({"loc": loc, "msg": msg, "type": err.get("type", "invalid")})
+    return details
+
+
+def summary(details: list[dict[str, Any]]) -> str:
+    if not details:
+        return "the request is not valid"
+    first = details[0]
+    where = ".".join(str(p) for p in first["loc"]) or "body"
+    more = f" (and {len(details) - 1} more)" if len(details) > 1 else ""
+    return f"{where}: {first['msg']}{more}"
+
+
+def install(app: FastAPI) -> None:
+    @app.exception_handler(ApiError)
+    async def _api_error(_: Request, exc: ApiError) -> Response:
+        return envelope(exc.status, exc.code, exc.message, exc.details)
+
+    @app.exception_handler(RequestValidationError)
+    async def _request_validation(_: Request, exc: RequestValidationError) -> Response:
+        details = validation_details(exc)
+        return envelope(422, "validation_error", summary(details), details)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(_: Request, exc: StarletteHTTPException) -> Response:
+        code = _CODES.get(exc.status_code, "error")
+        message = exc.detail if isinstance(exc.detail, str) else code.replace("_", " ")
+        response = envelope(exc.status_code, code, message)
+        for name, value in (exc.headers or {}).items():
+            response.headers[name] = value
+        return response
+
+    @app.exception_handler(Exception)
+    async def _unexpected(_: Request, exc: Exception) -> Response:
+        log.exception("unexpected error")
+        return envelope(500, "internal_error", "an unexpected error occurred")

@@ -1,0 +1,156 @@
+"""Accepting messages: store (group commit), then queue, then answer.
+
+A message is committed to PostgreSQL before the API answers 2xx, and put in
+Redis only after its row is committed. When Redis is down the row is still
+stored and the answer is still 202; the reconciler queues it later. When
+PostgreSQL is down nothing is accepted (503).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import asyncpg
+from redis.exceptions import RedisError
+
+from postline.api.errors import ApiError
+from postline.api.schemas import MessageCreate
+from postline.batching import GroupCommit
+from postline.domain.channels import Channel
+from postline.domain.outcomes import RetryPolicy
+from postline.domain.statuses import Status
+from postline.providers.base import Provider
+from postline.queue.streams import Enqueue, RedisQueue
+from postline.store.messages import MessageStore, NewMessage
+from postline.store.records import public_message
+from postline.worker.attempts import attempt
+from postline.worker.completion import Completer, Done
+
+log = logging.getLogger("postline.api")
+
+DB_UNAVAILABLE = (
+    asyncpg.exceptions.PostgresConnectionError,
+    asyncpg.exceptions.OperatorInterventionError,
+    asyncpg.InterfaceError,
+    OSError,
+    asyncio.TimeoutError,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Pending:
+    row: NewMessage
+    enqueue: bool
+
+
+def new_row(request: MessageCreate, *, idempotency_key: str | None, now: datetime) -> NewMessage:
+    checked = request.checked
+    scheduled = request.send_at is not None and request.send_at > now
+    return NewMessage(
+        id=uuid.uuid4(),
+        type=checked.channel.value,
+        status=(Status.SCHEDULED if scheduled else Status.PENDING).value,
+        from_addr=checked.from_addr,
+        to_addr=checked.to_addr,
+        body=checked.body,
+        subject=checked.subject,
+        html=checked.html,
+        attachments=checked.attachments,
+        ordering_key=checked.ordering_key,
+        send_at=request.send_at,
+        metadata=checked.metadata,
+        callback_url=request.callback_url,
+        idempotency_key=idempotency_key,
+        created_at=now,
+    )
+
+
+def row_view(row: NewMessage) -> dict[str, Any]:
+    """The answer for a just-stored row, without reading it back."""
+    return public_message(
+        {
+            "id": row.id, "status": row.status, "type": row.type, "from_addr": row.from_addr,
+            "to_addr": row.to_addr, "body": row.body, "subject": row.subject, "html": row.html,
+            "attachments": row.attachments, "ordering_key": row.ordering_key,
+            "send_at": row.send_at, "metadata": row.metadata, "callback_url": row.callback_url,
+            "attempts": 0, "error_code": None, "error_message": None, "provider": None,
+            "provider_message_id": None, "next_attempt_at": None, "created_at": row.created_at,
+            "updated_at": row.created_at, "sent_at": None, "delivered_at": None,
+        }
+    )  # fmt: skip
+
+
+class Acceptor:
+    """Stores and queues accepted messages, many requests per round trip."""
+
+    def __init__(self, *, store: MessageStore, queue: RedisQueue) -> None:
+        self.store = store
+        self.queue = queue
+        self._commits: GroupCommit[Pending] = GroupCommit(self._flush, max_batch=1000, parallel=3)
+
+    def start(self) -> None:
+        self._commits.start()
+
+    async def close(self) -> None:
+        await self._commits.close()
+
+    async def accept(self, rows: Sequence[NewMessage], *, enqueue: bool = True) -> None:
+        """Returns once every row is committed; raises ApiError(503) if it cannot be."""
+        try:
+            await asyncio.gather(*(self._commits.submit(Pending(r, enqueue)) for r in rows))
+        except DB_UNAVAILABLE as exc:
+            log.warning("database unavailable: %s", exc)
+            raise ApiError(503, "the database is unavailable", code="database_unavailable") from exc
+
+    async def _flush(self, batch: Sequence[Pending]) -> None:
+        await self.store.insert([p.row for p in batch])
+        due = [p.row for p in batch if p.enqueue and p.row.status == Status.PENDING]
+        later = [p.row for p in batch if p.enqueue and p.row.status == Status.SCHEDULED]
+        try:
+            await self.queue.push([_enqueue(r) for r in due])
+            for r in later:
+                assert r.send_at is not None
+                await self.queue.schedule(_enqueue(r), at=r.send_at.timestamp(), retry=False)
+        except (RedisError, OSError) as exc:
+            # Stored is what counts: the reconciler queues these when Redis is back.
+            log.warning("redis unavailable, %d messages left to the reconciler: %s", len(batch), exc)
+
+
+def _enqueue(row: NewMessage) -> Enqueue:
+    return Enqueue(str(row.id), Channel(row.type), row.ordering_key)
+
+
+class InlineSender:
+    """Sync mode: one attempt inside the request; the workers take it from there."""
+
+    def __init__(
+        self,
+        *,
+        store: MessageStore,
+        queue: RedisQueue,
+        providers: Mapping[Channel, Provider],
+        policy: RetryPolicy,
+        completer: Completer,
+        visibility_timeout: float,
+    ) -> None:
+        self._store = store
+        self._providers = providers
+        self._policy = policy
+        self._completer = completer
+        self._visibility = visibility_timeout
+        self._queue = queue
+
+    async def send(self, row: NewMessage) -> dict[str, Any]:
+        claimed = await self._store.claim([row.id], stale_after=self._visibility)
+        if claimed:
+            outcome, _ = await attempt(claimed[0], providers=self._providers, policy=self._policy)
+            await self._completer([Done(outcome, None, Channel(row.type), row.ordering_key)])
+        stored = await self._store.get(row.id)
+        assert stored is not None
+        return public_message(stored)

@@ -1,0 +1,142 @@
+"""The `postline` command. Subcommands build their parts, then run them.
+
+Every option falls back to the environment variable that `--help` names;
+settings not on the command line come from the environment and `.env`.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import click
+
+from postline import logs
+from postline.errors import ConfigurationError
+from postline.settings import Settings
+
+DATA_DIR = Path(".postline")
+
+
+def _settings(*, need_servers: bool = True) -> Settings:
+    """Settings from the environment; falls back to a running `postline dev`'s servers."""
+    settings = Settings()
+    if need_servers and not (settings.database_url and settings.redis_url):
+        from postline.dev import DEV_ENV_FILE, read_env_file
+
+        saved = read_env_file(DATA_DIR / DEV_ENV_FILE)
+        if not saved:
+            raise click.ClickException(
+                "DATABASE_URL and REDIS_URL are not set and no `postline dev` is running here: "
+                "set them, or start `postline dev` (make run) first"
+            )
+        for key, value in saved.items():
+            os.environ.setdefault(key, value)
+        settings = Settings()
+    logs.configure(level=settings.log_level, fmt=settings.log_format)
+    return settings
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "show_default": True})
+def main() -> None:
+    """Postline: SMS, MMS, WhatsApp and email over one HTTP API."""
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", envvar="POSTLINE_HOST", show_envvar=True)
+@click.option("--port", default=8080, type=int, envvar="POSTLINE_PORT", show_envvar=True)
+@click.option(
+    "--insecure-no-auth", is_flag=True, help="Listen on a public address without API_KEYS."
+)
+def api(host: str, port: int, insecure_no_auth: bool) -> None:
+    """Serve the HTTP API (needs DATABASE_URL and REDIS_URL)."""
+    from postline.api import server
+
+    try:
+        server.run(_settings(), host=host, port=port, insecure_no_auth=insecure_no_auth)
+    except ConfigurationError as exc:
+        raise click.ClickException(str(exc)) from exc
+
+
+@main.command()
+@click.option(
+    "--concurrency", type=int, default=None, envvar="WORKER_CONCURRENCY", show_envvar=True,
+    help="Sends in flight at once (default 256).",
+)  # fmt: skip
+@click.option(
+    "--metrics-port", type=int, default=None, envvar="WORKER_METRICS_PORT", show_envvar=True,
+    help="Serve this worker's Prometheus metrics on 127.0.0.1:PORT.",
+)  # fmt: skip
+def worker(concurrency: int | None, metrics_port: int | None) -> None:
+    """Deliver queued messages; SIGTERM finishes the sends in flight, then exits 0."""
+    from postline.worker import process
+
+    try:
+        process.run(_settings(), concurrency=concurrency, metrics_port=metrics_port)
+    except ConfigurationError as exc:
+        raise click.ClickException(str(exc)) from exc
+
+
+@main.command()
+def migrate() -> None:
+    """Bring the database schema up to date (safe to run again)."""
+    from postline.store.migrate import upgrade
+
+    settings = _settings()
+    assert settings.database_url
+    applied = upgrade(settings.database_url)
+    click.echo(f"applied: {', '.join(applied)}" if applied else "schema is up to date")
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", envvar="SIMULATOR_HOST", show_envvar=True)
+@click.option("--port", default=8900, type=int, envvar="SIMULATOR_PORT", show_envvar=True)
+@click.option("--latency-ms", default=0.0, type=float, envvar="SIMULATOR_LATENCY_MS", show_envvar=True)
+@click.option("--error-rate", default=0.0, type=float, envvar="SIMULATOR_ERROR_RATE", show_envvar=True)
+@click.option("--rate-429", default=0.0, type=float, envvar="SIMULATOR_RATE_429", show_envvar=True)
+@click.option("--retry-after", default=1, type=int, envvar="SIMULATOR_RETRY_AFTER", show_envvar=True)
+def simulator(
+    host: str, port: int, latency_ms: float, error_rate: float, rate_429: float, retry_after: int
+) -> None:
+    """Run the Twilio + SendGrid simulator (inspect it at /_sim/requests)."""
+    from postline.simulator.app import run_simulator
+    from postline.simulator.config import SimulatorConfig
+
+    settings = _settings(need_servers=False)
+    config = SimulatorConfig(
+        latency_ms=latency_ms,
+        error_rate=error_rate,
+        rate_429=rate_429,
+        retry_after_seconds=retry_after,
+        twilio_auth_token=settings.twilio_auth_token,
+        sendgrid_api_key=settings.sendgrid_api_key,
+    )
+    run_simulator(host, port, config)
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", envvar="POSTLINE_HOST", show_envvar=True)
+@click.option("--port", default=8080, type=int, envvar="POSTLINE_PORT", show_envvar=True)
+@click.option("--workers", default=1, type=int, envvar="POSTLINE_DEV_WORKERS", show_envvar=True)
+@click.option("--simulator-port", default=8900, type=int, envvar="SIMULATOR_PORT", show_envvar=True)
+@click.option(
+    "--data-dir", default=str(DATA_DIR), type=click.Path(path_type=Path),
+    envvar="POSTLINE_DATA_DIR", show_envvar=True,
+)  # fmt: skip
+def dev(host: str, port: int, workers: int, simulator_port: int, data_dir: Path) -> None:
+    """Run everything: embedded servers if needed, simulator, API and a worker."""
+    from postline import dev as launcher
+
+    settings = Settings()
+    logs.configure(level=settings.log_level, fmt=settings.log_format)
+    sys.exit(
+        launcher.run(
+            settings,
+            data_dir=data_dir,
+            host=host,
+            port=port,
+            workers=workers,
+            simulator_port=simulator_port,
+        )
+    )

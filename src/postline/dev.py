@@ -1,0 +1,199 @@
+"""`postline dev`: the whole service on one machine, in one command.
+
+Starts what is missing (embedded PostgreSQL and Redis under `./.postline/`
+when no URLs are given, the provider simulator when no provider credentials
+are given), migrates, then runs the API and one worker as child processes.
+Ctrl-C or SIGTERM stops everything in reverse order; children also die with
+the launcher if it is killed outright (PR_SET_PDEATHSIG on Linux).
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import ctypes
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+from postline.settings import Settings
+from postline.store.migrate import upgrade
+
+DEV_ENV_FILE = "dev.env"
+SIM_ACCOUNT_SID = "AC" + "0" * 32
+SIM_AUTH_TOKEN = "simulator-auth-token"  # noqa: S105 - the simulator's own fake credential
+SIM_SENDGRID_KEY = "SG.simulator-key"
+
+
+def _die_with_parent() -> None:  # pragma: no cover - runs in the child before exec
+    if sys.platform.startswith("linux"):
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
+def spawn(args: list[str], env: dict[str, str], log_file: Path | None = None) -> subprocess.Popen[bytes]:
+    """Starts `python -m postline <args>` as a child that dies with us."""
+    out = open(log_file, "ab") if log_file else None  # noqa: SIM115 - owned by the child
+    return subprocess.Popen(  # noqa: S603 - our own interpreter and module
+        [sys.executable, "-m", "postline", *args],
+        env=env,
+        stdout=out,
+        stderr=subprocess.STDOUT if out else None,
+        preexec_fn=_die_with_parent,  # noqa: PLW1509 - no threads exist yet in the launcher
+    )
+
+
+def wait_http(url: str, *, timeout: float, proc: subprocess.Popen[bytes] | None = None) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"{url}: the process exited with {proc.returncode}")
+        with contextlib.suppress(OSError):
+            with urllib.request.urlopen(url, timeout=1):  # noqa: S310 - loopback URL we built
+                return
+        time.sleep(0.1)
+    raise TimeoutError(f"{url} did not answer within {timeout:.0f}s")
+
+
+def read_env_file(path: Path) -> dict[str, str]:
+    if not path.exists():
+        return {}
+    values = {}
+    for line in path.read_text().splitlines():
+        key, sep, value = line.partition("=")
+        if sep and not key.startswith("#"):
+            values[key.strip()] = value.strip()
+    return values
+
+
+def _signing_secret(data_dir: Path) -> str:
+    """A stable `whsec_` secret for dev callbacks, kept with the dev data."""
+    saved = read_env_file(data_dir / DEV_ENV_FILE).get("CALLBACK_SIGNING_SECRET")
+    return saved or "whsec_" + base64.b64encode(secrets.token_bytes(24)).decode()
+
+
+@contextlib.contextmanager
+def _servers(settings: Settings, data_dir: Path) -> Iterator[tuple[str, str]]:
+    from postline.embedded import EmbeddedPostgres, EmbeddedRedis
+
+    with contextlib.ExitStack() as stack:
+        database_url = settings.database_url
+        if not database_url:
+            database_url = stack.enter_context(EmbeddedPostgres(data_dir / "postgres")).url
+        redis_url = settings.redis_url
+        if not redis_url:
+            redis_url = stack.enter_context(EmbeddedRedis(data_dir / "redis")).url
+        yield database_url, redis_url
+
+
+def run(
+    settings: Settings,
+    *,
+    data_dir: Path,
+    host: str,
+    port: int,
+    workers: int,
+    simulator_port: int,
+) -> int:
+    data_dir.mkdir(parents=True, exist_ok=True)
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    children: list[tuple[str, subprocess.Popen[bytes]]] = []
+    try:
+        with _servers(settings, data_dir) as (database_url, redis_url):
+            applied = upgrade(database_url)
+            print(f"migrations: {', '.join(applied) if applied else 'up to date'}", flush=True)
+            env = dict(os.environ, DATABASE_URL=database_url, REDIS_URL=redis_url)
+            env.setdefault("CALLBACK_SIGNING_SECRET", _signing_secret(data_dir))
+            if not settings.providers_configured:
+                sim = spawn(["simulator", "--host", "127.0.0.1", "--port", str(simulator_port)], env)
+                children.append(("simulator", sim))
+                sim_url = f"http://127.0.0.1:{simulator_port}"
+                wait_http(f"{sim_url}/_sim/health", timeout=20, proc=sim)
+                env.update(
+                    TWILIO_ACCOUNT_SID=SIM_ACCOUNT_SID,
+                    TWILIO_AUTH_TOKEN=SIM_AUTH_TOKEN,
+                    TWILIO_BASE_URL=sim_url,
+                    SENDGRID_API_KEY=SIM_SENDGRID_KEY,
+                    SENDGRID_BASE_URL=sim_url,
+                )
+            _write_dev_env(data_dir, env)
+            api = spawn(["api", "--host", host, "--port", str(port)], env)
+            children.append(("api", api))
+            for i in range(workers):
+                children.append((f"worker-{i + 1}", spawn(["worker"], env)))
+            wait_http(f"http://{host}:{port}/health", timeout=30, proc=api)
+            _banner(env, host, port, settings, data_dir)
+            while not stop.is_set():
+                for name, child in children:
+                    if child.poll() is not None:
+                        print(f"{name} exited with {child.returncode}; stopping", flush=True)
+                        stop.set()
+                stop.wait(0.5)
+            return 0
+    finally:
+        _stop_children(children)
+
+
+def _write_dev_env(data_dir: Path, env: dict[str, str]) -> None:
+    """Lets `postline worker` in another terminal join this dev instance."""
+    keys = (
+        "DATABASE_URL", "REDIS_URL", "TWILIO_ACCOUNT_SID", "TWILIO_AUTH_TOKEN", "TWILIO_BASE_URL",
+        "SENDGRID_API_KEY", "SENDGRID_BASE_URL", "CALLBACK_SIGNING_SECRET",
+    )  # fmt: skip
+    lines = [f"{k}={env[k]}" for k in keys if k in env]
+    path = data_dir / DEV_ENV_FILE
+    path.write_text("\n".join(lines) + "\n")
+    path.chmod(0o600)
+
+
+def _stop_children(children: list[tuple[str, subprocess.Popen[bytes]]]) -> None:
+    for _, child in reversed(children):
+        if child.poll() is None:
+            child.send_signal(signal.SIGTERM)
+    deadline = time.monotonic() + 15
+    for name, child in reversed(children):
+        try:
+            child.wait(timeout=max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            print(f"{name} did not stop in time; killing it", flush=True)
+            child.kill()
+            child.wait()
+
+
+def _banner(env: dict[str, str], host: str, port: int, settings: Settings, data_dir: Path) -> None:
+    base = f"http://{host}:{port}"
+    lines = [
+        "",
+        "Postline is running. Ctrl-C stops everything.",
+        f"  API        {base}   (docs {base}/docs, health {base}/health)",
+        f"  PostgreSQL {_redact(env['DATABASE_URL'])}"
+        + ("" if settings.database_url else f"   (embedded, data in {data_dir}/postgres)"),
+        f"  Redis      {env['REDIS_URL']}"
+        + ("" if settings.redis_url else f"   (embedded, AOF in {data_dir}/redis)"),
+        f"  Providers  {'simulator at ' + env['TWILIO_BASE_URL'] if not settings.providers_configured else 'Twilio and SendGrid'}",
+        f"  Callbacks  signed with CALLBACK_SIGNING_SECRET={env['CALLBACK_SIGNING_SECRET']}",
+        f"  More workers: `make worker` (reads {data_dir}/{DEV_ENV_FILE})",
+        "",
+        "Try it:",
+        f"  curl -s -X POST {base}/api/v1/messages/send -H 'Content-Type: application/json' \\",
+        """    -d '{"from": "+15551234567", "to": "+15559876543", "type": "sms", "body": "Test"}'""",
+        "",
+    ]
+    print("\n".join(lines), flush=True)
+
+
+def _redact(url: str) -> str:
+    scheme, sep, rest = url.partition("://")
+    creds, at, hostpart = rest.rpartition("@")
+    if at and ":" in creds:
+        creds = creds.split(":", 1)[0] + ":***"
+    return f"{scheme}{sep}{creds}{at}{hostpart}"

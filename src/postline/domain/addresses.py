@@ -1,0 +1,59 @@
+"""Address forms: E.164 phone numbers and RFC 5322 email addresses (SPEC 3.1).
+
+Phone numbers are checked by form only; email addresses by syntax only (no DNS
+look-up: a send must never wait on the network to be validated).
+"""
+
+from __future__ import annotations
+
+import re
+from email.utils import parseaddr
+
+from email_validator import EmailNotValidError, validate_email
+
+E164 = re.compile(r"\+[1-9][0-9]{7,14}")
+WHATSAPP_PREFIX = "whatsapp:"
+_DISPLAY_NAME_FORM = re.compile(r"^\s*(?P<name>[^<>]*?)\s*<(?P<addr>[^<>]+)>\s*$")
+
+
+class AddressError(ValueError):
+    """The address is not of the form its channel needs."""
+
+
+def phone(value: str) -> str:
+    if not E164.fullmatch(value):
+        raise AddressError(
+            "must be an E.164 number: '+' then 8 to 15 digits, the first 1-9"
+        )
+    return value
+
+
+def whatsapp(value: str) -> str:
+    """Accepts `+1555...` or `whatsapp:+1555...`; returns the bare E.164 number."""
+    bare = value[len(WHATSAPP_PREFIX) :] if value.startswith(WHATSAPP_PREFIX) else value
+    return phone(bare)
+
+
+def email(value: str) -> str:
+    """Accepts `addr` or `Name <addr>`; returns it with surrounding space trimmed."""
+    stripped = value.strip()
+    match = _DISPLAY_NAME_FORM.match(stripped)
+    addr = match.group("addr").strip() if match else stripped
+    if any(ch in addr for ch in "<>\r\n") or not addr:
+        raise AddressError("must be an email address: 'addr' or 'Name <addr>'")
+    try:
+        validate_email(addr, check_deliverability=False)
+    except EmailNotValidError as exc:
+        raise AddressError(f"is not a valid email address: {exc}") from exc
+    return stripped
+
+
+def email_parts(value: str) -> tuple[str, str]:
+    """(display name, address) of an address already accepted by `email`."""
+    name, addr = parseaddr(value)
+    return name, addr
+
+
+def email_addr(value: str) -> str:
+    """The bare address, lower-cased: what identifies the recipient."""
+    return email_parts(value)[1].lower()

@@ -1,0 +1,55 @@
+"""What an attempt's result means for the message: sent, retry later, or failed."""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from postline.domain.retry import backoff_seconds
+from postline.domain.statuses import Status
+from postline.errors import PermanentProviderError, ProviderError, TransientProviderError
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    max_attempts: int
+    base_seconds: float
+    max_seconds: float
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    status: Status
+    next_attempt_at: datetime | None = None
+    detail: str | None = None
+
+
+def judge_failure(
+    error: ProviderError,
+    *,
+    attempt: int,
+    budget_used: int,
+    policy: RetryPolicy,
+    now: datetime | None = None,
+    rng: random.Random | None = None,
+) -> Verdict:
+    """Decides retry or fail for a failed attempt.
+
+    `budget_used` counts the attempts made since the last fresh budget (a
+    manual retry resets it), `attempt` is the lifetime attempt number.
+    """
+    if isinstance(error, PermanentProviderError):
+        return Verdict(Status.FAILED, detail="permanent provider error")
+    assert isinstance(error, TransientProviderError)
+    if budget_used >= policy.max_attempts:
+        return Verdict(Status.FAILED, detail=f"gave up after {budget_used} attempts")
+    delay = backoff_seconds(
+        attempt=budget_used,
+        base=policy.base_seconds,
+        cap=policy.max_seconds,
+        retry_after=error.retry_after,
+        rng=rng,
+    )
+    moment = (now or datetime.now(UTC)) + timedelta(seconds=delay)
+    return Verdict(Status.RETRYING, next_attempt_at=moment, detail=f"retry in {delay:.2f}s")

@@ -1,0 +1,61 @@
+"""Message statuses and the transitions between them (SPEC 2).
+
+The allowed transitions are written once here; the SQL that moves a row
+(`store/`) only ever moves it along an edge of this graph, so a late worker or
+a late receipt can never step a message backwards.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class Status(StrEnum):
+    SCHEDULED = "scheduled"
+    PENDING = "pending"
+    SENDING = "sending"
+    RETRYING = "retrying"
+    SENT = "sent"
+    DELIVERED = "delivered"
+    UNDELIVERED = "undelivered"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+#: Statuses a worker may claim a message from.
+CLAIMABLE: frozenset[Status] = frozenset({Status.PENDING, Status.RETRYING, Status.SCHEDULED})
+
+#: Statuses that still need work from Postline (what the reconciler looks after).
+OPEN: frozenset[Status] = frozenset(
+    {Status.SCHEDULED, Status.PENDING, Status.SENDING, Status.RETRYING}
+)
+
+#: Statuses after which the next message of the same ordering key may go.
+RELEASES_ORDERING_KEY: frozenset[Status] = frozenset(
+    {Status.SENT, Status.DELIVERED, Status.UNDELIVERED, Status.FAILED, Status.CANCELLED}
+)
+
+#: Statuses a client can cancel from.
+CANCELLABLE: frozenset[Status] = frozenset({Status.SCHEDULED, Status.PENDING, Status.RETRYING})
+
+#: Statuses that end the message's life (client callbacks fire on these and receipts).
+TERMINAL: frozenset[Status] = frozenset(
+    {Status.DELIVERED, Status.UNDELIVERED, Status.FAILED, Status.CANCELLED}
+)
+
+TRANSITIONS: dict[Status, frozenset[Status]] = {
+    Status.SCHEDULED: frozenset({Status.PENDING, Status.SENDING, Status.CANCELLED}),
+    Status.PENDING: frozenset({Status.SENDING, Status.CANCELLED}),
+    Status.SENDING: frozenset({Status.SENT, Status.RETRYING, Status.FAILED, Status.SENDING}),
+    Status.RETRYING: frozenset({Status.SENDING, Status.PENDING, Status.CANCELLED}),
+    Status.SENT: frozenset({Status.DELIVERED, Status.UNDELIVERED, Status.FAILED}),
+    Status.DELIVERED: frozenset(),
+    Status.UNDELIVERED: frozenset({Status.DELIVERED}),
+    Status.FAILED: frozenset({Status.PENDING}),
+    Status.CANCELLED: frozenset(),
+}
+
+
+def can_move(current: Status, new: Status) -> bool:
+    """True when `current -> new` is an edge of the lifecycle graph."""
+    return new in TRANSITIONS[current]

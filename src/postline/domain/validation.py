@@ -1,0 +1,211 @@
+"""Channel rules for a send request (SPEC 3, 3.1): pure functions, no I/O.
+
+`check_send` takes the fields a client gave and returns them normalised, or
+raises `SendRuleError` naming the field, so the API can answer 422 with the
+field in the error's details.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from postline.domain import addresses
+from postline.domain.channels import Channel
+
+MAX_TEXT_CHARS = 1600
+MAX_EMAIL_BYTES = 1_000_000
+MAX_METADATA_BYTES = 4096
+MAX_MMS_ATTACHMENTS = 10
+MAX_URL_CHARS = 2048
+MAX_ORDERING_KEY_CHARS = 256
+MAX_SUBJECT_CHARS = 998  # RFC 5322 line limit
+
+# C0/C1 controls other than tab, newline and carriage return: PostgreSQL cannot
+# store NUL at all and no provider wants the others.
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
+_HEADER_UNSAFE = re.compile(r"[\r\n]")
+
+
+class SendRuleError(ValueError):
+    """A field breaks a channel rule."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field
+        self.message = message
+
+
+@dataclass(frozen=True, slots=True)
+class EmailAttachment:
+    filename: str
+    content_type: str
+    content: str
+
+
+@dataclass(frozen=True, slots=True)
+class CheckedSend:
+    """A send request that passed every rule, with addresses normalised."""
+
+    channel: Channel
+    from_addr: str
+    to_addr: str
+    body: str | None
+    subject: str | None
+    html: str | None
+    attachments: list[Any]
+    ordering_key: str
+    metadata: dict[str, Any]
+
+
+def _no_controls(field: str, value: str | None) -> None:
+    if value is not None and _CONTROL.search(value):
+        raise SendRuleError(field, "must not contain control characters")
+
+
+def _http_url(field: str, value: Any) -> str:
+    if not isinstance(value, str) or not value.startswith(("http://", "https://")):
+        raise SendRuleError(field, "must be an http or https URL")
+    if len(value) > MAX_URL_CHARS or len(value) <= len("https://"):
+        raise SendRuleError(field, f"must be a URL of at most {MAX_URL_CHARS} characters")
+    if _CONTROL.search(value) or any(ch.isspace() for ch in value):
+        raise SendRuleError(field, "must not contain spaces or control characters")
+    return value
+
+
+def check_url(field: str, value: str) -> str:
+    return _http_url(field, value)
+
+
+def _address(channel: Channel, field: str, value: str) -> str:
+    try:
+        if channel is Channel.EMAIL:
+            return addresses.email(value)
+        if channel is Channel.WHATSAPP:
+            return addresses.whatsapp(value)
+        return addresses.phone(value)
+    except addresses.AddressError as exc:
+        raise SendRuleError(field, str(exc)) from exc
+
+
+def _media_urls(attachments: Sequence[Any], *, low: int, high: int, channel: str) -> list[str]:
+    if not low <= len(attachments) <= high:
+        want = f"{low} to {high}" if low != high else str(high)
+        raise SendRuleError("attachments", f"{channel} takes {want} attachment URLs")
+    return [_http_url(f"attachments.{i}", item) for i, item in enumerate(attachments)]
+
+
+def _email_attachments(attachments: Sequence[Any]) -> list[dict[str, str]]:
+    checked: list[dict[str, str]] = []
+    for i, item in enumerate(attachments):
+        field = f"attachments.{i}"
+        if not isinstance(item, dict) or set(item) != {"filename", "content_type", "content"}:
+            raise SendRuleError(
+                field, "email attachments are objects {filename, content_type, content}"
+            )
+        if not all(isinstance(v, str) and v for v in item.values()):
+            raise SendRuleError(field, "filename, content_type and content must be strings")
+        if _CONTROL.search(item["filename"]) or _HEADER_UNSAFE.search(item["content_type"]):
+            raise SendRuleError(field, "filename and content_type must be plain text")
+        try:
+            base64.b64decode(item["content"], validate=True)
+        except (binascii.Error, ValueError) as exc:
+            raise SendRuleError(f"{field}.content", "must be base64") from exc
+        checked.append(dict(item))
+    return checked
+
+
+def _metadata(metadata: dict[str, Any]) -> dict[str, Any]:
+    encoded = orjson.dumps(metadata)
+    if len(encoded) > MAX_METADATA_BYTES:
+        raise SendRuleError("metadata", f"must be at most {MAX_METADATA_BYTES} bytes as JSON")
+    if b"\\u0000" in encoded:
+        raise SendRuleError("metadata", "must not contain NUL characters")
+    return metadata
+
+
+def _text_channel_body(channel: Channel, body: str | None, *, required: bool) -> None:
+    if required and not body:
+        raise SendRuleError("body", f"{channel.value} needs a non-empty body")
+    if body is not None and len(body) > MAX_TEXT_CHARS:
+        raise SendRuleError("body", f"must be at most {MAX_TEXT_CHARS} characters")
+
+
+def _no_email_fields(channel: Channel, subject: str | None, html: str | None) -> None:
+    if subject is not None:
+        raise SendRuleError("subject", f"{channel.value} messages have no subject")
+    if html is not None:
+        raise SendRuleError("html", f"{channel.value} messages have no html part")
+
+
+def _email_content(subject: str | None, body: str | None, html: str | None) -> None:
+    if not subject or not subject.strip():
+        raise SendRuleError("subject", "email needs a subject")
+    if len(subject) > MAX_SUBJECT_CHARS or _HEADER_UNSAFE.search(subject):
+        raise SendRuleError("subject", "must be one line of at most 998 characters")
+    if not body and not html:
+        raise SendRuleError("body", "email needs a body, an html part or both")
+    size = len((body or "").encode()) + len((html or "").encode())
+    if size > MAX_EMAIL_BYTES:
+        raise SendRuleError("body", f"body and html together must be at most {MAX_EMAIL_BYTES} bytes")
+
+
+def _attachments(channel: Channel, attachments: Sequence[Any], body: str | None) -> list[Any]:
+    if channel is Channel.SMS:
+        if attachments:
+            raise SendRuleError("attachments", "sms takes no attachments: use mms")
+        return []
+    if channel is Channel.MMS:
+        return _media_urls(attachments, low=1, high=MAX_MMS_ATTACHMENTS, channel="mms")
+    if channel is Channel.WHATSAPP:
+        urls = _media_urls(attachments, low=0, high=1, channel="whatsapp")
+        if not body and not urls:
+            raise SendRuleError("body", "whatsapp needs a body or one media URL")
+        return urls
+    return _email_attachments(attachments)
+
+
+def check_send(
+    *,
+    channel: Channel,
+    from_addr: str,
+    to_addr: str,
+    body: str | None,
+    subject: str | None,
+    html: str | None,
+    attachments: Sequence[Any],
+    ordering_key: str | None,
+    metadata: dict[str, Any],
+) -> CheckedSend:
+    """Applies every rule of SPEC 3 for `channel`; raises SendRuleError on the first broken."""
+    for field, value in (("body", body), ("subject", subject), ("ordering_key", ordering_key)):
+        _no_controls(field, value)
+    _no_controls("html", html.replace("\x0c", "") if html else None)
+    frm = _address(channel, "from", from_addr)
+    to = _address(channel, "to", to_addr)
+    if channel is Channel.EMAIL:
+        _email_content(subject, body, html)
+    else:
+        _no_email_fields(channel, subject, html)
+        _text_channel_body(channel, body, required=channel is Channel.SMS)
+    checked_attachments = _attachments(channel, attachments, body)
+    if ordering_key is not None and not 1 <= len(ordering_key) <= MAX_ORDERING_KEY_CHARS:
+        raise SendRuleError("ordering_key", f"must be 1 to {MAX_ORDERING_KEY_CHARS} characters")
+    default_key = addresses.email_addr(to) if channel is Channel.EMAIL else to
+    return CheckedSend(
+        channel=channel,
+        from_addr=frm,
+        to_addr=to,
+        body=body,
+        subject=subject,
+        html=html,
+        attachments=checked_attachments,
+        ordering_key=ordering_key if ordering_key is not None else default_key,
+        metadata=_metadata(metadata),
+    )

@@ -1,0 +1,50 @@
+"""Postline's exceptions. The provider branch decides retry versus fail.
+
+    PostlineError
+     ├── ProviderError                 a send did not go through
+     │    ├── TransientProviderError   network error, timeout, 5xx, 429: retry later
+     │    │                            (honouring `retry_after` when the provider gave one)
+     │    └── PermanentProviderError   4xx other than 429: fail now, keep the provider's code
+     └── ConfigurationError            the settings cannot work (refuse to start)
+"""
+
+from __future__ import annotations
+
+
+class PostlineError(Exception):
+    """Base of every error Postline raises on purpose."""
+
+
+class ConfigurationError(PostlineError):
+    """The settings cannot work; the process refuses to start."""
+
+
+class ProviderError(PostlineError):
+    """A provider did not accept a message."""
+
+    def __init__(self, *, provider: str, code: str, message: str, status: int | None = None):
+        super().__init__(f"{provider}: {code}: {message}")
+        self.provider = provider
+        self.code = code
+        self.message = message
+        self.status = status
+
+
+class TransientProviderError(ProviderError):
+    """Worth trying again after a backoff."""
+
+    def __init__(
+        self,
+        *,
+        provider: str,
+        code: str,
+        message: str,
+        status: int | None = None,
+        retry_after: float | None = None,
+    ):
+        super().__init__(provider=provider, code=code, message=message, status=status)
+        self.retry_after = retry_after
+
+
+class PermanentProviderError(ProviderError):
+    """Trying again would fail the same way."""

@@ -1,0 +1,1 @@
+"""Provider adapters: Twilio for sms/mms/whatsapp, SendGrid for email."""

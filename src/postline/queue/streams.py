@@ -1,0 +1,187 @@
+"""Redis Streams adapter: the one place that speaks to the queues.
+
+Entries are deleted once acknowledged (XACK + XDEL), so `XLEN` of a channel
+stream is the backlog a person sees: not yet read, or read and in flight.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+import uuid
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import redis.asyncio as aioredis
+from redis.exceptions import ResponseError
+
+from postline.domain.channels import (
+    CHANNEL_STREAMS,
+    CONSUMER_GROUP,
+    DEAD_QUEUE,
+    RETRY_QUEUE,
+    Channel,
+)
+from postline.queue import scripts
+
+DEAD_LETTER_MAXLEN = 100_000
+
+
+@dataclass(frozen=True, slots=True)
+class Enqueue:
+    """A message to put at the back of its ordering key's FIFO."""
+
+    message_id: str
+    channel: Channel
+    ordering_key: str
+
+    @property
+    def member(self) -> str:
+        return f"{self.message_id}|{self.channel.value}"
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """One stream entry read by a worker."""
+
+    stream: str
+    entry_id: str
+    message_id: str
+    ordering_key: str
+
+
+class Queue(Protocol):
+    """What the API and the workers need from the queue."""
+
+    async def push(self, items: Sequence[Enqueue], *, check: bool = False) -> int: ...
+
+    async def schedule(self, item: Enqueue, *, at: float, retry: bool) -> None: ...
+
+
+def consumer_name() -> str:
+    return f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+
+
+def connect(url: str, *, timeout: float = 5.0) -> aioredis.Redis:
+    return aioredis.Redis.from_url(
+        url,
+        decode_responses=True,
+        socket_timeout=timeout,
+        socket_connect_timeout=min(timeout, 2.0),
+        health_check_interval=30,
+        max_connections=64,
+    )
+
+
+class RedisQueue:
+    """The real queue: channel streams with consumer group `workers`."""
+
+    def __init__(self, client: aioredis.Redis) -> None:
+        self.client = client
+        self._push = client.register_script(scripts.PUSH)
+        self._advance = client.register_script(scripts.ADVANCE)
+        self._promote = client.register_script(scripts.PROMOTE)
+
+    async def ensure_groups(self) -> None:
+        """Creates the consumer group on every channel stream (idempotent).
+
+        Id `0`, not `$`: entries added before the group existed are still read.
+        """
+        for stream in CHANNEL_STREAMS:
+            try:
+                await self.client.xgroup_create(stream, CONSUMER_GROUP, id="0", mkstream=True)
+            except ResponseError as exc:
+                if "BUSYGROUP" not in str(exc):
+                    raise
+
+    async def push(self, items: Sequence[Enqueue], *, check: bool = False) -> int:
+        """Appends messages to their FIFOs; heads go into their channel streams."""
+        if not items:
+            return 0
+        args: list[str] = ["1" if check else "0"]
+        for item in items:
+            args += [item.ordering_key, item.member, item.message_id]
+        return int(await self._push(args=args))
+
+    async def advance(self, items: Iterable[Enqueue]) -> int:
+        """Releases finished messages from their FIFOs, queueing each next head."""
+        args: list[str] = []
+        for item in items:
+            args += [item.ordering_key, item.member]
+        if not args:
+            return 0
+        return int(await self._advance(args=args))
+
+    async def schedule(self, item: Enqueue, *, at: float, retry: bool) -> None:
+        """Puts a retry (still its key's head) or a future send in the delay set."""
+        kind = "r" if retry else "s"
+        member = f"{kind}|{item.message_id}|{item.channel.value}|{item.ordering_key}"
+        await self.client.zadd(RETRY_QUEUE, {member: at})
+
+    async def promote_due(self, *, limit: int = 500, now: float | None = None) -> int:
+        moment = time.time() if now is None else now
+        return int(await self._promote(keys=[RETRY_QUEUE], args=[moment, limit]))
+
+    async def read(self, consumer: str, *, count: int, block_ms: int) -> list[Entry]:
+        reply = await self.client.xreadgroup(
+            CONSUMER_GROUP,
+            consumer,
+            dict.fromkeys(CHANNEL_STREAMS, ">"),
+            count=count,
+            block=block_ms,
+        )
+        return _entries(reply)
+
+    async def ack(self, entries: Sequence[Entry]) -> None:
+        if not entries:
+            return
+        by_stream: dict[str, list[str]] = {}
+        for entry in entries:
+            by_stream.setdefault(entry.stream, []).append(entry.entry_id)
+        async with self.client.pipeline(transaction=False) as pipe:
+            for stream, ids in by_stream.items():
+                pipe.xack(stream, CONSUMER_GROUP, *ids)
+                pipe.xdel(stream, *ids)
+            await pipe.execute()
+
+    async def dead_letter(self, fields: Sequence[dict[str, str]]) -> None:
+        if not fields:
+            return
+        async with self.client.pipeline(transaction=False) as pipe:
+            for item in fields:
+                pipe.xadd(DEAD_QUEUE, dict(item), maxlen=DEAD_LETTER_MAXLEN, approximate=True)
+            await pipe.execute()
+
+    async def depths(self) -> dict[str, dict[str, int]]:
+        """Backlog and in-flight (pending entries) per stream, and the delay set's size."""
+        result: dict[str, dict[str, int]] = {}
+        async with self.client.pipeline(transaction=False) as pipe:
+            for stream in CHANNEL_STREAMS:
+                pipe.xlen(stream)
+                pipe.xpending(stream, CONSUMER_GROUP)
+            pipe.zcard(RETRY_QUEUE)
+            pipe.xlen(DEAD_QUEUE)
+            replies = await pipe.execute(raise_on_error=False)
+        for i, stream in enumerate(CHANNEL_STREAMS):
+            depth, pending = replies[2 * i], replies[2 * i + 1]
+            result[stream] = {
+                "depth": depth if isinstance(depth, int) else 0,
+                "pending": pending.get("pending", 0) if isinstance(pending, dict) else 0,
+            }
+        retry, dead = replies[-2], replies[-1]
+        result[RETRY_QUEUE] = {"depth": retry if isinstance(retry, int) else 0, "pending": 0}
+        result[DEAD_QUEUE] = {"depth": dead if isinstance(dead, int) else 0, "pending": 0}
+        return result
+
+
+def _entries(reply: Any) -> list[Entry]:
+    entries: list[Entry] = []
+    for stream, items in reply or []:
+        for entry_id, fields in items:
+            if not fields:  # deleted while pending: nothing left to do but ack it
+                entries.append(Entry(stream, entry_id, "", ""))
+                continue
+            entries.append(Entry(stream, entry_id, fields.get("id", ""), fields.get("k", "")))
+    return entries

@@ -1,0 +1,66 @@
+"""Runtime configuration, read from the environment and `.env` (SPEC 5).
+
+Settings are built in `main()` or an app factory, never at import time, so a
+test can hand its own `Settings` to any component.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_TWILIO_BASE_URL = "https://api.twilio.com"
+DEFAULT_SENDGRID_BASE_URL = "https://api.sendgrid.com"
+
+
+class Settings(BaseSettings):
+    """Every knob of Postline; names match the environment variables."""
+
+    model_config = SettingsConfigDict(
+        env_file=".env", env_file_encoding="utf-8", extra="ignore", case_sensitive=False
+    )
+
+    database_url: str | None = None
+    redis_url: str | None = None
+    sync_message_processing: bool = False
+    api_keys: str | None = None
+
+    max_attempts: int = Field(default=3, ge=1, le=100)
+    retry_base_seconds: float = Field(default=2.0, gt=0)
+    retry_max_seconds: float = Field(default=300.0, gt=0)
+    visibility_timeout_seconds: float = Field(default=30.0, gt=0)
+    reconcile_interval_seconds: float = Field(default=10.0, gt=0)
+    provider_timeout_seconds: float = Field(default=10.0, gt=0)
+    worker_concurrency: int = Field(default=256, ge=1, le=10_000)
+
+    twilio_account_sid: str | None = None
+    twilio_auth_token: str | None = None
+    twilio_base_url: str = DEFAULT_TWILIO_BASE_URL
+    sendgrid_api_key: str | None = None
+    sendgrid_base_url: str = DEFAULT_SENDGRID_BASE_URL
+    sendgrid_webhook_public_key: str | None = None
+    public_base_url: str | None = None
+    callback_signing_secret: str | None = None
+
+    log_level: str = "INFO"
+    log_format: Literal["console", "json"] = "console"
+
+    db_pool_size: int = Field(default=10, ge=1, le=200)
+
+    @field_validator("twilio_base_url", "sendgrid_base_url")
+    @classmethod
+    def _strip_slash(cls, value: str) -> str:
+        return value.rstrip("/")
+
+    @property
+    def api_key_list(self) -> list[str]:
+        return [key.strip() for key in (self.api_keys or "").split(",") if key.strip()]
+
+    @property
+    def providers_configured(self) -> bool:
+        """True when real credentials for both providers are present."""
+        return bool(
+            self.twilio_account_sid and self.twilio_auth_token and self.sendgrid_api_key
+        )

@@ -1,0 +1,199 @@
+"""Message rows: every write is one round trip, batched, and fenced by status.
+
+Transitions are guarded in SQL, not in Python: a claim only takes a message
+that may be sent now, and a completion only lands while the row is still in
+the `sending` state of the very attempt that finished. A late worker or a
+duplicate therefore can never step a message backwards.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+import orjson
+
+from postline.store.records import MESSAGE_COLUMNS
+
+
+@dataclass(frozen=True, slots=True)
+class NewMessage:
+    """A validated message about to be stored."""
+
+    id: uuid.UUID
+    type: str
+    status: str
+    from_addr: str
+    to_addr: str
+    body: str | None
+    subject: str | None
+    html: str | None
+    attachments: list[Any]
+    ordering_key: str
+    send_at: datetime | None
+    metadata: dict[str, Any]
+    callback_url: str | None
+    idempotency_key: str | None
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """How one attempt ended, to be written by `complete`."""
+
+    id: uuid.UUID
+    attempt: int
+    status: str  # sent | retrying | failed
+    provider: str | None = None
+    provider_message_id: str | None = None
+    error_code: str | None = None
+    error_message: str | None = None
+    next_attempt_at: datetime | None = None
+    detail: str | None = None
+
+
+_INSERT = """
+WITH ins AS (
+    INSERT INTO messages (id, type, status, from_addr, to_addr, body, subject, html,
+                          attachments, ordering_key, send_at, metadata, callback_url,
+                          idempotency_key, created_at, updated_at)
+    SELECT u.id, u.type, u.status, u.f, u.t, u.b, u.s, u.h, u.a::jsonb, u.k, u.sa,
+           u.m::jsonb, u.cb, u.ik, u.ca, u.ca
+    FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[],
+                $7::text[], $8::text[], $9::text[], $10::text[], $11::timestamptz[],
+                $12::text[], $13::text[], $14::text[], $15::timestamptz[])
+         AS u(id, type, status, f, t, b, s, h, a, k, sa, m, cb, ik, ca)
+    RETURNING id, status, created_at
+)
+INSERT INTO message_events (message_id, status, attempt, detail, at)
+SELECT id, status, 0, 'accepted', created_at FROM ins
+"""
+
+_CLAIM = f"""
+WITH p AS (
+    SELECT id, status AS previous FROM messages
+    WHERE id = ANY($1::uuid[])
+      AND (status IN ('pending', 'retrying')
+           OR (status = 'scheduled' AND send_at <= now() + interval '1 second')
+           OR (status = 'sending' AND updated_at < now() - $2::float8 * interval '1 second'))
+    ORDER BY id
+    FOR UPDATE
+), c AS (
+    UPDATE messages m
+    SET status = 'sending', attempts = m.attempts + 1, updated_at = now(),
+        next_attempt_at = NULL
+    FROM p WHERE m.id = p.id
+    RETURNING m.*, p.previous
+), ev AS (
+    INSERT INTO message_events (message_id, status, attempt, detail)
+    SELECT id, 'sending', attempts,
+           CASE WHEN previous = 'sending'
+                THEN 'attempted again: the worker that held it was lost' END
+    FROM c
+)
+SELECT {MESSAGE_COLUMNS}, previous FROM c
+"""
+
+_COMPLETE = """
+WITH d AS (
+    SELECT * FROM unnest($1::uuid[], $2::int[], $3::text[], $4::text[], $5::text[],
+                         $6::text[], $7::text[], $8::timestamptz[], $9::text[])
+         AS d(id, attempt, status, provider, pmid, code, msg, next_at, detail)
+), upd AS (
+    UPDATE messages m
+    SET status = d.status,
+        provider = coalesce(d.provider, m.provider),
+        provider_message_id = coalesce(d.pmid, m.provider_message_id),
+        error_code = d.code, error_message = d.msg,
+        next_attempt_at = d.next_at,
+        sent_at = CASE WHEN d.status = 'sent' THEN now() ELSE m.sent_at END,
+        updated_at = now()
+    FROM d
+    WHERE m.id = d.id AND m.status = 'sending' AND m.attempts = d.attempt
+    RETURNING m.id, m.status, m.attempts, m.error_code, m.error_message, d.detail
+), ev AS (
+    INSERT INTO message_events (message_id, status, attempt, error_code, error_message, detail)
+    SELECT id, status, attempts, error_code, error_message, detail FROM upd
+)
+SELECT id FROM upd
+"""
+
+
+def _json(value: Any) -> str:
+    return orjson.dumps(value).decode()
+
+
+class MessageStore:
+    """The messages and message_events tables."""
+
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self.pool = pool
+
+    async def insert(self, rows: Sequence[NewMessage]) -> None:
+        """Stores accepted messages and their first event in one transaction."""
+        columns: list[list[Any]] = [[] for _ in range(15)]
+        for r in rows:
+            values = (
+                r.id, r.type, r.status, r.from_addr, r.to_addr, r.body, r.subject, r.html,
+                _json(r.attachments), r.ordering_key, r.send_at, _json(r.metadata),
+                r.callback_url, r.idempotency_key, r.created_at,
+            )  # fmt: skip
+            for column, value in zip(columns, values, strict=True):
+                column.append(value)
+        await self.pool.execute(_INSERT, *columns)
+
+    async def get(self, message_id: uuid.UUID) -> asyncpg.Record | None:
+        return await self.pool.fetchrow(
+            f"SELECT {MESSAGE_COLUMNS} FROM messages WHERE id = $1", message_id
+        )
+
+    async def events(self, message_id: uuid.UUID) -> list[asyncpg.Record]:
+        return list(
+            await self.pool.fetch(
+                "SELECT status, attempt, error_code, error_message, detail, at "
+                "FROM message_events WHERE message_id = $1 ORDER BY id",
+                message_id,
+            )
+        )
+
+    async def claim(
+        self, ids: Sequence[uuid.UUID], *, stale_after: float
+    ) -> list[asyncpg.Record]:
+        """Moves the claimable ones of `ids` to `sending` (attempts + 1) and returns them.
+
+        A `sending` row counts as claimable only once it is older than
+        `stale_after` seconds: its worker was lost.
+        """
+        if not ids:
+            return []
+        return list(await self.pool.fetch(_CLAIM, list(ids), stale_after))
+
+    async def complete(self, outcomes: Sequence[Outcome]) -> set[uuid.UUID]:
+        """Writes attempt outcomes; returns the ids whose row was still that attempt's."""
+        if not outcomes:
+            return set()
+        columns: list[list[Any]] = [[] for _ in range(9)]
+        for o in outcomes:
+            values = (
+                o.id, o.attempt, o.status, o.provider, o.provider_message_id, o.error_code,
+                o.error_message, o.next_attempt_at, o.detail,
+            )  # fmt: skip
+            for column, value in zip(columns, values, strict=True):
+                column.append(value)
+        rows = await self.pool.fetch(_COMPLETE, *columns)
+        return {row["id"] for row in rows}
+
+    async def states(self, ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, asyncpg.Record]:
+        """Status, channel and ordering key of each id (for entries a claim skipped)."""
+        if not ids:
+            return {}
+        rows = await self.pool.fetch(
+            "SELECT id, status, type, ordering_key, updated_at FROM messages "
+            "WHERE id = ANY($1::uuid[])",
+            list(ids),
+        )
+        return {row["id"]: row for row in rows}

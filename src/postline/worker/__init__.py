@@ -1,0 +1,1 @@
+"""The worker: reads the channel streams and delivers through the providers."""

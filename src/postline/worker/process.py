@@ -1,0 +1,67 @@
+"""A worker process: builds its parts from the settings and runs until signalled."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+
+from prometheus_client import start_http_server
+
+from postline.api.app import policy_of
+from postline.metrics import WorkerMetrics
+from postline.providers.registry import build_providers, http_session
+from postline.queue.streams import RedisQueue, connect
+from postline.settings import Settings
+from postline.store.messages import MessageStore
+from postline.store.pool import create_pool
+from postline.worker.runner import Worker
+
+log = logging.getLogger("postline.worker")
+
+
+async def serve(settings: Settings, *, concurrency: int, metrics_port: int | None) -> None:
+    assert settings.database_url and settings.redis_url
+    metrics = WorkerMetrics()
+    if metrics_port is not None:
+        start_http_server(metrics_port, addr="127.0.0.1", registry=metrics.registry)
+        log.info("worker metrics on http://127.0.0.1:%d/metrics", metrics_port)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    pool = await create_pool(settings.database_url, size=settings.db_pool_size)
+    redis = connect(settings.redis_url)
+    session = http_session(settings, connections=concurrency)
+    try:
+        worker = Worker(
+            store=MessageStore(pool),
+            queue=RedisQueue(redis),
+            providers=build_providers(settings, session),
+            policy=policy_of(settings),
+            concurrency=concurrency,
+            visibility_timeout=settings.visibility_timeout_seconds,
+            metrics=metrics,
+        )
+        await worker.run(stop)
+    finally:
+        await session.close()
+        await redis.aclose()
+        await pool.close()
+
+
+def run(settings: Settings, *, concurrency: int | None = None, metrics_port: int | None = None) -> None:
+    """Blocks until SIGTERM/SIGINT, then finishes the sends in flight and returns."""
+    try:
+        import uvloop
+
+        runner = uvloop.run
+    except ImportError:  # pragma: no cover - uvloop is not on every platform
+        runner = asyncio.run
+    runner(
+        serve(
+            settings,
+            concurrency=concurrency or settings.worker_concurrency,
+            metrics_port=metrics_port,
+        )
+    )

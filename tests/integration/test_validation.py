@@ -1,0 +1,121 @@
+"""Bad input: a clear 4xx in the error envelope, and nothing stored or queued."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import asyncpg
+import httpx
+import pytest
+
+from tests.support.harness import running_api, settings_for
+
+SMS = {"from": "+15551234567", "to": "+15559876543", "type": "sms", "body": "Test"}
+
+
+@pytest.fixture
+async def api(
+    database_url: str, redis_url: str, pool: asyncpg.Pool, redis: Any
+) -> AsyncIterator[httpx.AsyncClient]:
+    settings = settings_for(database_url, redis_url, "http://127.0.0.1:9")
+    async with running_api(settings) as base, httpx.AsyncClient(base_url=base) as client:
+        yield client
+
+
+BAD = [
+    pytest.param({**SMS, "to": "5559876543"}, "to", id="sms-to-not-e164"),
+    pytest.param({**SMS, "from": "+0551234567"}, "from", id="sms-from-leading-zero"),
+    pytest.param({**SMS, "to": "+1555"}, "to", id="sms-to-too-short"),
+    pytest.param({**SMS, "body": ""}, "body", id="sms-empty-body"),
+    pytest.param({**SMS, "body": "x" * 1601}, "body", id="sms-body-too-long"),
+    pytest.param({**SMS, "attachments": ["https://x.org/a.png"]}, "attachments", id="sms-attachment"),
+    pytest.param({**SMS, "type": "mms"}, "attachments", id="mms-without-attachments"),
+    pytest.param({**SMS, "type": "mms", "attachments": ["ftp://x.org/a.png"]}, "attachments.0",
+                 id="mms-ftp-url"),
+    pytest.param({**SMS, "type": "mms", "attachments": ["https://x.org/a"] * 11}, "attachments",
+                 id="mms-eleven-urls"),
+    pytest.param({**SMS, "type": "whatsapp", "attachments": ["https://x.org/a"] * 2},
+                 "attachments", id="whatsapp-two-urls"),
+    pytest.param({**SMS, "type": "fax"}, "type", id="unknown-channel"),
+    pytest.param({**SMS, "subject": "Hi"}, "subject", id="sms-subject"),
+    pytest.param({**SMS, "body": "nul\x00byte"}, "body", id="control-character"),
+    pytest.param({**SMS, "colour": "blue"}, "colour", id="unknown-field"),
+    pytest.param({**SMS, "metadata": {"k": "v" * 5000}}, "metadata", id="metadata-too-big"),
+    pytest.param({"from": "a@example.com", "to": "b@example.com", "type": "email", "body": "x"},
+                 "subject", id="email-no-subject"),
+    pytest.param({"from": "a@example.com", "to": "not-an-address", "type": "email",
+                  "subject": "s", "body": "x"}, "to", id="email-bad-to"),
+    pytest.param({"from": "a@example.com", "to": "b@example.com", "type": "email",
+                  "subject": "s"}, "body", id="email-no-content"),
+    pytest.param({"from": "a@example.com", "to": "b@example.com", "type": "email", "subject": "s",
+                  "body": "x", "attachments": [{"filename": "a", "content_type": "text/plain",
+                                                "content": "not base64!"}]},
+                 "attachments.0.content", id="email-attachment-not-base64"),
+    pytest.param({"from": "a@example.com", "to": "b@example.com", "type": "email",
+                  "subject": "s\r\nBcc: x@evil.com", "body": "x"}, "subject",
+                 id="email-header-injection"),
+    pytest.param({**SMS, "callback_url": "https://example.com/hook"}, "callback_url",
+                 id="callback-without-secret"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("payload", "field"), BAD)
+async def test_bad_send_is_422_and_stores_nothing(
+    api: httpx.AsyncClient, pool: asyncpg.Pool, redis: Any, payload: dict[str, Any], field: str
+) -> None:
+    answer = await api.post("/api/v1/messages/send", json=payload)
+    assert answer.status_code == 422, answer.text
+    error = answer.json()["error"]
+    assert error["code"] == "validation_error"
+    assert error["message"]
+    assert any(".".join(map(str, d["loc"])) == field for d in error["details"]), error
+    assert await pool.fetchval("SELECT count(*) FROM messages") == 0
+    assert await redis.xlen("message_queue:sms") == 0
+
+
+async def test_malformed_json_is_422(api: httpx.AsyncClient) -> None:
+    answer = await api.post(
+        "/api/v1/messages/send", content=b'{"from": ', headers={"content-type": "application/json"}
+    )
+    assert answer.status_code == 422
+    assert answer.json()["error"]["code"] == "validation_error"
+
+
+async def test_wrong_content_type_is_415(api: httpx.AsyncClient) -> None:
+    answer = await api.post("/api/v1/messages/send", content=b"from=x", headers={
+        "content-type": "application/x-www-form-urlencoded"})  # fmt: skip
+    assert answer.status_code == 415
+    assert answer.json()["error"]["code"] == "unsupported_media_type"
+
+
+async def test_oversize_request_is_413(api: httpx.AsyncClient) -> None:
+    answer = await api.post("/api/v1/messages/send", json={**SMS, "body": "x" * 2_100_000})
+    assert answer.status_code == 413
+    assert answer.json()["error"]["code"] == "payload_too_large"
+
+
+async def test_unknown_message_is_404(api: httpx.AsyncClient) -> None:
+    for path in ("/api/v1/messages/2b1c5f5e-0000-4000-8000-000000000000", "/api/v1/messages/nope"):
+        answer = await api.get(path)
+        assert answer.status_code == 404
+        assert answer.json()["error"]["code"] == "not_found"
+
+
+async def test_wrong_method_is_405_in_the_envelope(api: httpx.AsyncClient) -> None:
+    answer = await api.get("/api/v1/messages/send")
+    assert answer.status_code in (404, 405)
+    assert "error" in answer.json()
+
+
+async def test_odd_but_legitimate_text_is_stored_byte_for_byte(
+    api: httpx.AsyncClient, pool: asyncpg.Pool
+) -> None:
+    body = "Ça marche 🎉 — \u05e9\u05dc\u05d5\u05dd \"quoted\" 'single' \\ back\nline\ttab"
+    answer = await api.post("/api/v1/messages/send", json={**SMS, "body": body})
+    assert answer.status_code == 202
+    assert answer.json()["body"] == body
+    stored = await pool.fetchval(
+        "SELECT body FROM messages WHERE id = $1::uuid", answer.json()["id"]
+    )
+    assert stored == body
