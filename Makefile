@@ -1,0 +1,48 @@
+# Postline's front door. `make run` runs the whole service, `make test` the tests.
+PYTHON ?= python3
+UV_VERSION := 0.13.8
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.synced
+PYTEST_ARGS ?=
+
+.PHONY: setup run test worker migrate test-flow lint format bench clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml uv.lock
+	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Postline needs Python 3.11+"'
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	@test -x $(VENV)/bin/uv || $(PY) -m pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
+	UV_PYTHON_DOWNLOADS=never $(VENV)/bin/uv sync --frozen --quiet --python $(PY)
+	@touch $(STAMP)
+
+run: $(STAMP)  ## everything: embedded servers if needed, simulator, API on :8080, a worker
+	$(VENV)/bin/postline dev
+
+worker: $(STAMP)  ## one more worker (joins `make run`, or uses DATABASE_URL/REDIS_URL)
+	$(VENV)/bin/postline worker
+
+migrate: $(STAMP)
+	$(VENV)/bin/postline migrate
+
+test: $(STAMP)  ## unit, integration and acceptance tests (embedded servers unless URLs are set)
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+test-flow: $(STAMP)  ## walk a message through a running `make run`, step by step
+	$(PY) -m postline flow
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check src tests
+	$(VENV)/bin/ruff format --check src tests
+	$(VENV)/bin/mypy
+
+format: $(STAMP)
+	$(VENV)/bin/ruff format src tests
+	$(VENV)/bin/ruff check --fix src tests
+
+bench: $(STAMP)  ## throughput and latency figures (see BENCHMARKS.md)
+	$(VENV)/bin/postline bench
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .coverage

@@ -1,0 +1,29 @@
+"""A local stand-in for the Twilio Messages API and the SendGrid v3 Mail Send API.
+
+Postline's provider adapters always talk HTTP in the providers' real wire
+formats; in tests and under `postline dev` their base URLs point here. The
+simulator answers like the providers do (resources, status values, error
+codes and shapes taken from their published OpenAPI documents), records
+every request for inspection, and can be told to misbehave: latency, random
+500s and 429s, or a per-recipient script of answers.
+
+Modules: `config` (the knobs), `state` (log, counters, fault planning),
+`scripts` (per-recipient answers), `twilio` and `sendgrid` (the provider
+endpoints), `control` (the `/_sim` routes), `app` (build and serve).
+"""
+
+from postline.simulator.app import (
+    RunningSimulator,
+    create_app,
+    run_simulator,
+    running_simulator,
+)
+from postline.simulator.config import SimulatorConfig
+
+__all__ = [
+    "RunningSimulator",
+    "SimulatorConfig",
+    "create_app",
+    "run_simulator",
+    "running_simulator",
+]

@@ -1,0 +1,129 @@
+"""The real commands as subprocesses: simulator, API and worker."""
+
+from __future__ import annotations
+
+import base64
+import signal
+import time
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import httpx
+import pytest
+
+from tests.support.harness import SIM_KEY, SIM_SID, SIM_TOKEN, free_port
+from tests.support.processes import running, stop, postline
+
+PDF = base64.b64encode(b"%PDF-1.4").decode()
+MESSAGES = [
+    {"from": "+15551230001", "to": "+15559870001", "type": "sms", "body": "Booking paid"},
+    {"from": "+15551230001", "to": "+15559870002", "type": "mms", "body": "Ticket",
+     "attachments": ["https://example.com/t.png"]},
+    {"from": "+15551230001", "to": "whatsapp:+15559870003", "type": "whatsapp", "body": "Paid"},
+    {"from": "Shop <shop@example.com>", "to": "Ana <ana@example.org>", "type": "email",
+     "subject": "Receipt", "body": "Thanks", "html": "<b>Thanks</b>",
+     "attachments": [{"filename": "r.pdf", "content_type": "application/pdf", "content": PDF}]},
+]  # fmt: skip
+
+
+@pytest.fixture
+def env(database_url: str, redis_url: str, pool: asyncpg.Pool, redis: Any) -> dict[str, str]:
+    return {
+        "DATABASE_URL": database_url,
+        "REDIS_URL": redis_url,
+        "TWILIO_ACCOUNT_SID": SIM_SID,
+        "TWILIO_AUTH_TOKEN": SIM_TOKEN,
+        "SENDGRID_API_KEY": SIM_KEY,
+        "RETRY_BASE_SECONDS": "0.05",
+        "LOG_FORMAT": "json",
+    }
+
+
+def wait_until(check: Any, timeout: float, what: str) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = check()
+        if value:
+            return value
+        time.sleep(0.05)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+def test_one_message_of_each_channel_reaches_the_provider(
+    env: dict[str, str], tmp_path: Path
+) -> None:
+    sim_port, api_port = free_port(), free_port()
+    sim_url, api_url = f"http://127.0.0.1:{sim_port}", f"http://127.0.0.1:{api_port}"
+    env = {**env, "TWILIO_BASE_URL": sim_url, "SENDGRID_BASE_URL": sim_url}
+    log = tmp_path / "processes.log"
+    with (
+        running(["simulator", "--port", str(sim_port)], env, log, f"{sim_url}/_sim/health"),
+        running(["api", "--port", str(api_port)], env, log, f"{api_url}/health"),
+        httpx.Client(base_url=api_url) as api,
+        httpx.Client(base_url=sim_url) as sim,
+    ):
+        ids = []
+        for payload in MESSAGES:
+            answer = api.post("/api/v1/messages/send", json=payload)
+            assert answer.status_code == 202, answer.text
+            assert answer.json()["status"] == "pending"
+            ids.append(answer.json()["id"])
+        assert sim.get("/_sim/requests").json()["requests"] == []
+
+        with running(["worker", "--concurrency", "8"], env, log):
+            for message_id in ids:
+                wait_until(
+                    lambda i=message_id: api.get(f"/api/v1/messages/{i}").json()["status"] == "sent",
+                    timeout=20,
+                    what=f"{message_id} to be sent",
+                )
+        received = {r["to"]: r for r in sim.get("/_sim/requests").json()["requests"]}
+        assert len(received) == 4
+        sms, mms = received["+15559870001"], received["+15559870002"]
+        assert (sms["provider"], sms["from"], sms["body"], sms["media_urls"]) == (
+            "twilio", "+15551230001", "Booking paid", []
+        )
+        assert (mms["body"], mms["media_urls"]) == ("Ticket", ["https://example.com/t.png"])
+        wa = received["whatsapp:+15559870003"]
+        assert (wa["from"], wa["body"]) == ("whatsapp:+15551230001", "Paid")
+        mail = received["ana@example.org"]
+        assert mail["provider"] == "sendgrid"
+        assert (mail["from"], mail["subject"], mail["text"], mail["html"]) == (
+            "shop@example.com", "Receipt", "Thanks", "<b>Thanks</b>"
+        )
+        assert mail["attachments"][0]["content"] == PDF
+        for message_id in ids:
+            message = api.get(f"/api/v1/messages/{message_id}").json()
+            assert message["provider_message_id"]
+            assert message["attempts"] == 1
+
+
+def test_worker_finishes_sends_in_flight_on_sigterm(env: dict[str, str], tmp_path: Path) -> None:
+    sim_port, api_port = free_port(), free_port()
+    sim_url, api_url = f"http://127.0.0.1:{sim_port}", f"http://127.0.0.1:{api_port}"
+    env = {**env, "TWILIO_BASE_URL": sim_url, "SENDGRID_BASE_URL": sim_url}
+    log = tmp_path / "processes.log"
+    sim_args = ["simulator", "--port", str(sim_port), "--latency-ms", "1500"]
+    with (
+        running(sim_args, env, log, f"{sim_url}/_sim/health"),
+        running(["api", "--port", str(api_port)], env, log, f"{api_url}/health"),
+        httpx.Client(base_url=api_url) as api,
+    ):
+        ids = [
+            api.post(
+                "/api/v1/messages/send", json={**MESSAGES[0], "to": f"+1555987{i:04d}"}
+            ).json()["id"]
+            for i in range(20)
+        ]
+        worker = postline(["worker", "--concurrency", "50"], env, log)
+
+        def sending() -> bool:
+            statuses = [api.get(f"/api/v1/messages/{i}").json()["status"] for i in ids]
+            return statuses.count("sending") == len(ids)
+
+        wait_until(sending, timeout=15, what="all 20 to be in flight")
+        worker.send_signal(signal.SIGTERM)
+        assert stop(worker) == 0
+        statuses = {api.get(f"/api/v1/messages/{i}").json()["status"] for i in ids}
+        assert statuses == {"sent"}

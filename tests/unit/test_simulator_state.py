@@ -1,0 +1,161 @@
+"""Fault planning, scripts and the request log of the simulator state."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import pytest
+
+from postline.simulator.config import SimulatorConfig
+from postline.simulator.scripts import ScriptError, ScriptItem, parse_script
+from postline.simulator.state import SimulatorState
+
+
+def _record(
+    state: SimulatorState, provider: str = "twilio", to: str = "+1555", status: int = 201
+) -> None:
+    record: dict[str, Any] = {
+        "seq": 0,
+        "provider": provider,
+        "received_at": time.time(),
+        "status": status,
+        "to": to,
+    }
+    state.record(record)
+
+
+def test_quiet_config_plans_nothing() -> None:
+    plan = SimulatorState(SimulatorConfig()).plan("+15551234567")
+
+    assert (plan.delay, plan.fault) == (0.0, None)
+
+
+def test_error_rate_and_rate_429_split_one_draw() -> None:
+    state = SimulatorState(SimulatorConfig(error_rate=0.25, rate_429=0.25, seed=3))
+
+    faults = [state.plan("+1").fault for _ in range(4000)]
+    statuses = [None if f is None else f.status for f in faults]
+
+    assert 900 < statuses.count(500) < 1100
+    assert 900 < statuses.count(429) < 1100
+    assert all(f.retry_after == 1 for f in faults if f is not None and f.status == 429)
+
+
+def test_full_rates_always_fault() -> None:
+    assert SimulatorState(SimulatorConfig(error_rate=1.0)).plan(None).fault == ScriptItem(500)
+    fault = SimulatorState(SimulatorConfig(rate_429=1.0, retry_after_seconds=9)).plan(None).fault
+    assert fault == ScriptItem(429, retry_after=9)
+
+
+def test_jitter_stays_around_latency_and_never_negative() -> None:
+    state = SimulatorState(SimulatorConfig(latency_ms=10, latency_jitter_ms=20, seed=1))
+
+    delays = [state.plan(None).delay for _ in range(500)]
+
+    assert min(delays) == 0.0
+    assert max(delays) <= 0.030
+    assert any(0.0 < d < 0.010 for d in delays)
+    assert any(d > 0.010 for d in delays)
+
+
+def test_script_items_override_knobs_then_run_out() -> None:
+    state = SimulatorState(SimulatorConfig(error_rate=1.0, latency_ms=50))
+    key, items = parse_script(
+        {"to": "Ana@Example.com", "responses": [429, {"status": 202, "latency_ms": 5}]}
+    )
+    state.scripts.set(key, items)
+
+    first = state.plan("ana@example.com")
+    second = state.plan("ANA@example.com")
+    third = state.plan("ana@example.com")
+
+    assert first.fault == ScriptItem(429, retry_after=1)
+    assert first.delay == pytest.approx(0.05)
+    assert second.fault is None
+    assert second.delay == pytest.approx(0.005)
+    assert third.fault == ScriptItem(500)  # script exhausted: back to the knobs
+    assert not state.scripts
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"to": "+1", "responses": []},
+        {"to": "", "responses": [500]},
+        {"to": "+1", "responses": [99]},
+        {"to": "+1", "responses": [True]},
+        {"to": "+1", "responses": [{"status": 429, "retry_after": 1.5}]},
+        {"to": "+1", "responses": [{"status": 201, "latency_ms": -1}]},
+        {"to": "+1", "responses": [{"status": 400, "colour": "red"}]},
+        {"to": "+1", "responses": [500], "extra": 1},
+        [500],
+    ],
+)
+def test_bad_scripts_are_refused(body: object) -> None:
+    with pytest.raises(ScriptError):
+        parse_script(body)
+
+
+def test_same_seed_same_ids() -> None:
+    a = SimulatorState(SimulatorConfig(seed=5))
+    b = SimulatorState(SimulatorConfig(seed=5))
+
+    assert [a.new_hex_id(), a.new_sendgrid_id()] == [b.new_hex_id(), b.new_sendgrid_id()]
+    assert len(a.new_sendgrid_id()) == 22
+
+
+def test_log_filters_and_pages_forward() -> None:
+    state = SimulatorState(SimulatorConfig())
+    _record(state, to="+1")
+    _record(state, provider="sendgrid", to="Ana@Example.com", status=202)
+    _record(state, to="+2", status=500)
+    _record(state, to="+1")
+
+    assert [r["seq"] for r in state.requests(to="+1")] == [1, 4]
+    assert [r["seq"] for r in state.requests(to="ana@example.com")] == [2]
+    assert [r["seq"] for r in state.requests(provider="twilio", since_seq=1, limit=1)] == [3]
+    assert state.requests(limit=1)[0]["received_at"].endswith("Z")
+    assert state.stats() == {
+        "received": 4,
+        "in_flight": 0,
+        "max_in_flight": 0,
+        "by_provider": {"twilio": 3, "sendgrid": 1},
+        "by_status": {"201": 2, "202": 1, "500": 1},
+    }
+
+
+def test_log_is_a_ring_that_follows_keep_requests() -> None:
+    config = SimulatorConfig(keep_requests=3)
+    state = SimulatorState(config)
+    for _ in range(5):
+        _record(state)
+    assert [r["seq"] for r in state.requests()] == [3, 4, 5]
+
+    config.keep_requests = 2
+    _record(state)
+
+    assert [r["seq"] for r in state.requests()] == [5, 6]
+    assert state.stats()["received"] == 6  # counters are not bounded by the ring
+
+
+def test_clear_keeps_seq_growing() -> None:
+    state = SimulatorState(SimulatorConfig())
+    _record(state)
+    state.clear_requests()
+    _record(state)
+
+    assert [r["seq"] for r in state.requests()] == [2]
+    assert state.stats()["received"] == 1
+
+
+def test_in_flight_tracks_the_peak_until_cleared() -> None:
+    state = SimulatorState(SimulatorConfig())
+    for _ in range(3):
+        state.enter()
+    state.leave()
+    state.leave()
+
+    assert (state.stats()["in_flight"], state.stats()["max_in_flight"]) == (1, 3)
+    state.clear_requests()
+    assert state.stats()["max_in_flight"] == 1
