@@ -140,3 +140,41 @@ def dev(host: str, port: int, workers: int, simulator_port: int, data_dir: Path)
             simulator_port=simulator_port,
         )
     )
+
+
+@main.command()
+@click.option("--messages", "-n", default=10_000, type=int, help="Messages per scenario.")
+@click.option("--concurrency", "-c", default=64, type=int, help="Concurrent clients.")
+@click.option("--batch", default=0, type=int, help="Messages per request (batch endpoint).")
+@click.option("--runs", default=3, type=int, help="Repetitions; the median is reported.")
+@click.option("--worker-concurrency", default=256, type=int, help="Sends in flight per worker.")
+@click.option(
+    "--scenario", "scenarios", multiple=True,
+    type=click.Choice(["accept", "drain", "both", "drain-100ms", "both-100ms"]),
+    help="Scenarios to run (default: all).",
+)  # fmt: skip
+def bench(
+    messages: int,
+    concurrency: int,
+    batch: int,
+    runs: int,
+    worker_concurrency: int,
+    scenarios: tuple[str, ...],
+) -> None:
+    """Measure accept rate and latency, and delivery through one worker.
+
+    Uses DATABASE_URL/REDIS_URL when set (a fresh `postline_bench` database is
+    created; the Redis database given is FLUSHED), else embedded servers.
+    """
+    from postline.bench.run import ALL_SCENARIOS, run
+
+    logs.configure(level="WARNING")
+    chosen = scenarios or (("accept",) if batch else ALL_SCENARIOS)
+    run(
+        messages=messages,
+        concurrency=concurrency,
+        batch=batch,
+        runs=runs,
+        scenarios=chosen,
+        worker_concurrency=worker_concurrency,
+    )

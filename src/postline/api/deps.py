@@ -33,7 +33,7 @@ class Components:
     closers: list[object] = field(default_factory=list)
 
 
-def components(request: Request) -> Components:
+async def components(request: Request) -> Components:
     value: Components = request.app.state.components
     return value
 
@@ -41,8 +41,12 @@ def components(request: Request) -> Components:
 ComponentsDep = Annotated[Components, Depends(components)]
 
 
-def require_api_key(request: Request, parts: ComponentsDep) -> None:
+async def require_api_key(request: Request, parts: ComponentsDep) -> None:
     """Bearer auth when API_KEYS is set; keys compared in constant time."""
+    check_api_key(request, parts)
+
+
+def check_api_key(request: Request, parts: Components) -> None:
     keys = parts.settings.api_key_list
     if not keys:
         return

@@ -103,7 +103,10 @@ class Acceptor:
     async def accept(self, rows: Sequence[NewMessage], *, enqueue: bool = True) -> None:
         """Returns once every row is committed; raises ApiError(503) if it cannot be."""
         try:
-            await asyncio.gather(*(self._commits.submit(Pending(r, enqueue)) for r in rows))
+            if len(rows) == 1:
+                await self._commits.submit(Pending(rows[0], enqueue))
+            else:
+                await asyncio.gather(*(self._commits.submit(Pending(r, enqueue)) for r in rows))
         except DB_UNAVAILABLE as exc:
             log.warning("database unavailable: %s", exc)
             raise ApiError(503, "the database is unavailable", code="database_unavailable") from exc

@@ -11,7 +11,7 @@ from fastapi import APIRouter, Header, Request
 from pydantic import ValidationError
 from starlette.responses import Response
 
-from postline.api.deps import AuthDep, ComponentsDep
+from postline.api.deps import AuthDep, Components, ComponentsDep, check_api_key
 from postline.api.errors import ApiError, summary, validation_details
 from postline.api.schemas import ErrorEnvelope, EventPublic, MessageCreate, MessagePublic
 from postline.api.service import new_row, row_view
@@ -74,11 +74,14 @@ def _message_id(value: str) -> uuid.UUID:
 )
 async def send_message(
     request: Request,
-    parts: ComponentsDep,
-    _auth: AuthDep,
-    idempotency_key: str | None = Header(default=None, alias="Idempotency-Key", max_length=255),
+    _idempotency_key: str | None = Header(default=None, alias="Idempotency-Key", max_length=255),
 ) -> Response:
     """Accepts a message: 202 `pending` (or `scheduled`) once it is stored."""
+    # The hottest route skips FastAPI's dependency solving (a sixth of its CPU
+    # time when measured); the header parameter above only documents it.
+    parts: Components = request.app.state.components
+    check_api_key(request, parts)
+    idempotency_key = request.headers.get("idempotency-key")
     payload = parse_send(await read_json_body(request))
     if payload.callback_url and not parts.settings.callback_signing_secret:
         raise ApiError(

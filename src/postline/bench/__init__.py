@@ -1,0 +1,1 @@
+"""`postline bench`: throughput and latency of the whole service, measured."""
