@@ -178,3 +178,17 @@ def bench(
         scenarios=chosen,
         worker_concurrency=worker_concurrency,
     )
+
+
+@main.command()
+@click.option("--url", default="http://127.0.0.1:8080", envvar="POSTLINE_URL", show_envvar=True)
+@click.option("--timeout", default=30.0, type=float, help="Seconds to wait for each message.")
+def flow(url: str, timeout: float) -> None:
+    """Walk one message of each channel through a running Postline (make test-flow)."""
+    from postline import flow as walk
+
+    keys = Settings().api_key_list
+    try:
+        walk.run(url, api_key=keys[0] if keys else None, timeout=timeout, echo=click.echo)
+    except walk.FlowFailed as exc:
+        raise click.ClickException(str(exc)) from exc

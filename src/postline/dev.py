@@ -107,40 +107,58 @@ def run(
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
     children: list[tuple[str, subprocess.Popen[bytes]]] = []
-    try:
-        with _servers(settings, data_dir) as (database_url, redis_url):
-            applied = upgrade(database_url)
-            print(f"migrations: {', '.join(applied) if applied else 'up to date'}", flush=True)
-            env = dict(os.environ, DATABASE_URL=database_url, REDIS_URL=redis_url)
-            env.setdefault("CALLBACK_SIGNING_SECRET", _signing_secret(data_dir))
-            if not settings.providers_configured:
-                sim = spawn(["simulator", "--host", "127.0.0.1", "--port", str(simulator_port)], env)
-                children.append(("simulator", sim))
-                sim_url = f"http://127.0.0.1:{simulator_port}"
-                wait_http(f"{sim_url}/_sim/health", timeout=20, proc=sim)
-                env.update(
-                    TWILIO_ACCOUNT_SID=SIM_ACCOUNT_SID,
-                    TWILIO_AUTH_TOKEN=SIM_AUTH_TOKEN,
-                    TWILIO_BASE_URL=sim_url,
-                    SENDGRID_API_KEY=SIM_SENDGRID_KEY,
-                    SENDGRID_BASE_URL=sim_url,
-                )
-            _write_dev_env(data_dir, env)
-            api = spawn(["api", "--host", host, "--port", str(port)], env)
-            children.append(("api", api))
-            for i in range(workers):
-                children.append((f"worker-{i + 1}", spawn(["worker"], env)))
-            wait_http(f"http://{host}:{port}/health", timeout=30, proc=api)
-            _banner(env, host, port, settings, data_dir)
-            while not stop.is_set():
-                for name, child in children:
-                    if child.poll() is not None:
-                        print(f"{name} exited with {child.returncode}; stopping", flush=True)
-                        stop.set()
-                stop.wait(0.5)
-            return 0
-    finally:
-        _stop_children(children)
+    with _servers(settings, data_dir) as (database_url, redis_url):
+        # Children stop before the servers they use: this block sits inside the `with`.
+        try:
+            return _serve(settings, data_dir, database_url, redis_url, host, port, workers,
+                          simulator_port, children, stop)  # fmt: skip
+        finally:
+            _stop_children(children)
+
+
+def _serve(
+    settings: Settings,
+    data_dir: Path,
+    database_url: str,
+    redis_url: str,
+    host: str,
+    port: int,
+    workers: int,
+    simulator_port: int,
+    children: list[tuple[str, subprocess.Popen[bytes]]],
+    stop: threading.Event,
+) -> int:
+    applied = upgrade(database_url)
+    print(f"migrations: {', '.join(applied) if applied else 'up to date'}", flush=True)
+    env = dict(os.environ, DATABASE_URL=database_url, REDIS_URL=redis_url)
+    env.setdefault("CALLBACK_SIGNING_SECRET", _signing_secret(data_dir))
+    if not settings.providers_configured:
+        sim = spawn(["simulator", "--host", "127.0.0.1", "--port", str(simulator_port)], env)
+        children.append(("simulator", sim))
+        sim_url = f"http://127.0.0.1:{simulator_port}"
+        wait_http(f"{sim_url}/_sim/health", timeout=20, proc=sim)
+        env.update(
+            TWILIO_ACCOUNT_SID=SIM_ACCOUNT_SID,
+            TWILIO_AUTH_TOKEN=SIM_AUTH_TOKEN,
+            TWILIO_BASE_URL=sim_url,
+            SENDGRID_API_KEY=SIM_SENDGRID_KEY,
+            SENDGRID_BASE_URL=sim_url,
+        )
+    _write_dev_env(data_dir, env)
+    api = spawn(["api", "--host", host, "--port", str(port)], env)
+    children.append(("api", api))
+    for i in range(workers):
+        children.append((f"worker-{i + 1}", spawn(["worker"], env)))
+    wait_http(f"http://{host}:{port}/health", timeout=30, proc=api)
+    _banner(env, host, port, settings, data_dir)
+    while not stop.is_set():
+        for name, child in children:
+            if child.poll() is not None:
+                print(f"{name} exited with {child.returncode}; stopping", flush=True)
+                stop.set()
+        stop.wait(0.5)
+    print("stopping...", flush=True)
+    return 0
 
 
 def _write_dev_env(data_dir: Path, env: dict[str, str]) -> None:

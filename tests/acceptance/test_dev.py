@@ -1,0 +1,80 @@
+"""`postline dev` (what `make run` runs) on a machine with no servers configured."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import psutil
+
+from tests.support.harness import free_port
+from tests.support.processes import wait_http
+
+SMS = {"from": "+15551234567", "to": "+15559876543", "type": "sms", "body": "Test"}
+
+
+def start_dev(cwd: Path, api_port: int, sim_port: int) -> subprocess.Popen[bytes]:
+    env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL")}
+    with (cwd / "dev.log").open("ab") as log:
+        return subprocess.Popen(
+            [sys.executable, "-m", "postline", "dev", "--port", str(api_port),
+             "--simulator-port", str(sim_port)],
+            cwd=cwd, env=env, stdout=log, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+
+
+def descendants(proc: subprocess.Popen[bytes]) -> list[psutil.Process]:
+    return psutil.Process(proc.pid).children(recursive=True)
+
+
+def stop_dev(proc: subprocess.Popen[bytes], family: list[psutil.Process]) -> None:
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=60) == 0
+    gone, alive = psutil.wait_procs(family, timeout=10)
+    assert alive == [], f"left running: {[p.info for p in alive]}"
+
+
+def wait_sent(api: httpx.Client, message_id: str, timeout: float = 20) -> None:
+    deadline = time.monotonic() + timeout
+    while api.get(f"/api/v1/messages/{message_id}").json()["status"] != "sent":
+        assert time.monotonic() < deadline, f"{message_id} not sent within {timeout}s"
+        time.sleep(0.1)
+
+
+def test_dev_runs_everything_stops_cleanly_and_keeps_data(tmp_path: Path) -> None:
+    api_port, sim_port = free_port(), free_port()
+    base = f"http://127.0.0.1:{api_port}"
+    log = tmp_path / "dev.log"
+
+    dev = start_dev(tmp_path, api_port, sim_port)
+    try:
+        wait_http(f"{base}/health", dev, log, timeout=90)
+        family = descendants(dev)
+        names = " ".join(" ".join(p.cmdline()) for p in family)
+        assert "postgres" in names and "redis-server" in names, names
+        assert all(word in names for word in ("simulator", " api ", "worker")), names
+        with httpx.Client(base_url=base) as api:
+            message_id = api.post("/api/v1/messages/send", json=SMS).json()["id"]
+            wait_sent(api, message_id)
+        assert (tmp_path / ".postline" / "postgres").is_dir()
+    finally:
+        if dev.poll() is None:
+            stop_dev(dev, family)
+    assert "Postline is running" in log.read_text()
+    assert "Traceback" not in log.read_text(), log.read_text()[-4000:]
+
+    again = start_dev(tmp_path, api_port, sim_port)
+    try:
+        wait_http(f"{base}/health", again, log, timeout=90)
+        family = descendants(again)
+        with httpx.Client(base_url=base) as api:
+            kept = api.get(f"/api/v1/messages/{message_id}")
+            assert kept.status_code == 200
+            assert kept.json()["status"] == "sent"
+    finally:
+        stop_dev(again, family)
