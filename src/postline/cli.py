@@ -92,10 +92,16 @@ def migrate() -> None:
 @main.command()
 @click.option("--host", default="127.0.0.1", envvar="SIMULATOR_HOST", show_envvar=True)
 @click.option("--port", default=8900, type=int, envvar="SIMULATOR_PORT", show_envvar=True)
-@click.option("--latency-ms", default=0.0, type=float, envvar="SIMULATOR_LATENCY_MS", show_envvar=True)
-@click.option("--error-rate", default=0.0, type=float, envvar="SIMULATOR_ERROR_RATE", show_envvar=True)
+@click.option(
+    "--latency-ms", default=0.0, type=float, envvar="SIMULATOR_LATENCY_MS", show_envvar=True
+)
+@click.option(
+    "--error-rate", default=0.0, type=float, envvar="SIMULATOR_ERROR_RATE", show_envvar=True
+)
 @click.option("--rate-429", default=0.0, type=float, envvar="SIMULATOR_RATE_429", show_envvar=True)
-@click.option("--retry-after", default=1, type=int, envvar="SIMULATOR_RETRY_AFTER", show_envvar=True)
+@click.option(
+    "--retry-after", default=1, type=int, envvar="SIMULATOR_RETRY_AFTER", show_envvar=True
+)
 def simulator(
     host: str, port: int, latency_ms: float, error_rate: float, rate_429: float, retry_after: int
 ) -> None:

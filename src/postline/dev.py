@@ -38,7 +38,9 @@ def _die_with_parent() -> None:  # pragma: no cover - runs in the child before e
         libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
 
-def spawn(args: list[str], env: dict[str, str], log_file: Path | None = None) -> subprocess.Popen[bytes]:
+def spawn(
+    args: list[str], env: dict[str, str], log_file: Path | None = None
+) -> subprocess.Popen[bytes]:
     """Starts `python -m postline <args>` as a child that dies with us."""
     out = open(log_file, "ab") if log_file else None  # noqa: SIM115 - owned by the child
     return subprocess.Popen(  # noqa: S603 - our own interpreter and module
@@ -46,7 +48,7 @@ def spawn(args: list[str], env: dict[str, str], log_file: Path | None = None) ->
         env=env,
         stdout=out,
         stderr=subprocess.STDOUT if out else None,
-        preexec_fn=_die_with_parent,  # noqa: PLW1509 - no threads exist yet in the launcher
+        preexec_fn=_die_with_parent,
     )
 
 

@@ -1,11 +1,11 @@
 """Postline's exceptions. The provider branch decides retry versus fail.
 
-    PostlineError
-     ├── ProviderError                 a send did not go through
-     │    ├── TransientProviderError   network error, timeout, 5xx, 429: retry later
-     │    │                            (honouring `retry_after` when the provider gave one)
-     │    └── PermanentProviderError   4xx other than 429: fail now, keep the provider's code
-     └── ConfigurationError            the settings cannot work (refuse to start)
+PostlineError
+ ├── ProviderError                 a send did not go through
+ │    ├── TransientProviderError   network error, timeout, 5xx, 429: retry later
+ │    │                            (honouring `retry_after` when the provider gave one)
+ │    └── PermanentProviderError   4xx other than 429: fail now, keep the provider's code
+ └── ConfigurationError            the settings cannot work (refuse to start)
 """
 
 from __future__ import annotations

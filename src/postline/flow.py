@@ -35,7 +35,9 @@ def run(base_url: str, *, api_key: str | None, timeout: float, echo: Callable[[s
         try:
             health = api.get("/health")
         except httpx.HTTPError as exc:
-            raise FlowFailed(f"Postline does not answer at {base_url}: is `make run` running?") from exc
+            raise FlowFailed(
+                f"Postline does not answer at {base_url}: is `make run` running?"
+            ) from exc
         if health.status_code != 200:
             raise FlowFailed(f"health is {health.status_code}: {health.text}")
         echo(f"   ✓ {health.json()}")

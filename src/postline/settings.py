@@ -32,6 +32,9 @@ class Settings(BaseSettings):
     retry_max_seconds: float = Field(default=300.0, gt=0)
     visibility_timeout_seconds: float = Field(default=30.0, gt=0)
     reconcile_interval_seconds: float = Field(default=10.0, gt=0)
+    # How long an open message must be untouched before the reconciler checks
+    # Redis for it: long enough to never race the API's commit-then-enqueue.
+    reconcile_quiet_seconds: float = Field(default=5.0, ge=0)
     provider_timeout_seconds: float = Field(default=10.0, gt=0)
     worker_concurrency: int = Field(default=256, ge=1, le=10_000)
 
@@ -61,6 +64,4 @@ class Settings(BaseSettings):
     @property
     def providers_configured(self) -> bool:
         """True when real credentials for both providers are present."""
-        return bool(
-            self.twilio_account_sid and self.twilio_auth_token and self.sendgrid_api_key
-        )
+        return bool(self.twilio_account_sid and self.twilio_auth_token and self.sendgrid_api_key)

@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 from tests.support.harness import SIM_KEY, SIM_SID, SIM_TOKEN, free_port
-from tests.support.processes import running, stop, postline
+from tests.support.processes import postline, running, stop
 
 PDF = base64.b64encode(b"%PDF-1.4").decode()
 MESSAGES = [
@@ -74,7 +74,9 @@ def test_one_message_of_each_channel_reaches_the_provider(
         with running(["worker", "--concurrency", "8"], env, log):
             for message_id in ids:
                 wait_until(
-                    lambda i=message_id: api.get(f"/api/v1/messages/{i}").json()["status"] == "sent",
+                    lambda i=message_id: (
+                        api.get(f"/api/v1/messages/{i}").json()["status"] == "sent"
+                    ),
                     timeout=20,
                     what=f"{message_id} to be sent",
                 )
@@ -82,7 +84,10 @@ def test_one_message_of_each_channel_reaches_the_provider(
         assert len(received) == 4
         sms, mms = received["+15559870001"], received["+15559870002"]
         assert (sms["provider"], sms["from"], sms["body"], sms["media_urls"]) == (
-            "twilio", "+15551230001", "Booking paid", []
+            "twilio",
+            "+15551230001",
+            "Booking paid",
+            [],
         )
         assert (mms["body"], mms["media_urls"]) == ("Ticket", ["https://example.com/t.png"])
         wa = received["whatsapp:+15559870003"]
@@ -90,7 +95,10 @@ def test_one_message_of_each_channel_reaches_the_provider(
         mail = received["ana@example.org"]
         assert mail["provider"] == "sendgrid"
         assert (mail["from"], mail["subject"], mail["text"], mail["html"]) == (
-            "shop@example.com", "Receipt", "Thanks", "<b>Thanks</b>"
+            "shop@example.com",
+            "Receipt",
+            "Thanks",
+            "<b>Thanks</b>",
         )
         assert mail["attachments"][0]["content"] == PDF
         for message_id in ids:

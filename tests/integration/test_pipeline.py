@@ -62,7 +62,9 @@ async def status_of(api: httpx.AsyncClient, message_id: str) -> str:
     return status
 
 
-async def wait_status(api: httpx.AsyncClient, message_id: str, want: str, timeout: float = 10) -> None:
+async def wait_status(
+    api: httpx.AsyncClient, message_id: str, want: str, timeout: float = 10
+) -> None:
     async def reached() -> bool:
         return await status_of(api, message_id) == want
 
@@ -174,8 +176,12 @@ async def test_sync_mode_answers_with_the_outcome(
         assert answer.json()["provider_message_id"].startswith("SM")
 
         async with httpx.AsyncClient(base_url=sim.base_url) as control:
-            script = {"to": "+15550000001", "responses": [{"status": 400, "code": 21211,
-                                                            "message": "Invalid 'To' Phone Number"}]}
+            script = {
+                "to": "+15550000001",
+                "responses": [
+                    {"status": 400, "code": 21211, "message": "Invalid 'To' Phone Number"}
+                ],
+            }
             (await control.post("/_sim/scripts", json=script)).raise_for_status()
         bad = await api.post("/api/v1/messages/send", json={**SMS, "to": "+15550000001"})
         assert bad.status_code == 201
@@ -205,8 +211,11 @@ async def test_redis_down_still_stores_and_answers_202(
     async with running_api(settings) as base, httpx.AsyncClient(base_url=base) as api:
         answer = await api.post("/api/v1/messages/send", json=SMS)
         assert answer.status_code == 202
-        assert await pool.fetchval(
-            "SELECT status FROM messages WHERE id = $1::uuid", answer.json()["id"]
-        ) == "pending"
+        assert (
+            await pool.fetchval(
+                "SELECT status FROM messages WHERE id = $1::uuid", answer.json()["id"]
+            )
+            == "pending"
+        )
         health = await api.get("/health")
         assert health.json() == {"status": "degraded", "database": "ok", "redis": "down"}

@@ -87,6 +87,8 @@ async def running_worker(settings: Settings, *, concurrency: int = 64) -> AsyncI
         policy=policy_of(settings),
         concurrency=concurrency,
         visibility_timeout=settings.visibility_timeout_seconds,
+        reconcile_interval=settings.reconcile_interval_seconds,
+        reconcile_quiet_for=settings.reconcile_quiet_seconds,
         metrics=WorkerMetrics(),
     )
     stop = asyncio.Event()

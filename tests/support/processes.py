@@ -27,10 +27,11 @@ def wait_http(url: str, proc: subprocess.Popen[bytes], log: Path, timeout: float
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise AssertionError(f"process exited with {proc.returncode}:\n{log.read_text()[-3000:]}")
-        with contextlib.suppress(OSError):
-            with urllib.request.urlopen(url, timeout=1):
-                return
+            raise AssertionError(
+                f"process exited with {proc.returncode}:\n{log.read_text()[-3000:]}"
+            )
+        with contextlib.suppress(OSError), urllib.request.urlopen(url, timeout=1):
+            return
         time.sleep(0.1)
     raise AssertionError(f"{url} did not answer in {timeout}s:\n{log.read_text()[-3000:]}")
 

@@ -33,7 +33,12 @@ class ApiError(Exception):
     """Raised by routes and services; rendered in the envelope."""
 
     def __init__(
-        self, status: int, message: str, *, code: str | None = None, details: list[Any] | None = None
+        self,
+        status: int,
+        message: str,
+        *,
+        code: str | None = None,
+        details: list[Any] | None = None,
     ) -> None:
         super().__init__(message)
         self.status = status

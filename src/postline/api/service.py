@@ -13,7 +13,7 @@ import logging
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import asyncpg
@@ -111,21 +111,43 @@ class Acceptor:
             log.warning("database unavailable: %s", exc)
             raise ApiError(503, "the database is unavailable", code="database_unavailable") from exc
 
+    async def accept_idempotent(
+        self, row: NewMessage, *, key: str, request_hash: bytes, enqueue: bool = True
+    ) -> tuple[bool, uuid.UUID, bytes]:
+        """Like `accept`, unless `key` was used in the last 24 hours.
+
+        Returns (created, message id, the key's request hash). Not batched:
+        such requests are a minority and each needs its own transaction.
+        """
+        try:
+            created = await self.store.insert_idempotent(row, key=key, request_hash=request_hash)
+        except DB_UNAVAILABLE as exc:
+            log.warning("database unavailable: %s", exc)
+            raise ApiError(503, "the database is unavailable", code="database_unavailable") from exc
+        if created[0] and enqueue:
+            await self._queue_rows([row])
+        return created
+
     async def _flush(self, batch: Sequence[Pending]) -> None:
         await self.store.insert([p.row for p in batch])
-        due = [p.row for p in batch if p.enqueue and p.row.status == Status.PENDING]
-        later = [p.row for p in batch if p.enqueue and p.row.status == Status.SCHEDULED]
+        await self._queue_rows([p.row for p in batch if p.enqueue])
+
+    async def _queue_rows(self, rows: Sequence[NewMessage]) -> None:
+        due = [r for r in rows if r.status == Status.PENDING]
+        later = [
+            (enqueue_item(r), r.send_at.timestamp())
+            for r in rows
+            if r.status == Status.SCHEDULED and r.send_at is not None
+        ]
         try:
-            await self.queue.push([_enqueue(r) for r in due])
-            for r in later:
-                assert r.send_at is not None
-                await self.queue.schedule(_enqueue(r), at=r.send_at.timestamp(), retry=False)
+            await self.queue.push([enqueue_item(r) for r in due])
+            await self.queue.schedule_many(later, retry=False)
         except (RedisError, OSError) as exc:
             # Stored is what counts: the reconciler queues these when Redis is back.
-            log.warning("redis unavailable, %d messages left to the reconciler: %s", len(batch), exc)
+            log.warning("redis unavailable, %d messages left to the reconciler: %s", len(rows), exc)
 
 
-def _enqueue(row: NewMessage) -> Enqueue:
+def enqueue_item(row: NewMessage) -> Enqueue:
     return Enqueue(str(row.id), Channel(row.type), row.ordering_key)
 
 

@@ -102,7 +102,9 @@ async def wait_sent(
     try:
         deadline = time.monotonic() + timeout
         while True:
-            done = int(await connection.fetchval("SELECT count(*) FROM messages WHERE status = 'sent'"))
+            done = int(
+                await connection.fetchval("SELECT count(*) FROM messages WHERE status = 'sent'")
+            )
             if progress:
                 progress(done)
             if done >= target:

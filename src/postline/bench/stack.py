@@ -76,7 +76,10 @@ async def reset(stack: Stack) -> None:
 def running_stack(*, api_workers: int = 1) -> Iterator[Stack]:
     import asyncio
 
-    with contextlib.ExitStack() as stack, tempfile.TemporaryDirectory(prefix="postline-bench-") as tmp:
+    with (
+        contextlib.ExitStack() as stack,
+        tempfile.TemporaryDirectory(prefix="postline-bench-") as tmp,
+    ):
         root = Path(tmp)
         server_db, redis_url = os.environ.get("DATABASE_URL"), os.environ.get("REDIS_URL")
         if not server_db:

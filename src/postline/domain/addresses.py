@@ -22,9 +22,7 @@ class AddressError(ValueError):
 
 def phone(value: str) -> str:
     if not E164.fullmatch(value):
-        raise AddressError(
-            "must be an E.164 number: '+' then 8 to 15 digits, the first 1-9"
-        )
+        raise AddressError("must be an E.164 number: '+' then 8 to 15 digits, the first 1-9")
     return value
 
 

@@ -153,7 +153,9 @@ def _email_content(subject: str | None, body: str | None, html: str | None) -> N
         raise SendRuleError("body", "email needs a body, an html part or both")
     size = len((body or "").encode()) + len((html or "").encode())
     if size > MAX_EMAIL_BYTES:
-        raise SendRuleError("body", f"body and html together must be at most {MAX_EMAIL_BYTES} bytes")
+        raise SendRuleError(
+            "body", f"body and html together must be at most {MAX_EMAIL_BYTES} bytes"
+        )
 
 
 def _attachments(channel: Channel, attachments: Sequence[Any], body: str | None) -> list[Any]:

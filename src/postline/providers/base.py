@@ -61,7 +61,9 @@ def raise_for_answer(
 def transport_error(provider: str, exc: BaseException) -> TransientProviderError:
     """A request that got no answer: connection refused, reset, timeout."""
     if isinstance(exc, asyncio.TimeoutError):
-        return TransientProviderError(provider=provider, code="timeout", message="no answer in time")
+        return TransientProviderError(
+            provider=provider, code="timeout", message="no answer in time"
+        )
     name = type(exc).__name__
     return TransientProviderError(provider=provider, code="network_error", message=f"{name}: {exc}")
 

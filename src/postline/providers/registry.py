@@ -15,14 +15,14 @@ from postline.settings import Settings
 
 def http_session(settings: Settings, *, connections: int) -> aiohttp.ClientSession:
     """One pooled session per process: connections are reused, never per message."""
-    connector = aiohttp.TCPConnector(limit=connections, limit_per_host=connections, ttl_dns_cache=300)
+    connector = aiohttp.TCPConnector(
+        limit=connections, limit_per_host=connections, ttl_dns_cache=300
+    )
     timeout = aiohttp.ClientTimeout(total=settings.provider_timeout_seconds)
     return aiohttp.ClientSession(connector=connector, timeout=timeout, raise_for_status=False)
 
 
-def build_providers(
-    settings: Settings, session: aiohttp.ClientSession
-) -> dict[Channel, Provider]:
+def build_providers(settings: Settings, session: aiohttp.ClientSession) -> dict[Channel, Provider]:
     if not (settings.twilio_account_sid and settings.twilio_auth_token):
         raise ConfigurationError("TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN are required")
     if not settings.sendgrid_api_key:

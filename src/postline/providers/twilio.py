@@ -8,9 +8,9 @@ message's `provider_message_id`.
 from __future__ import annotations
 
 import base64
-from urllib.parse import urlencode
 from collections.abc import Mapping
 from typing import Any
+from urllib.parse import urlencode
 
 import aiohttp
 import orjson
@@ -71,7 +71,9 @@ class TwilioProvider:
         try:
             async with self._session.post(
                 # Encoded here: aiohttp's FormData costs a tenth of a send's CPU.
-                self._url, data=urlencode(self.form(message)).encode(), headers=self._headers
+                self._url,
+                data=urlencode(self.form(message)).encode(),
+                headers=self._headers,
             ) as answer:
                 raw = await answer.read()
                 status, headers = answer.status, answer.headers

@@ -15,26 +15,26 @@ from __future__ import annotations
 FIFO_PREFIX = "postline:fifo:"
 
 # KEYS: none (names are built from ARGV). ARGV: repeated triples of
-# (ordering key, member, message id); returns how many became heads.
+# (ordering key, member, message id); returns how many were appended.
 # `check` = "1" makes the push idempotent (the reconciler's use): a member
 # already in its list is not pushed again.
 PUSH = """
 local check = ARGV[1] == '1'
-local heads = 0
+local pushed = 0
 for i = 2, #ARGV, 3 do
   local key, member, id = ARGV[i], ARGV[i + 1], ARGV[i + 2]
   local fifo = 'postline:fifo:' .. key
   local present = false
   if check then present = redis.call('LPOS', fifo, member) end
   if not present then
+    pushed = pushed + 1
     if redis.call('RPUSH', fifo, member) == 1 then
       local channel = string.sub(member, string.find(member, '|', 1, true) + 1)
       redis.call('XADD', 'message_queue:' .. channel, '*', 'id', id, 'k', key)
-      heads = heads + 1
     end
   end
 end
-return heads
+return pushed
 """
 
 # ARGV: repeated pairs of (ordering key, member). Releases each member from its

@@ -12,7 +12,7 @@ import time
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 import redis.asyncio as aioredis
 from redis.exceptions import ResponseError
@@ -52,14 +52,6 @@ class Entry:
     ordering_key: str
 
 
-class Queue(Protocol):
-    """What the API and the workers need from the queue."""
-
-    async def push(self, items: Sequence[Enqueue], *, check: bool = False) -> int: ...
-
-    async def schedule(self, item: Enqueue, *, at: float, retry: bool) -> None: ...
-
-
 def consumer_name() -> str:
     return f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
 
@@ -97,7 +89,11 @@ class RedisQueue:
                     raise
 
     async def push(self, items: Sequence[Enqueue], *, check: bool = False) -> int:
-        """Appends messages to their FIFOs; heads go into their channel streams."""
+        """Appends messages to their FIFOs; heads go into their channel streams.
+
+        With `check`, a message already in its FIFO is skipped. Returns how
+        many were appended.
+        """
         if not items:
             return 0
         args: list[str] = ["1" if check else "0"]
@@ -114,11 +110,29 @@ class RedisQueue:
             return 0
         return int(await self._advance(args=args))
 
-    async def schedule(self, item: Enqueue, *, at: float, retry: bool) -> None:
-        """Puts a retry (still its key's head) or a future send in the delay set."""
+    async def schedule(self, item: Enqueue, *, at: float, retry: bool, keep: bool = False) -> None:
+        """Puts a retry (still its key's head) or a future send in the delay set.
+
+        `keep` leaves an existing entry's time alone (the reconciler's use).
+        """
+        await self.schedule_many([(item, at)], retry=retry, keep=keep)
+
+    async def schedule_many(
+        self, items: Sequence[tuple[Enqueue, float]], *, retry: bool, keep: bool = False
+    ) -> None:
+        if not items:
+            return
         kind = "r" if retry else "s"
-        member = f"{kind}|{item.message_id}|{item.channel.value}|{item.ordering_key}"
-        await self.client.zadd(RETRY_QUEUE, {member: at})
+        mapping = {
+            f"{kind}|{item.message_id}|{item.channel.value}|{item.ordering_key}": at
+            for item, at in items
+        }
+        await self.client.zadd(RETRY_QUEUE, mapping, nx=keep)
+
+    async def unschedule(self, item: Enqueue) -> None:
+        """Removes a message's entries from the delay set (it was cancelled)."""
+        tail = f"{item.message_id}|{item.channel.value}|{item.ordering_key}"
+        await self.client.zrem(RETRY_QUEUE, f"r|{tail}", f"s|{tail}")
 
     async def promote_due(self, *, limit: int = 500, now: float | None = None) -> int:
         moment = time.time() if now is None else now

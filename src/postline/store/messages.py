@@ -77,7 +77,9 @@ _CLAIM = f"""
 WITH p AS (
     SELECT id, status AS previous FROM messages
     WHERE id = ANY($1::uuid[])
-      AND (status IN ('pending', 'retrying')
+      AND (status = 'pending'
+           OR (status = 'retrying'
+               AND coalesce(next_attempt_at, now()) <= now() + interval '1 second')
            OR (status = 'scheduled' AND send_at <= now() + interval '1 second')
            OR (status = 'sending' AND updated_at < now() - $2::float8 * interval '1 second'))
     ORDER BY id
@@ -133,8 +135,10 @@ class MessageStore:
     def __init__(self, pool: asyncpg.Pool) -> None:
         self.pool = pool
 
-    async def insert(self, rows: Sequence[NewMessage]) -> None:
-        """Stores accepted messages and their first event in one transaction."""
+    async def insert(
+        self, rows: Sequence[NewMessage], *, connection: asyncpg.Connection | None = None
+    ) -> None:
+        """Stores accepted messages and their first event in one statement."""
         columns: list[list[Any]] = [[] for _ in range(15)]
         for r in rows:
             values = (
@@ -144,7 +148,7 @@ class MessageStore:
             )  # fmt: skip
             for column, value in zip(columns, values, strict=True):
                 column.append(value)
-        await self.pool.execute(_INSERT, *columns)
+        await (connection or self.pool).execute(_INSERT, *columns)
 
     async def get(self, message_id: uuid.UUID) -> asyncpg.Record | None:
         return await self.pool.fetchrow(
@@ -160,9 +164,7 @@ class MessageStore:
             )
         )
 
-    async def claim(
-        self, ids: Sequence[uuid.UUID], *, stale_after: float
-    ) -> list[asyncpg.Record]:
+    async def claim(self, ids: Sequence[uuid.UUID], *, stale_after: float) -> list[asyncpg.Record]:
         """Moves the claimable ones of `ids` to `sending` (attempts + 1) and returns them.
 
         A `sending` row counts as claimable only once it is older than
@@ -192,8 +194,119 @@ class MessageStore:
         if not ids:
             return {}
         rows = await self.pool.fetch(
-            "SELECT id, status, type, ordering_key, updated_at FROM messages "
+            "SELECT id, status, type, ordering_key, send_at, next_attempt_at FROM messages "
             "WHERE id = ANY($1::uuid[])",
             list(ids),
         )
         return {row["id"]: row for row in rows}
+
+    async def insert_idempotent(
+        self, row: NewMessage, *, key: str, request_hash: bytes
+    ) -> tuple[bool, uuid.UUID, bytes]:
+        """Stores `row` unless `key` was used in the last 24 hours.
+
+        Returns (created, message id, request hash of the key's message). Two
+        identical requests at once serialise on the key's unique index: the
+        second waits for the first to commit, then finds its message.
+        """
+        for _ in range(3):
+            try:
+                async with self.pool.acquire() as connection, connection.transaction():
+                    await self.insert([row], connection=connection)
+                    if await connection.fetchval(_CLAIM_KEY, key, request_hash, row.id):
+                        return True, row.id, request_hash
+                    raise _KeyTaken  # rolls the insert back
+            except _KeyTaken:
+                original = await self.idempotent_original(key)
+                if original is not None:
+                    return False, *original
+                # Purged between the two statements: try again from the top.
+        raise RuntimeError(f"idempotency key {key!r} kept changing")
+
+    async def idempotent_original(self, key: str) -> tuple[uuid.UUID, bytes] | None:
+        row = await self.pool.fetchrow(
+            "SELECT message_id, request_hash FROM idempotency_keys WHERE key = $1", key
+        )
+        return (row["message_id"], bytes(row["request_hash"])) if row else None
+
+    async def purge_idempotency_keys(self, *, older_than_hours: float = 24) -> int:
+        result = await self.pool.execute(
+            "DELETE FROM idempotency_keys WHERE created_at < now() - $1::float8 * interval '1 hour'",
+            older_than_hours,
+        )
+        return int(result.split()[-1])
+
+    async def cancel(self, message_id: uuid.UUID) -> tuple[str, asyncpg.Record | None]:
+        """Cancels a scheduled, pending or retrying message.
+
+        Returns ("cancelled", row), ("conflict", row) when its status does not
+        allow it, or ("missing", None).
+        """
+        row = await self.pool.fetchrow(_CANCEL, message_id)
+        if row is not None:
+            return "cancelled", row
+        current = await self.get(message_id)
+        return ("conflict", current) if current is not None else ("missing", None)
+
+    async def retry_failed(self, message_id: uuid.UUID) -> tuple[str, asyncpg.Record | None]:
+        """Moves a failed message back to pending with a fresh attempt budget."""
+        row = await self.pool.fetchrow(_RETRY, message_id)
+        if row is not None:
+            return "queued", row
+        current = await self.get(message_id)
+        return ("conflict", current) if current is not None else ("missing", None)
+
+    async def open_page(
+        self, *, after_seq: int, limit: int, quiet_for: float
+    ) -> list[asyncpg.Record]:
+        """Open messages untouched for `quiet_for` seconds, in acceptance order."""
+        return list(
+            await self.pool.fetch(
+                "SELECT id, seq, type, status, ordering_key, send_at, next_attempt_at "
+                "FROM messages WHERE status IN ('scheduled', 'pending', 'sending', 'retrying') "
+                "AND seq > $1 AND updated_at < now() - $3::float8 * interval '1 second' "
+                "ORDER BY seq LIMIT $2",
+                after_seq,
+                limit,
+                quiet_for,
+            )
+        )
+
+
+class _KeyTaken(Exception):
+    """Rolls back the transaction of a request whose idempotency key is taken."""
+
+
+_CLAIM_KEY = """
+INSERT INTO idempotency_keys (key, request_hash, message_id) VALUES ($1, $2, $3)
+ON CONFLICT (key) DO UPDATE
+    SET request_hash = EXCLUDED.request_hash, message_id = EXCLUDED.message_id, created_at = now()
+    WHERE idempotency_keys.created_at < now() - interval '24 hours'
+RETURNING true
+"""
+
+_CANCEL = f"""
+WITH c AS (
+    UPDATE messages SET status = 'cancelled', updated_at = now(), next_attempt_at = NULL
+    WHERE id = $1 AND status IN ('scheduled', 'pending', 'retrying')
+    RETURNING *
+), ev AS (
+    INSERT INTO message_events (message_id, status, attempt, detail)
+    SELECT id, 'cancelled', attempts, 'cancelled by request' FROM c
+)
+SELECT {MESSAGE_COLUMNS} FROM c
+"""
+
+_RETRY = f"""
+WITH r AS (
+    UPDATE messages
+    SET status = 'pending', attempts_base = attempts, error_code = NULL, error_message = NULL,
+        next_attempt_at = NULL, updated_at = now()
+    WHERE id = $1 AND status = 'failed'
+    RETURNING *
+), ev AS (
+    INSERT INTO message_events (message_id, status, attempt, detail)
+    SELECT id, 'pending', attempts, 'retry requested: fresh budget of attempts' FROM r
+)
+SELECT {MESSAGE_COLUMNS} FROM r
+"""

@@ -58,4 +58,3 @@ def upgrade(database_url: str) -> list[str]:
     if todo:
         command.upgrade(alembic_config(database_url), "head")
     return todo
-

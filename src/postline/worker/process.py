@@ -41,6 +41,8 @@ async def serve(settings: Settings, *, concurrency: int, metrics_port: int | Non
             policy=policy_of(settings),
             concurrency=concurrency,
             visibility_timeout=settings.visibility_timeout_seconds,
+            reconcile_interval=settings.reconcile_interval_seconds,
+            reconcile_quiet_for=settings.reconcile_quiet_seconds,
             metrics=metrics,
         )
         await worker.run(stop)
@@ -50,7 +52,9 @@ async def serve(settings: Settings, *, concurrency: int, metrics_port: int | Non
         await pool.close()
 
 
-def run(settings: Settings, *, concurrency: int | None = None, metrics_port: int | None = None) -> None:
+def run(
+    settings: Settings, *, concurrency: int | None = None, metrics_port: int | None = None
+) -> None:
     """Blocks until SIGTERM/SIGINT, then finishes the sends in flight and returns."""
     try:
         import uvloop

@@ -14,31 +14,31 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
 import uuid
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
 import orjson
-from redis.exceptions import RedisError
+from redis.exceptions import RedisError, ResponseError
 
 from postline.batching import GroupCommit
-from postline.domain.channels import CHANNEL_STREAMS, CONSUMER_GROUP, Channel
+from postline.domain.channels import Channel
 from postline.domain.outcomes import RetryPolicy
 from postline.domain.statuses import RELEASES_ORDERING_KEY, Status
 from postline.metrics import WorkerMetrics
 from postline.providers.base import Provider
 from postline.queue.streams import Enqueue, Entry, RedisQueue, consumer_name
 from postline.store.messages import MessageStore
+from postline.worker import recovery
 from postline.worker.attempts import attempt
 from postline.worker.completion import DB_ERRORS, Completer, Done
+from postline.worker.reconciler import Reconciler
 
 log = logging.getLogger("postline.worker")
 
-HEARTBEAT_PREFIX = "postline:worker:"
+HEARTBEAT_PREFIX = recovery.HEARTBEAT_PREFIX
 HEARTBEAT_SECONDS = 2.0
-HEARTBEAT_TTL_SECONDS = 10
 
 
 class Worker:
@@ -53,6 +53,8 @@ class Worker:
         policy: RetryPolicy,
         concurrency: int,
         visibility_timeout: float,
+        reconcile_interval: float = 10.0,
+        reconcile_quiet_for: float = 5.0,
         metrics: WorkerMetrics | None = None,
         name: str | None = None,
     ) -> None:
@@ -67,6 +69,14 @@ class Worker:
         self._inflight = 0
         self._slot_free = asyncio.Event()
         self._tasks: set[asyncio.Task[None]] = set()
+        self._reconcile_interval = reconcile_interval
+        self.reconciler = Reconciler(
+            store=store,
+            queue=queue,
+            owner=self.name,
+            interval=reconcile_interval,
+            quiet_for=reconcile_quiet_for,
+        )
         self._completer = GroupCommit(
             Completer(store=store, queue=queue, metrics=self.metrics), max_batch=1000, parallel=2
         )
@@ -80,8 +90,11 @@ class Worker:
         self._completer.start()
         side = [
             asyncio.create_task(self._every(0.2, self._promote, stop), name="promote"),
-            asyncio.create_task(self._every(self._visibility / 4, self._reclaim, stop), name="claim"),
+            asyncio.create_task(self._every(1.0, self._reclaim, stop), name="claim"),
             asyncio.create_task(self._every(HEARTBEAT_SECONDS, self._heartbeat, stop), name="beat"),
+            asyncio.create_task(
+                self._every(self._reconcile_interval, self.reconciler.tick, stop), name="reconcile"
+            ),
         ]
         log.info("worker %s started, concurrency %d", self.name, self._concurrency)
         try:
@@ -111,12 +124,21 @@ class Worker:
                 if entries:
                     await self._dispatch(entries)
                 backoff = 0.1
+            except ResponseError as exc:
+                if "NOGROUP" not in str(exc):
+                    raise
+                # The streams are gone (FLUSHALL, a Redis that lost its data):
+                # recreate them; the reconciler refills them from PostgreSQL.
+                log.warning("consumer group missing, recreating it")
+                await self._queue.ensure_groups()
             except (RedisError, OSError, *DB_ERRORS) as exc:
                 log.warning("read failed, retrying in %.1fs: %s", backoff, exc)
                 await _first(asyncio.sleep(backoff), stop.wait())
                 backoff = min(backoff * 2, 5.0)
 
-    async def _dispatch(self, entries: Sequence[Entry]) -> None:
+    async def _dispatch(
+        self, entries: Sequence[Entry], *, stale_after: float | None = None
+    ) -> None:
         by_id: dict[uuid.UUID, Entry] = {}
         extra: list[Entry] = []
         for entry in entries:
@@ -125,27 +147,43 @@ class Worker:
                 extra.append(entry)
             else:
                 by_id[message_id] = entry
-        rows = await self._store.claim(list(by_id), stale_after=self._visibility)
+        rows = await self._store.claim(
+            list(by_id), stale_after=self._visibility if stale_after is None else stale_after
+        )
         for row in rows:
             entry = by_id.pop(row["id"])
             self._start(row, entry)
         await self._settle_unclaimed(by_id, extra)
 
     async def _settle_unclaimed(self, by_id: dict[uuid.UUID, Entry], extra: list[Entry]) -> None:
-        """Entries whose message cannot be sent now: finished, cancelled, a
-        duplicate, or not due. Each is acknowledged; a finished head that
-        still blocks its key (a crash between status write and advance) is
-        released."""
+        """Entries whose message cannot be sent now.
+
+        - finished or cancelled: released from its FIFO (repairs a crash
+          between status write and advance) and acknowledged;
+        - retrying or scheduled but not yet due: it is its key's head, so it
+          goes back to the delay set until its time, and is acknowledged;
+        - `sending` in another worker's hands: left unacknowledged, so that if
+          that worker is dead the entry is taken over after the visibility
+          timeout instead of being lost;
+        - unknown id or a duplicate within this read: acknowledged.
+        """
         if not by_id and not extra:
             return
         states = await self._store.states(list(by_id))
-        release = [
-            Enqueue(str(row["id"]), Channel(row["type"]), row["ordering_key"])
-            for row in states.values()
-            if row["status"] in RELEASES_ORDERING_KEY
-        ]
+        release, later, keep = [], [], set()
+        for message_id, row in states.items():
+            item = Enqueue(str(message_id), Channel(row["type"]), row["ordering_key"])
+            if row["status"] in RELEASES_ORDERING_KEY:
+                release.append(item)
+            elif row["status"] in (Status.RETRYING, Status.SCHEDULED):
+                due = row["next_attempt_at"] or row["send_at"] or datetime.now(UTC)
+                later.append((item, due.timestamp()))
+            elif row["status"] == Status.SENDING:
+                keep.add(message_id)
+        for item, at in later:
+            await self._queue.schedule(item, at=at, retry=True, keep=True)
         await self._queue.advance(release)
-        await self._queue.ack([*by_id.values(), *extra])
+        await self._queue.ack([e for i, e in by_id.items() if i not in keep] + extra)
 
     def _start(self, row: Mapping[str, Any], entry: Entry) -> None:
         self._inflight += 1
@@ -180,22 +218,22 @@ class Worker:
             pass
 
     async def _reclaim(self) -> None:
-        """Takes over entries a lost worker read and never acknowledged."""
-        idle_ms = int(self._visibility * 1000)
-        for stream in CHANNEL_STREAMS:
-            free = self._concurrency - self._inflight
-            if free <= 0:
-                return
-            reply = await self._queue.client.xautoclaim(
-                stream, CONSUMER_GROUP, self.name, idle_ms, "0-0", count=min(free, 200)
-            )
-            claimed = [
-                Entry(stream, entry_id, (f or {}).get("id", ""), (f or {}).get("k", ""))
-                for entry_id, f in reply[1]
-            ]
-            if claimed:
-                log.info("took over %d entries idle for %ds on %s", len(claimed), idle_ms // 1000, stream)
-                await self._dispatch(claimed)
+        """Takes over entries of dead workers (seconds) and idle entries (visibility timeout)."""
+        free = self._concurrency - self._inflight
+        if free <= 0:
+            return
+        dead = await recovery.dead_consumers_entries(self._queue.client, self.name, limit=free)
+        if dead:
+            await self._dispatch(dead, stale_after=recovery.HEARTBEAT_TTL_SECONDS)
+        free = self._concurrency - self._inflight
+        if free <= 0:
+            return
+        idle = await recovery.idle_entries(
+            self._queue.client, self.name, idle_seconds=self._visibility, limit=min(free, 500)
+        )
+        if idle:
+            log.info("took over %d entries idle for over %.0fs", len(idle), self._visibility)
+            await self._dispatch(idle)
 
     async def _heartbeat(self) -> None:
         beat = {
@@ -205,7 +243,7 @@ class Worker:
             "concurrency": self._concurrency,
         }
         await self._queue.client.set(
-            HEARTBEAT_PREFIX + self.name, orjson.dumps(beat), ex=HEARTBEAT_TTL_SECONDS
+            HEARTBEAT_PREFIX + self.name, orjson.dumps(beat), ex=recovery.HEARTBEAT_TTL_SECONDS
         )
 
 
@@ -224,10 +262,3 @@ async def _first(*aws: Any) -> None:
     finally:
         for task in tasks:
             task.cancel()
-
-
-def now_ms() -> int:
-    return int(time.time() * 1000)
-
-
-__all__ = ["HEARTBEAT_PREFIX", "Status", "Worker"]

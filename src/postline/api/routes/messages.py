@@ -2,24 +2,31 @@
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import uuid
 from datetime import UTC, datetime
 from typing import Any
 
+import asyncpg
 import orjson
 from fastapi import APIRouter, Header, Request
 from pydantic import ValidationError
+from redis.exceptions import RedisError
 from starlette.responses import Response
 
 from postline.api.deps import AuthDep, Components, ComponentsDep, check_api_key
 from postline.api.errors import ApiError, summary, validation_details
 from postline.api.schemas import ErrorEnvelope, EventPublic, MessageCreate, MessagePublic
 from postline.api.service import new_row, row_view
+from postline.domain.channels import Channel
+from postline.queue.streams import Enqueue
 from postline.store.records import public_event, public_message
 
 router = APIRouter(prefix="/api/v1/messages", tags=["messages"])
 
 MAX_REQUEST_BYTES = 2 * 1024 * 1024
+MAX_IDEMPOTENCY_KEY = 255
 ERRORS: dict[int | str, dict[str, Any]] = {
     code: {"model": ErrorEnvelope} for code in (401, 404, 409, 413, 415, 422, 503)
 }
@@ -68,7 +75,9 @@ def _message_id(value: str) -> uuid.UUID:
     openapi_extra={
         "requestBody": {
             "required": True,
-            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/MessageCreate"}}},
+            "content": {
+                "application/json": {"schema": {"$ref": "#/components/schemas/MessageCreate"}}
+            },
         }
     },
 )
@@ -82,7 +91,8 @@ async def send_message(
     parts: Components = request.app.state.components
     check_api_key(request, parts)
     idempotency_key = request.headers.get("idempotency-key")
-    payload = parse_send(await read_json_body(request))
+    raw = await read_json_body(request)
+    payload = parse_send(raw)
     if payload.callback_url and not parts.settings.callback_signing_secret:
         raise ApiError(
             422,
@@ -91,11 +101,36 @@ async def send_message(
         )
     row = new_row(payload, idempotency_key=idempotency_key, now=datetime.now(UTC))
     inline = parts.inline if row.status == "pending" else None
-    await parts.acceptor.accept([row], enqueue=inline is None)
+    if idempotency_key is not None:
+        if len(idempotency_key) > MAX_IDEMPOTENCY_KEY:
+            raise ApiError(422, f"Idempotency-Key may be at most {MAX_IDEMPOTENCY_KEY} characters")
+        request_hash = hashlib.sha256(
+            orjson.dumps(orjson.loads(raw), option=orjson.OPT_SORT_KEYS)
+        ).digest()
+        created, message_id, first_hash = await parts.acceptor.accept_idempotent(
+            row, key=idempotency_key, request_hash=request_hash, enqueue=inline is None
+        )
+        if not created:
+            if first_hash != request_hash:
+                raise ApiError(
+                    409,
+                    "this Idempotency-Key was used with a different body",
+                    code="idempotency_key_reused",
+                )
+            return _json(200, public_message(await _stored(parts, message_id)))
+    else:
+        await parts.acceptor.accept([row], enqueue=inline is None)
     parts.metrics.accepted.labels(row.type).inc()
     if inline is not None:
         return _json(201, await inline.send(row))
     return _json(202, row_view(row))
+
+
+async def _stored(parts: Components, message_id: uuid.UUID) -> asyncpg.Record:
+    row = await parts.store.get(message_id)
+    if row is None:  # deleted after it was accepted: nothing to show, but not a 5xx
+        raise ApiError(404, "no message with that id")
+    return row
 
 
 @router.get("/{message_id}", response_model=MessagePublic, responses=ERRORS)
@@ -113,3 +148,35 @@ async def get_events(message_id: str, parts: ComponentsDep, _auth: AuthDep) -> R
     if not events and await parts.store.get(key) is None:
         raise ApiError(404, "no message with that id")
     return _json(200, [public_event(e) for e in events])
+
+
+@router.post("/{message_id}/cancel", response_model=MessagePublic, responses=ERRORS)
+async def cancel_message(message_id: str, parts: ComponentsDep, _auth: AuthDep) -> Response:
+    """Cancels a scheduled, pending or retrying message (200); 409 from any other status."""
+    outcome, row = await parts.store.cancel(_message_id(message_id))
+    if outcome == "missing" or row is None:
+        raise ApiError(404, "no message with that id")
+    if outcome == "conflict":
+        raise ApiError(
+            409, f"a {row['status']} message cannot be cancelled", code="not_cancellable"
+        )
+    item = Enqueue(str(row["id"]), Channel(row["type"]), row["ordering_key"])
+    # Best effort: a worker that meets a cancelled message releases it anyway.
+    with contextlib.suppress(RedisError, OSError):
+        await parts.queue.unschedule(item)
+        await parts.queue.advance([item])
+    return _json(200, public_message(row))
+
+
+@router.post("/{message_id}/retry", status_code=202, response_model=MessagePublic, responses=ERRORS)
+async def retry_message(message_id: str, parts: ComponentsDep, _auth: AuthDep) -> Response:
+    """Re-queues a failed message with a fresh budget of attempts (202); 409 otherwise."""
+    outcome, row = await parts.store.retry_failed(_message_id(message_id))
+    if outcome == "missing" or row is None:
+        raise ApiError(404, "no message with that id")
+    if outcome == "conflict":
+        raise ApiError(409, f"only failed messages can be retried, not {row['status']}",
+                       code="not_retryable")  # fmt: skip
+    with contextlib.suppress(RedisError, OSError):  # else the reconciler queues it
+        await parts.queue.push([Enqueue(str(row["id"]), Channel(row["type"]), row["ordering_key"])])
+    return _json(202, public_message(row))
