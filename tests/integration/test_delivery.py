@@ -1,0 +1,244 @@
+"""Retries, dead letters, scheduling, cancel, manual retry, idempotency, reconciling."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import asyncpg
+import httpx
+import pytest
+
+from postline.simulator.app import running_simulator
+from postline.simulator.config import SimulatorConfig
+from tests.support.harness import (
+    SIM_KEY,
+    SIM_SID,
+    SIM_TOKEN,
+    running_api,
+    running_worker,
+    settings_for,
+    wait_for,
+)
+
+SMS = {"from": "+15551234567", "to": "+15559876543", "type": "sms", "body": "Test"}
+
+
+@pytest.fixture
+async def sim() -> AsyncIterator[Any]:
+    config = SimulatorConfig(
+        twilio_account_sid=SIM_SID, twilio_auth_token=SIM_TOKEN, sendgrid_api_key=SIM_KEY
+    )
+    async with running_simulator(config) as running:
+        yield running
+
+
+@pytest.fixture
+def settings(database_url: str, redis_url: str, sim: Any, pool: asyncpg.Pool, redis: Any) -> Any:
+    return settings_for(
+        database_url, redis_url, sim.base_url,
+        reconcile_interval_seconds=0.5, reconcile_quiet_seconds=0.5,
+    )  # fmt: skip
+
+
+@pytest.fixture
+async def api(settings: Any) -> AsyncIterator[httpx.AsyncClient]:
+    async with running_api(settings) as base, httpx.AsyncClient(base_url=base) as client:
+        yield client
+
+
+async def script(sim: Any, to: str, responses: list[Any]) -> None:
+    async with httpx.AsyncClient(base_url=sim.base_url) as control:
+        answer = await control.post("/_sim/scripts", json={"to": to, "responses": responses})
+        answer.raise_for_status()
+
+
+async def wait_status(api: httpx.AsyncClient, message_id: str, *want: str) -> dict[str, Any]:
+    async def reached() -> dict[str, Any] | None:
+        message: dict[str, Any] = (await api.get(f"/api/v1/messages/{message_id}")).json()
+        return message if message["status"] in want else None
+
+    result: dict[str, Any] = await wait_for(reached, timeout=15, what=f"{message_id} -> {want}")
+    return result
+
+
+async def events(api: httpx.AsyncClient, message_id: str) -> list[dict[str, Any]]:
+    answer = await api.get(f"/api/v1/messages/{message_id}/events")
+    result: list[dict[str, Any]] = answer.json()
+    return result
+
+
+def parse(at: str) -> datetime:
+    return datetime.fromisoformat(at.replace("Z", "+00:00"))
+
+
+async def test_two_5xx_then_success_is_sent_on_attempt_three(
+    api: httpx.AsyncClient, settings: Any, sim: Any
+) -> None:
+    await script(sim, SMS["to"], [500, 500, 201])
+    message_id = (await api.post("/api/v1/messages/send", json=SMS)).json()["id"]
+    async with running_worker(settings):
+        message = await wait_status(api, message_id, "sent")
+    assert message["attempts"] == 3
+    trail = [(e["status"], e["attempt"]) for e in await events(api, message_id)]
+    assert trail == [
+        ("pending", 0), ("sending", 1), ("retrying", 1), ("sending", 2), ("retrying", 2),
+        ("sending", 3), ("sent", 3),
+    ]  # fmt: skip
+    retry_event = (await events(api, message_id))[2]
+    assert retry_event["error"]["code"] == "20500"
+
+
+async def test_429_retry_after_is_honoured(api: httpx.AsyncClient, settings: Any, sim: Any) -> None:
+    await script(sim, SMS["to"], [{"status": 429, "retry_after": 2}])
+    message_id = (await api.post("/api/v1/messages/send", json=SMS)).json()["id"]
+    async with running_worker(settings):
+        retrying = await wait_status(api, message_id, "retrying", "sent")
+        if retrying["status"] == "retrying":
+            assert retrying["next_attempt_at"] is not None
+        await wait_status(api, message_id, "sent")
+    trail = await events(api, message_id)
+    waited = parse(trail[3]["at"]) - parse(trail[2]["at"])
+    assert trail[2]["status"] == "retrying" and trail[3]["status"] == "sending"
+    assert waited >= timedelta(seconds=2), waited
+
+
+async def test_permanent_error_fails_at_once_with_the_provider_code(
+    api: httpx.AsyncClient, settings: Any, sim: Any, redis: Any
+) -> None:
+    bad = {"status": 400, "code": 21211, "message": "Invalid 'To' Phone Number"}
+    await script(sim, SMS["to"], [bad])
+    message_id = (await api.post("/api/v1/messages/send", json=SMS)).json()["id"]
+    async with running_worker(settings):
+        message = await wait_status(api, message_id, "failed")
+    assert message["attempts"] == 1
+    assert message["error"] == {"code": "21211", "message": "Invalid 'To' Phone Number"}
+    dead = await redis.xrange("message_queue:dead")
+    assert [fields["id"] for _, fields in dead] == [message_id]
+
+
+async def test_exhausted_retries_fail_then_manual_retry_gets_a_fresh_budget(
+    api: httpx.AsyncClient, settings: Any, sim: Any, redis: Any
+) -> None:
+    await script(sim, SMS["to"], [503, 503, 503, 503, 201])
+    message_id = (await api.post("/api/v1/messages/send", json=SMS)).json()["id"]
+    async with running_worker(settings):
+        failed = await wait_status(api, message_id, "failed")
+        assert failed["attempts"] == 3
+        assert await redis.xlen("message_queue:dead") == 1
+        again = await api.post(f"/api/v1/messages/{message_id}/retry")
+        assert again.status_code == 202
+        assert again.json()["status"] == "pending"
+        sent = await wait_status(api, message_id, "sent")
+    assert sent["attempts"] == 5  # a fresh budget of 3: 503 on the 4th, 201 on the 5th
+    conflict = await api.post(f"/api/v1/messages/{message_id}/retry")
+    assert conflict.status_code == 409
+    missing = await api.post(f"/api/v1/messages/{uuid.uuid4()}/retry")
+    assert missing.status_code == 404
+
+
+async def test_scheduled_send_goes_out_on_time_and_can_be_cancelled(
+    api: httpx.AsyncClient, settings: Any
+) -> None:
+    at = datetime.now(UTC) + timedelta(seconds=2)
+    later = (await api.post("/api/v1/messages/send", json={**SMS, "send_at": at.isoformat()})).json()
+    assert later["status"] == "scheduled"
+    never = (
+        await api.post(
+            "/api/v1/messages/send",
+            json={**SMS, "to": "+15559876000", "send_at": at.isoformat()},
+        )
+    ).json()
+    cancel = await api.post(f"/api/v1/messages/{never['id']}/cancel")
+    assert cancel.status_code == 200 and cancel.json()["status"] == "cancelled"
+    async with running_worker(settings):
+        sent = await wait_status(api, later["id"], "sent")
+        await asyncio.sleep(0)  # give the cancelled one a chance to be (wrongly) sent
+    late = parse(sent["sent_at"]) - at
+    assert timedelta(0) <= late < timedelta(seconds=1), late
+    assert (await api.get(f"/api/v1/messages/{never['id']}")).json()["status"] == "cancelled"
+    again = await api.post(f"/api/v1/messages/{later['id']}/cancel")
+    assert again.status_code == 409
+    assert again.json()["error"]["code"] == "not_cancellable"
+
+
+async def test_cancelled_head_releases_its_key(api: httpx.AsyncClient, settings: Any) -> None:
+    first = (await api.post("/api/v1/messages/send", json=SMS)).json()["id"]
+    second = (await api.post("/api/v1/messages/send", json={**SMS, "body": "two"})).json()["id"]
+    assert (await api.post(f"/api/v1/messages/{first}/cancel")).status_code == 200
+    async with running_worker(settings):
+        await wait_status(api, second, "sent")
+    assert (await api.get(f"/api/v1/messages/{first}")).json()["status"] == "cancelled"
+
+
+async def test_idempotency_key_returns_the_first_message(
+    api: httpx.AsyncClient, pool: asyncpg.Pool
+) -> None:
+    headers = {"Idempotency-Key": "booking-42-paid"}
+    first = await api.post("/api/v1/messages/send", json=SMS, headers=headers)
+    assert first.status_code == 202
+    reordered = {k: SMS[k] for k in reversed(list(SMS))}
+    again = await api.post("/api/v1/messages/send", json=reordered, headers=headers)
+    assert again.status_code == 200
+    assert again.json()["id"] == first.json()["id"]
+    other = await api.post("/api/v1/messages/send", json={**SMS, "body": "x"}, headers=headers)
+    assert other.status_code == 409
+    assert other.json()["error"]["code"] == "idempotency_key_reused"
+    assert await pool.fetchval("SELECT count(*) FROM messages") == 1
+
+
+async def test_concurrent_identical_requests_make_one_message(
+    api: httpx.AsyncClient, pool: asyncpg.Pool, redis: Any
+) -> None:
+    headers = {"Idempotency-Key": "same-moment"}
+    answers = await asyncio.gather(
+        *(api.post("/api/v1/messages/send", json=SMS, headers=headers) for _ in range(20))
+    )
+    codes = sorted(a.status_code for a in answers)
+    assert codes.count(202) == 1 and codes.count(200) == 19, codes
+    assert len({a.json()["id"] for a in answers}) == 1
+    assert await pool.fetchval("SELECT count(*) FROM messages") == 1
+    assert await redis.xlen("message_queue:sms") == 1
+
+
+async def test_reconciler_queues_what_the_api_stored_but_never_queued(
+    api: httpx.AsyncClient, settings: Any, pool: asyncpg.Pool, redis: Any
+) -> None:
+    # As if the API died between its commit and its XADD: the row exists, Redis knows nothing.
+    message_id = uuid.uuid4()
+    await pool.execute(
+        "INSERT INTO messages (id, type, status, from_addr, to_addr, body, ordering_key, "
+        "updated_at) VALUES ($1, 'sms', 'pending', '+15551234567', '+15559876543', 'lost', "
+        "'+15559876543', now() - interval '1 minute')",
+        message_id,
+    )
+    assert await redis.xlen("message_queue:sms") == 0
+    async with running_worker(settings):
+        await wait_status(api, str(message_id), "sent")
+    assert await redis.xlen("message_queue:sms") == 0
+
+
+async def test_reconciler_never_queues_twice(
+    api: httpx.AsyncClient, settings: Any, pool: asyncpg.Pool, redis: Any
+) -> None:
+    ids = [
+        (await api.post("/api/v1/messages/send", json={**SMS, "to": f"+1555987{i:04d}"})).json()["id"]
+        for i in range(5)
+    ]
+    await pool.execute("UPDATE messages SET updated_at = now() - interval '1 minute'")
+    await redis.delete("postline:reconciler")
+    from postline.queue.streams import RedisQueue
+    from postline.store.messages import MessageStore
+    from postline.worker.reconciler import Reconciler
+
+    reconciler = Reconciler(
+        store=MessageStore(pool), queue=RedisQueue(redis), owner="t", interval=1, quiet_for=0
+    )
+    assert await reconciler.tick() == 0
+    assert await redis.xlen("message_queue:sms") == len(ids)
+    await redis.flushdb()
+    assert await reconciler.tick() == len(ids)
+    assert await redis.xlen("message_queue:sms") == len(ids)
