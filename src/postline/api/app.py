@@ -14,7 +14,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from postline.api import errors
 from postline.api.deps import Components
-from postline.api.routes import messages, ops
+from postline.api.routes import collection, messages, ops
 from postline.api.schemas import MessageCreate
 from postline.api.service import Acceptor, InlineSender
 from postline.domain.outcomes import RetryPolicy
@@ -116,6 +116,7 @@ def create_app(settings: Settings) -> FastAPI:
     )
     app.add_middleware(TimingMiddleware, metrics=metrics)
     errors.install(app)
+    app.include_router(collection.router)
     app.include_router(messages.router)
     app.include_router(ops.router)
     _register_schema(app)
@@ -138,6 +139,19 @@ def _register_schema(app: FastAPI) -> None:
         for name, definition in defs.pop("$defs", {}).items():
             components.setdefault(name, definition)
         components["MessageCreate"] = defs
+        components["BatchCreate"] = {
+            "type": "object",
+            "required": ["messages"],
+            "additionalProperties": False,
+            "properties": {
+                "messages": {
+                    "type": "array",
+                    "minItems": 1,
+                    "maxItems": 1000,
+                    "items": {"$ref": "#/components/schemas/MessageCreate"},
+                }
+            },
+        }
         app.openapi_schema = schema
         return schema
 

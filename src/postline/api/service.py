@@ -45,7 +45,9 @@ DB_UNAVAILABLE = (
 
 @dataclass(frozen=True, slots=True)
 class Pending:
-    row: NewMessage
+    """One request's rows: they are stored together, in one transaction."""
+
+    rows: Sequence[NewMessage]
     enqueue: bool
 
 
@@ -92,7 +94,8 @@ class Acceptor:
     def __init__(self, *, store: MessageStore, queue: RedisQueue) -> None:
         self.store = store
         self.queue = queue
-        self._commits: GroupCommit[Pending] = GroupCommit(self._flush, max_batch=1000, parallel=3)
+        # max_batch counts requests; a batch request brings up to 1000 rows.
+        self._commits: GroupCommit[Pending] = GroupCommit(self._flush, max_batch=200, parallel=3)
 
     def start(self) -> None:
         self._commits.start()
@@ -103,10 +106,7 @@ class Acceptor:
     async def accept(self, rows: Sequence[NewMessage], *, enqueue: bool = True) -> None:
         """Returns once every row is committed; raises ApiError(503) if it cannot be."""
         try:
-            if len(rows) == 1:
-                await self._commits.submit(Pending(rows[0], enqueue))
-            else:
-                await asyncio.gather(*(self._commits.submit(Pending(r, enqueue)) for r in rows))
+            await self._commits.submit(Pending(rows, enqueue))
         except DB_UNAVAILABLE as exc:
             log.warning("database unavailable: %s", exc)
             raise ApiError(503, "the database is unavailable", code="database_unavailable") from exc
@@ -129,8 +129,8 @@ class Acceptor:
         return created
 
     async def _flush(self, batch: Sequence[Pending]) -> None:
-        await self.store.insert([p.row for p in batch])
-        await self._queue_rows([p.row for p in batch if p.enqueue])
+        await self.store.insert([row for p in batch for row in p.rows])
+        await self._queue_rows([row for p in batch if p.enqueue for row in p.rows])
 
     async def _queue_rows(self, rows: Sequence[NewMessage]) -> None:
         due = [r for r in rows if r.status == Status.PENDING]

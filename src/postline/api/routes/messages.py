@@ -32,7 +32,7 @@ ERRORS: dict[int | str, dict[str, Any]] = {
 }
 
 
-def _json(status: int, value: Any) -> Response:
+def json_response(status: int, value: Any) -> Response:
     return Response(orjson.dumps(value), status_code=status, media_type="application/json")
 
 
@@ -117,13 +117,13 @@ async def send_message(
                     "this Idempotency-Key was used with a different body",
                     code="idempotency_key_reused",
                 )
-            return _json(200, public_message(await _stored(parts, message_id)))
+            return json_response(200, public_message(await _stored(parts, message_id)))
     else:
         await parts.acceptor.accept([row], enqueue=inline is None)
     parts.metrics.accepted.labels(row.type).inc()
     if inline is not None:
-        return _json(201, await inline.send(row))
-    return _json(202, row_view(row))
+        return json_response(201, await inline.send(row))
+    return json_response(202, row_view(row))
 
 
 async def _stored(parts: Components, message_id: uuid.UUID) -> asyncpg.Record:
@@ -138,7 +138,7 @@ async def get_message(message_id: str, parts: ComponentsDep, _auth: AuthDep) -> 
     row = await parts.store.get(_message_id(message_id))
     if row is None:
         raise ApiError(404, "no message with that id")
-    return _json(200, public_message(row))
+    return json_response(200, public_message(row))
 
 
 @router.get("/{message_id}/events", response_model=list[EventPublic], responses=ERRORS)
@@ -147,7 +147,7 @@ async def get_events(message_id: str, parts: ComponentsDep, _auth: AuthDep) -> R
     events = await parts.store.events(key)
     if not events and await parts.store.get(key) is None:
         raise ApiError(404, "no message with that id")
-    return _json(200, [public_event(e) for e in events])
+    return json_response(200, [public_event(e) for e in events])
 
 
 @router.post("/{message_id}/cancel", response_model=MessagePublic, responses=ERRORS)
@@ -165,7 +165,7 @@ async def cancel_message(message_id: str, parts: ComponentsDep, _auth: AuthDep) 
     with contextlib.suppress(RedisError, OSError):
         await parts.queue.unschedule(item)
         await parts.queue.advance([item])
-    return _json(200, public_message(row))
+    return json_response(200, public_message(row))
 
 
 @router.post("/{message_id}/retry", status_code=202, response_model=MessagePublic, responses=ERRORS)
@@ -179,4 +179,4 @@ async def retry_message(message_id: str, parts: ComponentsDep, _auth: AuthDep) -
                        code="not_retryable")  # fmt: skip
     with contextlib.suppress(RedisError, OSError):  # else the reconciler queues it
         await parts.queue.push([Enqueue(str(row["id"]), Channel(row["type"]), row["ordering_key"])])
-    return _json(202, public_message(row))
+    return json_response(202, public_message(row))

@@ -1,0 +1,138 @@
+"""The messages collection: batch send, and listing with keyset pages."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+import orjson
+from fastapi import APIRouter, Query, Request
+from pydantic import BaseModel, Field, ValidationError
+from starlette.responses import Response
+
+from postline.api.deps import AuthDep, Components, ComponentsDep, check_api_key
+from postline.api.errors import ApiError, summary, validation_details
+from postline.api.routes.messages import ERRORS, json_response, read_json_body
+from postline.api.schemas import MessageCreate, MessagePublic
+from postline.api.service import new_row
+from postline.domain.channels import Channel
+from postline.domain.statuses import Status
+from postline.store.listing import BadCursor, Filters, decode_cursor, encode_cursor, list_messages
+from postline.store.records import public_message
+
+router = APIRouter(prefix="/api/v1/messages", tags=["messages"])
+
+MAX_BATCH = 1000
+
+
+class BatchCreate(BaseModel):
+    messages: list[MessageCreate] = Field(min_length=1, max_length=MAX_BATCH)
+
+
+class BatchItemResult(BaseModel):
+    index: int
+    id: str | None = None
+    status: str | None = None
+    error: dict[str, Any] | None = None
+
+
+class BatchResult(BaseModel):
+    results: list[BatchItemResult]
+
+
+class MessagePage(BaseModel):
+    items: list[MessagePublic]
+    next_cursor: str | None
+
+
+def _items(raw: bytes) -> list[Any]:
+    try:
+        body = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise ApiError(422, f"the body is not valid JSON: {exc}") from exc
+    if not isinstance(body, dict) or set(body) != {"messages"}:
+        raise ApiError(422, 'the body must be {"messages": [ ...send bodies ]}')
+    items = body["messages"]
+    if not isinstance(items, list) or not 1 <= len(items) <= MAX_BATCH:
+        raise ApiError(422, f"messages must be a list of 1 to {MAX_BATCH} send bodies")
+    return items
+
+
+@router.post(
+    "/batch",
+    status_code=202,
+    response_model=BatchResult,
+    responses=ERRORS,
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {
+                "application/json": {"schema": {"$ref": "#/components/schemas/BatchCreate"}}
+            },
+        }
+    },
+)
+async def send_batch(request: Request) -> Response:
+    """Accepts up to 1000 messages: valid ones are stored (one transaction) and
+    queued; invalid ones are reported by index."""
+    parts: Components = request.app.state.components
+    check_api_key(request, parts)
+    items = _items(await read_json_body(request))
+    now = datetime.now(UTC)
+    results: list[dict[str, Any]] = []
+    rows = []
+    for index, item in enumerate(items):
+        try:
+            payload = MessageCreate.model_validate(item)
+        except ValidationError as exc:
+            details = validation_details(exc)
+            results.append({"index": index, "error": {
+                "code": "validation_error", "message": summary(details), "details": details}})  # fmt: skip
+            continue
+        if payload.callback_url and not parts.settings.callback_signing_secret:
+            results.append({"index": index, "error": {"code": "validation_error",
+                "message": "callback_url needs CALLBACK_SIGNING_SECRET on the server",
+                "details": []}})  # fmt: skip
+            continue
+        row = new_row(payload, idempotency_key=None, now=now)
+        rows.append(row)
+        results.append({"index": index, "id": str(row.id), "status": row.status})
+    if rows:
+        await parts.acceptor.accept(rows)
+        for row in rows:
+            parts.metrics.accepted.labels(row.type).inc()
+    return json_response(202, {"results": results})
+
+
+@router.get("", response_model=MessagePage, responses=ERRORS)
+async def list_all(
+    parts: ComponentsDep,
+    _auth: AuthDep,
+    status: Status | None = None,
+    type: Channel | None = None,  # noqa: A002 - the SPEC's parameter name
+    to: Annotated[str | None, Query(max_length=512)] = None,
+    ordering_key: Annotated[str | None, Query(max_length=256)] = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    cursor: Annotated[str | None, Query(max_length=64)] = None,
+) -> Response:
+    """Messages newest first; pass `next_cursor` back as `cursor` for the next page."""
+    try:
+        before = decode_cursor(cursor) if cursor else None
+    except BadCursor as exc:
+        raise ApiError(422, "cursor is not valid: pass back a next_cursor as it was") from exc
+    if to is not None and to.startswith("whatsapp:"):
+        to = to.removeprefix("whatsapp:")  # stored without the prefix
+    filters = Filters(
+        status=status.value if status else None,
+        type=type.value if type else None,
+        to=to,
+        ordering_key=ordering_key,
+    )
+    rows, last = await list_messages(parts.pool, filters, limit=limit, before_seq=before)
+    return json_response(
+        200,
+        {
+            "items": [public_message(r) for r in rows],
+            "next_cursor": encode_cursor(last) if last is not None else None,
+        },
+    )

@@ -1,0 +1,76 @@
+"""Listing messages: filters, newest first, keyset pages on `seq` (no OFFSET).
+
+A cursor is the `seq` of the last message of the previous page, so pages
+stay stable while new messages arrive: new ones have higher `seq` and only
+ever appear on a first page.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from dataclasses import dataclass
+from typing import Any
+
+import asyncpg
+
+from postline.store.records import MESSAGE_COLUMNS
+
+
+class BadCursor(ValueError):
+    """The cursor was not made by this API."""
+
+
+def encode_cursor(seq: int) -> str:
+    return base64.urlsafe_b64encode(f"s{seq}".encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> int:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        if not raw.startswith("s") or not raw[1:].isdigit():
+            raise ValueError(raw)
+        return int(raw[1:])
+    except (binascii.Error, UnicodeDecodeError, ValueError) as exc:
+        raise BadCursor("cursor is not valid") from exc
+
+
+@dataclass(frozen=True, slots=True)
+class Filters:
+    status: str | None = None
+    type: str | None = None
+    to: str | None = None
+    ordering_key: str | None = None
+
+
+async def list_messages(
+    pool: asyncpg.Pool, filters: Filters, *, limit: int, before_seq: int | None
+) -> tuple[list[asyncpg.Record], int | None]:
+    """One page, and the seq to continue after (None on the last page).
+
+    The statement holds only the filters given, so each combination gets a
+    plan that uses its own index ((status|type|to_addr|ordering_key, seq)).
+    """
+    clauses: list[str] = []
+    args: list[Any] = []
+    for column, value in (
+        ("status", filters.status),
+        ("type", filters.type),
+        ("to_addr", filters.to),
+        ("ordering_key", filters.ordering_key),
+    ):
+        if value is not None:
+            args.append(value)
+            clauses.append(f"{column} = ${len(args)}")
+    if before_seq is not None:
+        args.append(before_seq)
+        clauses.append(f"seq < ${len(args)}")
+    where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
+    args.append(limit + 1)
+    rows = await pool.fetch(
+        f"SELECT {MESSAGE_COLUMNS} FROM messages {where} ORDER BY seq DESC LIMIT ${len(args)}",
+        *args,
+    )
+    if len(rows) > limit:
+        return list(rows[:limit]), int(rows[limit - 1]["seq"])
+    return list(rows), None
