@@ -8,15 +8,18 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any, TypeVar
 
 import click
 
-from postline import logs
+from postline import cli_ops, logs
 from postline.errors import ConfigurationError
 from postline.settings import Settings
 
 DATA_DIR = Path(".postline")
+F = TypeVar("F", bound=Callable[..., Any])
 
 
 def _settings(*, need_servers: bool = True) -> Settings:
@@ -89,21 +92,35 @@ def migrate() -> None:
     click.echo(f"applied: {', '.join(applied)}" if applied else "schema is up to date")
 
 
+def _sim_option(name: str, env: str, **kwargs: Any) -> Callable[[F], F]:
+    return click.option(name, envvar=f"SIMULATOR_{env}", show_envvar=True, **kwargs)
+
+
 @main.command()
-@click.option("--host", default="127.0.0.1", envvar="SIMULATOR_HOST", show_envvar=True)
-@click.option("--port", default=8900, type=int, envvar="SIMULATOR_PORT", show_envvar=True)
-@click.option(
-    "--latency-ms", default=0.0, type=float, envvar="SIMULATOR_LATENCY_MS", show_envvar=True
-)
-@click.option(
-    "--error-rate", default=0.0, type=float, envvar="SIMULATOR_ERROR_RATE", show_envvar=True
-)
-@click.option("--rate-429", default=0.0, type=float, envvar="SIMULATOR_RATE_429", show_envvar=True)
-@click.option(
-    "--retry-after", default=1, type=int, envvar="SIMULATOR_RETRY_AFTER", show_envvar=True
-)
+@_sim_option("--host", "HOST", default="127.0.0.1")
+@_sim_option("--port", "PORT", default=8900, type=int)
+@_sim_option("--latency-ms", "LATENCY_MS", default=0.0, type=float)
+@_sim_option("--error-rate", "ERROR_RATE", default=0.0, type=float, help="Fraction answered 500.")
+@_sim_option("--rate-429", "RATE_429", default=0.0, type=float, help="Fraction answered 429.")
+@_sim_option("--retry-after", "RETRY_AFTER", default=1, type=int, help="Retry-After on 429s.")
+@_sim_option("--callbacks/--no-callbacks", "CALLBACKS", default=True, help="Send receipts.")
+@_sim_option("--callback-delay-ms", "CALLBACK_DELAY_MS", default=200.0, type=float)
+@_sim_option(
+    "--delivery-outcome", "DELIVERY_OUTCOME", default="delivered",
+    type=click.Choice(["delivered", "undelivered", "failed"]),
+)  # fmt: skip
+@_sim_option("--sendgrid-event-webhook-url", "SENDGRID_EVENT_WEBHOOK_URL", default=None)
 def simulator(
-    host: str, port: int, latency_ms: float, error_rate: float, rate_429: float, retry_after: int
+    host: str,
+    port: int,
+    latency_ms: float,
+    error_rate: float,
+    rate_429: float,
+    retry_after: int,
+    callbacks: bool,
+    callback_delay_ms: float,
+    delivery_outcome: str,
+    sendgrid_event_webhook_url: str | None,
 ) -> None:
     """Run the Twilio + SendGrid simulator (inspect it at /_sim/requests)."""
     from postline.simulator.app import run_simulator
@@ -115,8 +132,13 @@ def simulator(
         error_rate=error_rate,
         rate_429=rate_429,
         retry_after_seconds=retry_after,
+        twilio_account_sid=settings.twilio_account_sid,
         twilio_auth_token=settings.twilio_auth_token,
         sendgrid_api_key=settings.sendgrid_api_key,
+        callbacks_enabled=callbacks,
+        callback_delay_ms=callback_delay_ms,
+        delivery_outcome=delivery_outcome,
+        sendgrid_event_webhook_url=sendgrid_event_webhook_url,
     )
     run_simulator(host, port, config)
 
@@ -198,3 +220,7 @@ def flow(url: str, timeout: float) -> None:
         walk.run(url, api_key=keys[0] if keys else None, timeout=timeout, echo=click.echo)
     except walk.FlowFailed as exc:
         raise click.ClickException(str(exc)) from exc
+
+
+# Operations commands (`status`, `worker --check`) attach to the group last.
+cli_ops.register(main)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import ctypes
+import json
 import os
 import secrets
 import signal
@@ -57,9 +58,9 @@ def wait_http(url: str, *, timeout: float, proc: subprocess.Popen[bytes] | None 
     while time.monotonic() < deadline:
         if proc is not None and proc.poll() is not None:
             raise RuntimeError(f"{url}: the process exited with {proc.returncode}")
-        with contextlib.suppress(OSError):
-            with urllib.request.urlopen(url, timeout=1):  # noqa: S310 - loopback URL we built
-                return
+        # a loopback URL this module built, never user input
+        with contextlib.suppress(OSError), urllib.request.urlopen(url, timeout=1):  # noqa: S310
+            return
         time.sleep(0.1)
     raise TimeoutError(f"{url} did not answer within {timeout:.0f}s")
 
@@ -108,66 +109,85 @@ def run(
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
-    children: list[tuple[str, subprocess.Popen[bytes]]] = []
+    launcher = _Launcher(settings, data_dir, host, port, workers, simulator_port)
     with _servers(settings, data_dir) as (database_url, redis_url):
         # Children stop before the servers they use: this block sits inside the `with`.
         try:
-            return _serve(settings, data_dir, database_url, redis_url, host, port, workers,
-                          simulator_port, children, stop)  # fmt: skip
+            return launcher.serve(database_url, redis_url, stop)
         finally:
-            _stop_children(children)
+            _stop_children(launcher.children)
 
 
-def _serve(
-    settings: Settings,
-    data_dir: Path,
-    database_url: str,
-    redis_url: str,
-    host: str,
-    port: int,
-    workers: int,
-    simulator_port: int,
-    children: list[tuple[str, subprocess.Popen[bytes]]],
-    stop: threading.Event,
-) -> int:
-    applied = upgrade(database_url)
-    print(f"migrations: {', '.join(applied) if applied else 'up to date'}", flush=True)
-    env = dict(os.environ, DATABASE_URL=database_url, REDIS_URL=redis_url)
-    env.setdefault("CALLBACK_SIGNING_SECRET", _signing_secret(data_dir))
-    if not settings.providers_configured:
-        sim = spawn(["simulator", "--host", "127.0.0.1", "--port", str(simulator_port)], env)
-        children.append(("simulator", sim))
-        sim_url = f"http://127.0.0.1:{simulator_port}"
+class _Launcher:
+    """Starts the simulator, the API and the workers, and watches them."""
+
+    def __init__(
+        self, settings: Settings, data_dir: Path, host: str, port: int, workers: int, sim_port: int
+    ) -> None:
+        self.settings = settings
+        self.data_dir = data_dir
+        self.host = host
+        self.port = port
+        self.workers = workers
+        self.sim_port = sim_port
+        self.children: list[tuple[str, subprocess.Popen[bytes]]] = []
+
+    def serve(self, database_url: str, redis_url: str, stop: threading.Event) -> int:
+        applied = upgrade(database_url)
+        print(f"migrations: {', '.join(applied) if applied else 'up to date'}", flush=True)
+        env = dict(os.environ, DATABASE_URL=database_url, REDIS_URL=redis_url)
+        env.setdefault("CALLBACK_SIGNING_SECRET", _signing_secret(self.data_dir))
+        api_host = "127.0.0.1" if self.host in ("", "0.0.0.0", "::") else self.host  # noqa: S104
+        env.setdefault("PUBLIC_BASE_URL", f"http://{api_host}:{self.port}")
+        if not self.settings.providers_configured:
+            env.update(self._simulator(env))
+        _write_dev_env(self.data_dir, env)
+        api = spawn(["api", "--host", self.host, "--port", str(self.port)], env)
+        self.children.append(("api", api))
+        for i in range(self.workers):
+            self.children.append((f"worker-{i + 1}", spawn(["worker"], env)))
+        wait_http(f"http://{api_host}:{self.port}/health", timeout=30, proc=api)
+        _banner(env, api_host, self.port, self.settings, self.data_dir)
+        while not stop.is_set():
+            for name, child in self.children:
+                if child.poll() is not None:
+                    print(f"{name} exited with {child.returncode}; stopping", flush=True)
+                    stop.set()
+            stop.wait(0.5)
+        print("stopping...", flush=True)
+        return 0
+
+    def _simulator(self, env: dict[str, str]) -> dict[str, str]:
+        """Starts the simulator; returns the settings that point the providers at it.
+
+        It signs its delivery receipts like the real providers: Twilio's with
+        the auth token, SendGrid's with a key whose public half it publishes.
+        """
+        sim_url = f"http://127.0.0.1:{self.sim_port}"
+        provider_env = {
+            "TWILIO_ACCOUNT_SID": SIM_ACCOUNT_SID,
+            "TWILIO_AUTH_TOKEN": SIM_AUTH_TOKEN,
+            "TWILIO_BASE_URL": sim_url,
+            "SENDGRID_API_KEY": SIM_SENDGRID_KEY,
+            "SENDGRID_BASE_URL": sim_url,
+        }
+        events_url = f"{env['PUBLIC_BASE_URL']}/api/v1/webhooks/sendgrid/events"
+        args = ["simulator", "--host", "127.0.0.1", "--port", str(self.sim_port),
+                "--sendgrid-event-webhook-url", events_url]  # fmt: skip
+        sim = spawn(args, dict(env, **provider_env))
+        self.children.append(("simulator", sim))
         wait_http(f"{sim_url}/_sim/health", timeout=20, proc=sim)
-        env.update(
-            TWILIO_ACCOUNT_SID=SIM_ACCOUNT_SID,
-            TWILIO_AUTH_TOKEN=SIM_AUTH_TOKEN,
-            TWILIO_BASE_URL=sim_url,
-            SENDGRID_API_KEY=SIM_SENDGRID_KEY,
-            SENDGRID_BASE_URL=sim_url,
-        )
-    _write_dev_env(data_dir, env)
-    api = spawn(["api", "--host", host, "--port", str(port)], env)
-    children.append(("api", api))
-    for i in range(workers):
-        children.append((f"worker-{i + 1}", spawn(["worker"], env)))
-    wait_http(f"http://{host}:{port}/health", timeout=30, proc=api)
-    _banner(env, host, port, settings, data_dir)
-    while not stop.is_set():
-        for name, child in children:
-            if child.poll() is not None:
-                print(f"{name} exited with {child.returncode}; stopping", flush=True)
-                stop.set()
-        stop.wait(0.5)
-    print("stopping...", flush=True)
-    return 0
+        with urllib.request.urlopen(f"{sim_url}/_sim/sendgrid/public-key", timeout=5) as answer:  # noqa: S310
+            provider_env["SENDGRID_WEBHOOK_PUBLIC_KEY"] = json.loads(answer.read())["public_key"]
+        return provider_env
 
 
 def _write_dev_env(data_dir: Path, env: dict[str, str]) -> None:
     """Lets `postline worker` in another terminal join this dev instance."""
     keys = (
         "DATABASE_URL", "REDIS_URL", "TWILIO_ACCOUNT_SID", "TWILIO_AUTH_TOKEN", "TWILIO_BASE_URL",
-        "SENDGRID_API_KEY", "SENDGRID_BASE_URL", "CALLBACK_SIGNING_SECRET",
+        "SENDGRID_API_KEY", "SENDGRID_BASE_URL", "CALLBACK_SIGNING_SECRET", "PUBLIC_BASE_URL",
+        "SENDGRID_WEBHOOK_PUBLIC_KEY",
     )  # fmt: skip
     lines = [f"{k}={env[k]}" for k in keys if k in env]
     path = data_dir / DEV_ENV_FILE
@@ -199,13 +219,19 @@ def _banner(env: dict[str, str], host: str, port: int, settings: Settings, data_
         + ("" if settings.database_url else f"   (embedded, data in {data_dir}/postgres)"),
         f"  Redis      {env['REDIS_URL']}"
         + ("" if settings.redis_url else f"   (embedded, AOF in {data_dir}/redis)"),
-        f"  Providers  {'simulator at ' + env['TWILIO_BASE_URL'] if not settings.providers_configured else 'Twilio and SendGrid'}",
+        "  Providers  "
+        + (
+            "Twilio and SendGrid"
+            if settings.providers_configured
+            else f"simulator at {env['TWILIO_BASE_URL']}"
+        ),
         f"  Callbacks  signed with CALLBACK_SIGNING_SECRET={env['CALLBACK_SIGNING_SECRET']}",
         f"  More workers: `make worker` (reads {data_dir}/{DEV_ENV_FILE})",
         "",
         "Try it:",
         f"  curl -s -X POST {base}/api/v1/messages/send -H 'Content-Type: application/json' \\",
-        """    -d '{"from": "+15551234567", "to": "+15559876543", "type": "sms", "body": "Test"}'""",
+        '    -d \'{"from": "+15551234567", "to": "+15559876543", '
+        + '"type": "sms", "body": "Test"}\'',
         "",
     ]
     print("\n".join(lines), flush=True)

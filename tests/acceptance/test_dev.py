@@ -35,14 +35,14 @@ def descendants(proc: subprocess.Popen[bytes]) -> list[psutil.Process]:
 def stop_dev(proc: subprocess.Popen[bytes], family: list[psutil.Process]) -> None:
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(timeout=60) == 0
-    gone, alive = psutil.wait_procs(family, timeout=10)
+    _, alive = psutil.wait_procs(family, timeout=10)
     assert alive == [], f"left running: {[p.info for p in alive]}"
 
 
-def wait_sent(api: httpx.Client, message_id: str, timeout: float = 20) -> None:
+def wait_status(api: httpx.Client, message_id: str, status: str, timeout: float = 20) -> None:
     deadline = time.monotonic() + timeout
-    while api.get(f"/api/v1/messages/{message_id}").json()["status"] != "sent":
-        assert time.monotonic() < deadline, f"{message_id} not sent within {timeout}s"
+    while api.get(f"/api/v1/messages/{message_id}").json()["status"] != status:
+        assert time.monotonic() < deadline, f"{message_id} not {status} within {timeout}s"
         time.sleep(0.1)
 
 
@@ -60,7 +60,12 @@ def test_dev_runs_everything_stops_cleanly_and_keeps_data(tmp_path: Path) -> Non
         assert all(word in names for word in ("simulator", " api ", "worker")), names
         with httpx.Client(base_url=base) as api:
             message_id = api.post("/api/v1/messages/send", json=SMS).json()["id"]
-            wait_sent(api, message_id)
+            # The simulator's signed status callback closes the loop: sent, then delivered.
+            wait_status(api, message_id, "delivered")
+            mail = {"from": "shop@example.com", "to": "ana@example.org", "type": "email",
+                    "subject": "Receipt", "body": "Thanks"}  # fmt: skip
+            mail_id = api.post("/api/v1/messages/send", json=mail).json()["id"]
+            wait_status(api, mail_id, "delivered")
         assert (tmp_path / ".postline" / "postgres").is_dir()
     finally:
         if dev.poll() is None:
@@ -75,6 +80,6 @@ def test_dev_runs_everything_stops_cleanly_and_keeps_data(tmp_path: Path) -> Non
         with httpx.Client(base_url=base) as api:
             kept = api.get(f"/api/v1/messages/{message_id}")
             assert kept.status_code == 200
-            assert kept.json()["status"] == "sent"
+            assert kept.json()["status"] == "delivered"
     finally:
         stop_dev(again, family)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
 
 from postline.simulator.config import (
     ConfigError,
@@ -10,6 +12,22 @@ from postline.simulator.config import (
     apply_config_patch,
     config_to_dict,
 )
+
+
+def _pem(curve: ec.EllipticCurve) -> str:
+    return (
+        ec.generate_private_key(curve)
+        .private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+        .decode()
+    )
+
+
+def _p384_pem() -> str:
+    return _pem(ec.SECP384R1())
 
 
 def test_defaults_are_quiet_and_unauthenticated() -> None:
@@ -26,6 +44,12 @@ def test_defaults_are_quiet_and_unauthenticated() -> None:
         "sendgrid_api_key": None,
         "keep_requests": 100_000,
         "seed": None,
+        "callbacks_enabled": True,
+        "callback_delay_ms": 200.0,
+        "delivery_outcome": "delivered",
+        "delivery_error_code": None,
+        "sendgrid_event_webhook_url": None,
+        "sendgrid_webhook_private_key": None,
     }
 
 
@@ -42,6 +66,15 @@ def test_defaults_are_quiet_and_unauthenticated() -> None:
         {"keep_requests": 0},
         {"seed": "7"},
         {"twilio_auth_token": ""},
+        {"callbacks_enabled": 1},
+        {"callback_delay_ms": -5},
+        {"delivery_outcome": "read"},
+        {"delivery_error_code": 0},
+        {"delivery_error_code": "30003"},
+        {"sendgrid_event_webhook_url": "ftp://example.com/events"},
+        {"sendgrid_event_webhook_url": "/relative"},
+        {"sendgrid_webhook_private_key": "-----BEGIN PRIVATE KEY-----\nnope\n"},
+        {"sendgrid_webhook_private_key": _p384_pem()},
     ],
 )
 def test_bad_values_are_refused_at_construction(kwargs: dict[str, object]) -> None:
@@ -82,3 +115,18 @@ def test_a_bad_patch_changes_nothing(patch: object) -> None:
         apply_config_patch(config, patch)
 
     assert config == SimulatorConfig()
+
+
+def test_receipt_knobs_accept_their_values() -> None:
+    config = SimulatorConfig(
+        callbacks_enabled=False,
+        callback_delay_ms=0,
+        delivery_outcome="failed",
+        delivery_error_code=30005,
+        sendgrid_event_webhook_url="http://127.0.0.1:8080/api/v1/webhooks/sendgrid/events",
+        sendgrid_webhook_private_key=_pem(ec.SECP256R1()),
+    )
+
+    assert config.callback_delay_ms == 0.0 and isinstance(config.callback_delay_ms, float)
+    apply_config_patch(config, {"delivery_outcome": "undelivered", "callbacks_enabled": True})
+    assert (config.delivery_outcome, config.callbacks_enabled) == ("undelivered", True)

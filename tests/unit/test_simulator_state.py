@@ -89,12 +89,27 @@ def test_script_items_override_knobs_then_run_out() -> None:
         {"to": "+1", "responses": [{"status": 201, "latency_ms": -1}]},
         {"to": "+1", "responses": [{"status": 400, "colour": "red"}]},
         {"to": "+1", "responses": [500], "extra": 1},
+        {"to": "+1", "responses": [{"status": 201, "receipt": "read"}]},
+        {"to": "+1", "responses": [{"status": 500, "receipt": "undelivered"}]},
         [500],
     ],
 )
 def test_bad_scripts_are_refused(body: object) -> None:
     with pytest.raises(ScriptError):
         parse_script(body)
+
+
+def test_script_items_choose_the_receipt_of_one_message() -> None:
+    state = SimulatorState(SimulatorConfig())
+    key, items = parse_script(
+        {"to": "+15550001111", "responses": [{"status": 201, "receipt": "undelivered"}, 201]}
+    )
+    state.scripts.set(key, items)
+
+    assert items[0].to_dict() == {"status": 201, "receipt": "undelivered"}
+    assert state.plan("+15550001111").receipt == "undelivered"
+    assert state.plan("+15550001111").receipt is None  # a plain item: the configured outcome
+    assert state.plan("+15550001111").receipt is None  # script exhausted
 
 
 def test_same_seed_same_ids() -> None:

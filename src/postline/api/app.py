@@ -9,12 +9,13 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from fastapi import FastAPI
+from fastapi.staticfiles import StaticFiles
 from redis.exceptions import RedisError
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from postline.api import errors
 from postline.api.deps import Components
-from postline.api.routes import collection, messages, ops
+from postline.api.routes import collection, dashboard, messages, ops, stats, webhooks
 from postline.api.schemas import MessageCreate
 from postline.api.service import Acceptor, InlineSender
 from postline.domain.outcomes import RetryPolicy
@@ -119,6 +120,10 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(collection.router)
     app.include_router(messages.router)
     app.include_router(ops.router)
+    app.include_router(stats.router)
+    app.include_router(dashboard.router)
+    app.include_router(webhooks.router)
+    app.mount(dashboard.STATIC_PATH, StaticFiles(directory=dashboard.STATIC_DIR), name="dashboard")
     _register_schema(app)
     return app
 

@@ -7,9 +7,13 @@ codes and shapes taken from their published OpenAPI documents), records
 every request for inspection, and can be told to misbehave: latency, random
 500s and 429s, or a per-recipient script of answers.
 
+It also sends the delivery-status callbacks the providers send, signed
+as they sign them.
+
 Modules: `config` (the knobs), `state` (log, counters, fault planning),
 `scripts` (per-recipient answers), `twilio` and `sendgrid` (the provider
-endpoints), `control` (the `/_sim` routes), `app` (build and serve).
+endpoints), `receipts` (the status callbacks), `control` (the `/_sim`
+routes), `app` (build and serve).
 """
 
 from postline.simulator.app import (

@@ -25,6 +25,7 @@ from aiohttp import web
 
 from postline.simulator.config import SimulatorConfig
 from postline.simulator.control import ControlRoutes
+from postline.simulator.receipts import ReceiptSender
 from postline.simulator.sendgrid import MAIL_SEND_PATH, MAX_REQUEST_BYTES, SendGridEndpoint
 from postline.simulator.state import SimulatorState
 from postline.simulator.twilio import MESSAGES_PATH, TwilioEndpoint
@@ -32,6 +33,7 @@ from postline.simulator.twilio import MESSAGES_PATH, TwilioEndpoint
 logger = logging.getLogger(__name__)
 
 STATE_KEY = web.AppKey("simulator_state", SimulatorState)
+RECEIPTS_KEY = web.AppKey("simulator_receipts", ReceiptSender)
 
 # Long enough for in-flight answers (even with a latency knob) to finish,
 # short enough that stopping a test or `postline dev` never hangs.
@@ -42,20 +44,24 @@ def create_app(config: SimulatorConfig) -> web.Application:
     """The simulator as an aiohttp application; `config` stays live (it is not copied)."""
     state = SimulatorState(config)
     app = web.Application(client_max_size=MAX_REQUEST_BYTES)
+    receipts = ReceiptSender(state)
     app[STATE_KEY] = state
-    app.router.add_post(MESSAGES_PATH, TwilioEndpoint(state).handle)
-    app.router.add_post(MAIL_SEND_PATH, SendGridEndpoint(state).handle)
+    app[RECEIPTS_KEY] = receipts
+    app.router.add_post(MESSAGES_PATH, TwilioEndpoint(state, receipts).handle)
+    app.router.add_post(MAIL_SEND_PATH, SendGridEndpoint(state, receipts).handle)
     ControlRoutes(state).add_to(app)
+    receipts.add_to(app)
     return app
 
 
 @dataclass(frozen=True)
 class RunningSimulator:
-    """A simulator being served: where to reach it and the knobs it reads."""
+    """A simulator being served: where to reach it, the knobs it reads, its callbacks."""
 
     base_url: str
     config: SimulatorConfig
     state: SimulatorState
+    receipts: ReceiptSender
 
 
 def _url_host(host: str) -> str:
@@ -85,6 +91,7 @@ async def running_simulator(
             base_url=f"http://{_url_host(host)}:{bound_port}",
             config=config,
             state=app[STATE_KEY],
+            receipts=app[RECEIPTS_KEY],
         )
     finally:
         await runner.cleanup()

@@ -13,6 +13,15 @@ import dataclasses
 import math
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
+
+from cryptography.exceptions import UnsupportedAlgorithm
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+
+#: What a delivery receipt reports: Twilio's final statuses. SendGrid reports
+#: `delivered`, a `bounce` for "undelivered" and a drop for "failed".
+RECEIPT_OUTCOMES = ("delivered", "undelivered", "failed")
 
 
 class ConfigError(ValueError):
@@ -39,6 +48,17 @@ class SimulatorConfig:
     keep_requests: int = 100_000
     # Seeds the random source of faults, jitter and ids, for replayable runs.
     seed: int | None = None
+    # Delivery-status callbacks after each accepted send: Twilio's to the
+    # request's StatusCallback, SendGrid's events to the URL below.
+    callbacks_enabled: bool = True
+    callback_delay_ms: float = 200.0
+    # One of RECEIPT_OUTCOMES; a script item's "receipt" overrides it per message.
+    delivery_outcome: str = "delivered"
+    # Twilio ErrorCode of an undelivered/failed receipt; None means 30003 / 30008.
+    delivery_error_code: int | None = None
+    sendgrid_event_webhook_url: str | None = None
+    # PEM EC P-256 key that signs SendGrid events; None: one is generated at start.
+    sendgrid_webhook_private_key: str | None = None
 
     def __post_init__(self) -> None:
         _validate(self)
@@ -47,7 +67,7 @@ class SimulatorConfig:
             setattr(self, name, float(getattr(self, name)))
 
 
-_NON_NEGATIVE_FLOATS = ("latency_ms", "latency_jitter_ms")
+_NON_NEGATIVE_FLOATS = ("latency_ms", "latency_jitter_ms", "callback_delay_ms")
 _FRACTIONS = ("error_rate", "rate_429")
 _OPTIONAL_STRINGS = ("twilio_account_sid", "twilio_auth_token", "sendgrid_api_key")
 _FLOATS = (*_NON_NEGATIVE_FLOATS, *_FRACTIONS)
@@ -84,6 +104,50 @@ def _validate(config: SimulatorConfig) -> None:
         value = getattr(config, name)
         if value is not None and (not isinstance(value, str) or not value):
             raise ConfigError(f"{name} must be a non-empty string or null, got {value!r}")
+    _validate_receipts(config)
+
+
+def _validate_receipts(config: SimulatorConfig) -> None:
+    if not isinstance(config.callbacks_enabled, bool):
+        raise ConfigError(
+            f"callbacks_enabled must be true or false, got {config.callbacks_enabled!r}"
+        )
+    if config.delivery_outcome not in RECEIPT_OUTCOMES:
+        raise ConfigError(
+            f"delivery_outcome must be one of {', '.join(RECEIPT_OUTCOMES)}, "
+            f"got {config.delivery_outcome!r}"
+        )
+    code = config.delivery_error_code
+    if code is not None and (not _is_int(code) or code <= 0):
+        raise ConfigError(f"delivery_error_code must be a positive integer or null, got {code!r}")
+    url = config.sendgrid_event_webhook_url
+    if url is not None and not _is_http_url(url):
+        raise ConfigError(f"sendgrid_event_webhook_url must be an http(s) URL or null, got {url!r}")
+    if config.sendgrid_webhook_private_key is not None:
+        load_private_key(config.sendgrid_webhook_private_key)
+
+
+def _is_http_url(value: object) -> bool:
+    if not isinstance(value, str):
+        return False
+    try:
+        parts = urlsplit(value)
+    except ValueError:
+        return False
+    return parts.scheme in ("http", "https") and bool(parts.hostname)
+
+
+def load_private_key(pem: object) -> ec.EllipticCurvePrivateKey:
+    """The SendGrid signing key from PEM; ConfigError unless it is an EC P-256 private key."""
+    if not isinstance(pem, str):
+        raise ConfigError("sendgrid_webhook_private_key must be a PEM string or null")
+    try:
+        key = serialization.load_pem_private_key(pem.encode(), password=None)
+    except (ValueError, TypeError, UnsupportedAlgorithm) as exc:
+        raise ConfigError(f"sendgrid_webhook_private_key is not a PEM private key: {exc}") from exc
+    if not isinstance(key, ec.EllipticCurvePrivateKey) or not isinstance(key.curve, ec.SECP256R1):
+        raise ConfigError("sendgrid_webhook_private_key must be an EC P-256 (prime256v1) key")
+    return key
 
 
 def config_to_dict(config: SimulatorConfig) -> dict[str, Any]:

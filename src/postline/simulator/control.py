@@ -8,6 +8,7 @@
 - `GET /_sim/requests[?to=&provider=&since_seq=&limit=]`,
   `DELETE /_sim/requests` (clears the log and the counters)
 - `GET /_sim/stats`
+- `GET /_sim/sendgrid/public-key`, `GET /_sim/callbacks` (in `receipts.py`)
 
 Errors here are `{"error": {"code": "...", "message": "..."}}`, the same
 envelope as Postline's own API, since these routes are Postline's and not a

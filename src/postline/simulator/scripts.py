@@ -7,10 +7,14 @@ recipient gets the normal behaviour again (including the random knobs).
 
 Items come from `POST /_sim/scripts` as bare statuses (`500`) or objects:
 `{"status": 429, "retry_after": 2}`, `{"status": 400, "code": 21211,
-"message": "..."}`, `{"status": 201, "latency_ms": 300}`. Any 2xx item means
-"answer normally" (validation still applies); `code` only shows in Twilio
-answers, since SendGrid errors carry none; `retry_after` adds a Retry-After
-header to any error and defaults to the configured one on 429s.
+"message": "..."}`, `{"status": 201, "latency_ms": 300}`,
+`{"status": 201, "receipt": "undelivered"}`.
+Any 2xx item means "answer normally" (validation still applies), and may
+choose that message's delivery receipt (`receipt`, one of
+`RECEIPT_OUTCOMES`, instead of the configured `delivery_outcome`); `code`
+only shows in Twilio answers, since SendGrid errors carry none;
+`retry_after` adds a Retry-After header to any error and defaults to the
+configured one on 429s.
 """
 
 from __future__ import annotations
@@ -19,6 +23,8 @@ import math
 from collections import deque
 from dataclasses import asdict, dataclass
 from typing import Any, TypeGuard
+
+from postline.simulator.config import RECEIPT_OUTCOMES
 
 
 class ScriptError(ValueError):
@@ -34,6 +40,7 @@ class ScriptItem:
     message: str | None = None
     retry_after: int | None = None
     latency_ms: float | None = None
+    receipt: str | None = None
 
     @property
     def is_success(self) -> bool:
@@ -43,7 +50,7 @@ class ScriptItem:
         return {key: value for key, value in asdict(self).items() if value is not None}
 
 
-_ITEM_KEYS = frozenset({"status", "code", "message", "retry_after", "latency_ms"})
+_ITEM_KEYS = frozenset({"status", "code", "message", "retry_after", "latency_ms", "receipt"})
 
 
 def _plain_int(value: object) -> TypeGuard[int]:
@@ -81,7 +88,12 @@ def parse_item(raw: object, index: int) -> ScriptItem:
         or latency < 0
     ):
         raise ScriptError(f"{where}.latency_ms must be a number >= 0")
-    return ScriptItem(status, code, message, retry_after, latency)
+    receipt = raw.get("receipt")
+    if receipt is not None and receipt not in RECEIPT_OUTCOMES:
+        raise ScriptError(f"{where}.receipt must be one of {', '.join(RECEIPT_OUTCOMES)}")
+    if receipt is not None and not 200 <= status < 300:
+        raise ScriptError(f"{where}.receipt goes with a 2xx status: only accepted sends get one")
+    return ScriptItem(status, code, message, retry_after, latency, receipt)
 
 
 def parse_script(body: object) -> tuple[str, list[ScriptItem]]:

@@ -10,7 +10,8 @@ personalization, each with a non-empty `to` of valid addresses; `from.email`;
 a subject and a `content` list unless a `template_id` is given; content
 blocks with a type and a value, `text/plain` first; attachments with base64
 `content` and a `filename`. Request order is the same as the Twilio
-endpoint's: auth, script or knobs, validation, success.
+endpoint's: auth, script or knobs, validation, success. After a `202`,
+signed Event Webhook callbacks follow when configured (see `receipts.py`).
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ import orjson
 from aiohttp import web
 
 from postline.simulator.config import SimulatorConfig
+from postline.simulator.receipts import ReceiptSender
 from postline.simulator.scripts import ScriptItem
 from postline.simulator.state import SimulatorState
 
@@ -260,8 +262,9 @@ _JSON = "application/json"
 class SendGridEndpoint:
     """The aiohttp handler for Mail Send, bound to the simulator state."""
 
-    def __init__(self, state: SimulatorState) -> None:
+    def __init__(self, state: SimulatorState, receipts: ReceiptSender | None = None) -> None:
         self._state = state
+        self._receipts = receipts
 
     async def handle(self, request: web.Request) -> web.Response:
         self._state.enter()
@@ -334,6 +337,13 @@ class SendGridEndpoint:
 
         message_id = state.new_sendgrid_id()
         answer(202, message_id, True)
+        if self._receipts is not None:
+            self._receipts.sendgrid(
+                message_id=message_id,
+                to=fields["to"],
+                custom_args=fields["custom_args"],
+                outcome=plan.receipt,
+            )
         return web.Response(status=202, headers={"X-Message-Id": message_id})
 
 

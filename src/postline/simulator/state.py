@@ -33,11 +33,13 @@ class Plan:
     """What to do with one provider request before answering it normally.
 
     `fault` is None for "answer normally" and otherwise the error answer to
-    give instead; `delay` is in seconds.
+    give instead; `delay` is in seconds; `receipt` is the scripted delivery
+    outcome (None: the configured one).
     """
 
     delay: float
     fault: ScriptItem | None
+    receipt: str | None = None
 
 
 _NOTHING = Plan(0.0, None)
@@ -84,7 +86,7 @@ class SimulatorState:
             fault = None if item.is_success else item
         if fault is not None and fault.status == 429 and fault.retry_after is None:
             fault = dataclasses.replace(fault, retry_after=config.retry_after_seconds)
-        return Plan(delay, fault)
+        return Plan(delay, fault, item.receipt if item is not None else None)
 
     def _latency_seconds(self) -> float:
         config = self.config

@@ -10,9 +10,8 @@ the recipient's script item or the random knobs (latency, then 500/429),
 Twilio's synchronous validation (400 with Twilio's error codes), and finally
 the success answer. Every answer is recorded for `/_sim/requests`.
 
-Delivery-status callbacks to `StatusCallback` are not sent yet: the URL is
-recorded with the request, and the success branch of `TwilioEndpoint.handle`
-is where a callback scheduler would hook in.
+After a `201`, delivery-status callbacks go to `StatusCallback` (see
+`receipts.py`); they never delay the answer.
 """
 
 from __future__ import annotations
@@ -33,6 +32,7 @@ from aiohttp import web
 
 from postline.simulator.clock import rfc2822_now
 from postline.simulator.config import SimulatorConfig
+from postline.simulator.receipts import ReceiptSender
 from postline.simulator.scripts import ScriptItem
 from postline.simulator.state import SimulatorState
 
@@ -283,8 +283,9 @@ _JSON = "application/json"
 class TwilioEndpoint:
     """The aiohttp handler for CreateMessage, bound to the simulator state."""
 
-    def __init__(self, state: SimulatorState) -> None:
+    def __init__(self, state: SimulatorState, receipts: ReceiptSender | None = None) -> None:
         self._state = state
+        self._receipts = receipts
 
     async def handle(self, request: web.Request) -> web.Response:
         self._state.enter()
@@ -379,4 +380,13 @@ class TwilioEndpoint:
             messaging_service_sid=service_sid,
         )
         answer(201, sid, None, True)
+        if self._receipts is not None:
+            self._receipts.twilio(
+                sid=sid,
+                account_sid=account_sid,
+                to=to,
+                sender=sender,
+                callback_url=status_callback,
+                outcome=plan.receipt,
+            )
         return web.Response(body=orjson.dumps(resource), status=201, content_type=_JSON)

@@ -1,0 +1,198 @@
+"""The operations numbers, computed once for every view of them.
+
+`/api/v1/stats`, the dashboard (through that endpoint), `postline status`
+and `postline worker --check` all read them here:
+
+- queues: `RedisQueue.depths()` (backlog and pending per stream);
+- messages per status and throughput: `postline.store.stats`;
+- live workers: `postline.queue.workers` (heartbeat keys).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Awaitable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+
+import asyncpg
+from redis.exceptions import RedisError
+from rich.console import Console
+from rich.table import Table
+
+from postline.queue.streams import RedisQueue, connect
+from postline.queue.workers import WorkerBeat, live_workers
+from postline.settings import Settings
+from postline.store import stats as store_stats
+from postline.store.pool import create_pool
+
+T = TypeVar("T")
+
+#: Errors that mean "the server is not answering", as opposed to a bug.
+DATABASE_DOWN: tuple[type[BaseException], ...] = (
+    asyncpg.exceptions.PostgresConnectionError,
+    asyncpg.exceptions.OperatorInterventionError,
+    asyncpg.InterfaceError,
+    OSError,
+    TimeoutError,
+)
+REDIS_DOWN: tuple[type[BaseException], ...] = (RedisError, OSError, TimeoutError)
+
+
+class DependencyUnavailable(Exception):
+    """PostgreSQL and/or Redis did not answer; `names` says which ("database", "redis")."""
+
+    def __init__(self, names: list[str]) -> None:
+        super().__init__(" and ".join(names) + " unavailable")
+        self.names = names
+
+
+@dataclass(frozen=True, slots=True)
+class Stats:
+    """One reading of every operations number."""
+
+    queues: dict[str, dict[str, int]]
+    counts: store_stats.StatusCounts
+    workers: list[WorkerBeat]
+    throughput: store_stats.Throughput
+
+    def public(self) -> dict[str, Any]:
+        """The `/api/v1/stats` body (SPEC 3.1)."""
+        return {
+            "queues": self.queues,
+            "messages": self.counts.counts,
+            "workers": [w.public() for w in self.workers],
+            "throughput": {
+                "sent_per_second": self.throughput.sent_per_second,
+                "failed_per_second": self.throughput.failed_per_second,
+            },
+        }
+
+
+async def _redis_part(queue: RedisQueue) -> tuple[dict[str, dict[str, int]], list[WorkerBeat]]:
+    depths, workers = await asyncio.gather(queue.depths(), live_workers(queue.client))
+    return depths, workers
+
+
+async def _database_part(
+    pool: asyncpg.Pool,
+) -> tuple[store_stats.StatusCounts, store_stats.Throughput]:
+    counts, rates = await asyncio.gather(
+        store_stats.status_counts(pool), store_stats.throughput(pool)
+    )
+    return counts, rates
+
+
+async def _bounded(part: Awaitable[T], max_wait: float) -> T:
+    return await asyncio.wait_for(part, max_wait)
+
+
+async def collect_stats(*, pool: asyncpg.Pool, queue: RedisQueue, max_wait: float = 5.0) -> Stats:
+    """Reads Redis and PostgreSQL at once; raises DependencyUnavailable naming what is down.
+
+    Each side gets `max_wait` seconds on its own, so a hung server is named
+    as down instead of the whole reading just timing out.
+    """
+    redis_result, db_result = await asyncio.gather(
+        _bounded(_redis_part(queue), max_wait),
+        _bounded(_database_part(pool), max_wait),
+        return_exceptions=True,
+    )
+    down = []
+    if isinstance(db_result, BaseException):
+        if not isinstance(db_result, DATABASE_DOWN):
+            raise db_result
+        down.append("database")
+    if isinstance(redis_result, BaseException):
+        if not isinstance(redis_result, REDIS_DOWN):
+            raise redis_result
+        down.append("redis")
+    if down:
+        raise DependencyUnavailable(down)
+    assert not isinstance(redis_result, BaseException)
+    assert not isinstance(db_result, BaseException)
+    (queues, workers), (counts, rates) = redis_result, db_result
+    return Stats(queues=queues, counts=counts, workers=workers, throughput=rates)
+
+
+@contextlib.asynccontextmanager
+async def _connections(settings: Settings) -> AsyncIterator[tuple[asyncpg.Pool, RedisQueue]]:
+    if not settings.database_url or not settings.redis_url:
+        raise ValueError("DATABASE_URL and REDIS_URL must be set")
+    # Lazy: a database that is down shows up as DependencyUnavailable, not at connect.
+    pool = await create_pool(settings.database_url, size=2, lazy=True)
+    client = connect(settings.redis_url, timeout=5.0)
+    try:
+        yield pool, RedisQueue(client)
+    finally:
+        await client.aclose()
+        await pool.close()
+
+
+async def fetch_stats(settings: Settings, *, max_wait: float = 5.0) -> Stats:
+    """One reading, over connections opened for it (the `postline status` command)."""
+    async with _connections(settings) as (pool, queue):
+        return await collect_stats(pool=pool, queue=queue, max_wait=max_wait)
+
+
+async def fetch_workers(settings: Settings, *, max_wait: float = 5.0) -> list[WorkerBeat]:
+    """Live workers (`postline worker --check`); raises DependencyUnavailable if Redis is down."""
+    if not settings.redis_url:
+        raise ValueError("REDIS_URL must be set")
+    client = connect(settings.redis_url, timeout=max_wait)
+    try:
+        return await asyncio.wait_for(live_workers(client), max_wait)
+    except REDIS_DOWN as exc:
+        raise DependencyUnavailable(["redis"]) from exc
+    finally:
+        await client.aclose()
+
+
+def _age(stamp: str, now: datetime) -> str:
+    try:
+        seconds = (now - datetime.fromisoformat(stamp)).total_seconds()
+    except ValueError:
+        return "?"
+    return f"{max(seconds, 0):.1f}s ago"
+
+
+def print_status(stats: Stats, console: Console, *, now: datetime | None = None) -> None:
+    """The terminal view: queues, messages per status, workers, throughput."""
+    moment = now or datetime.now(UTC)
+    queues = Table(title="Queues", title_justify="left")
+    queues.add_column("stream")
+    queues.add_column("depth", justify="right")
+    queues.add_column("pending", justify="right")
+    for stream, numbers in stats.queues.items():
+        queues.add_row(stream, str(numbers["depth"]), str(numbers["pending"]))
+
+    messages = Table(title="Messages", title_justify="left")
+    messages.add_column("status")
+    messages.add_column("count", justify="right")
+    for status, count in stats.counts.counts.items():
+        messages.add_row(status, f"{count:,}")
+
+    workers = Table(title=f"Workers ({len(stats.workers)} live)", title_justify="left")
+    workers.add_column("name")
+    workers.add_column("last heartbeat")
+    workers.add_column("in flight", justify="right")
+    for worker in stats.workers:
+        beat = f"{worker.last_heartbeat} ({_age(worker.last_heartbeat, moment)})"
+        capacity = f"/{worker.concurrency}" if worker.concurrency is not None else ""
+        workers.add_row(worker.name, beat, f"{worker.inflight}{capacity}")
+
+    console.print(queues)
+    console.print(messages)
+    if stats.counts.estimated:
+        console.print("(finished statuses estimated from table statistics)")
+    if stats.workers:
+        console.print(workers)
+    else:
+        console.print("Workers: none live (start one with `postline worker`)")
+    rates = stats.throughput
+    console.print(
+        f"Throughput (last {rates.window}s): {rates.sent_per_second}/s sent, "
+        f"{rates.failed_per_second}/s failed"
+    )
