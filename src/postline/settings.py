@@ -46,6 +46,7 @@ class Settings(BaseSettings):
     sendgrid_webhook_public_key: str | None = None
     public_base_url: str | None = None
     callback_signing_secret: str | None = None
+    callback_retry_base_seconds: float = Field(default=5.0, gt=0)
 
     log_level: str = "INFO"
     log_format: Literal["console", "json"] = "console"
@@ -56,6 +57,15 @@ class Settings(BaseSettings):
     @classmethod
     def _strip_slash(cls, value: str) -> str:
         return value.rstrip("/")
+
+    @field_validator("callback_signing_secret")
+    @classmethod
+    def _whsec(cls, value: str | None) -> str | None:
+        if value:
+            from postline.callbacks.signing import secret_key
+
+            secret_key(value)  # refuse to start with a secret no receiver could use
+        return value or None
 
     @property
     def api_key_list(self) -> list[str]:

@@ -22,6 +22,7 @@ from postline.queue.streams import RedisQueue, connect
 from postline.settings import Settings
 from postline.store.messages import MessageStore
 from postline.store.pool import create_pool
+from postline.worker.process import callback_dispatcher
 from postline.worker.runner import Worker
 
 SIM_SID = "AC" + "1" * 32
@@ -90,6 +91,7 @@ async def running_worker(settings: Settings, *, concurrency: int = 64) -> AsyncI
         reconcile_interval=settings.reconcile_interval_seconds,
         reconcile_quiet_for=settings.reconcile_quiet_seconds,
         metrics=WorkerMetrics(),
+        callbacks=callback_dispatcher(settings, pool),
     )
     stop = asyncio.Event()
     task = asyncio.create_task(worker.run(stop))

@@ -6,9 +6,13 @@ import asyncio
 import logging
 import signal
 
+import asyncpg
 from prometheus_client import start_http_server
 
 from postline.api.app import policy_of
+from postline.callbacks.dispatcher import CallbackDispatcher
+from postline.callbacks.signing import secret_key
+from postline.callbacks.store import CallbackStore
 from postline.metrics import WorkerMetrics
 from postline.providers.registry import build_providers, http_session
 from postline.queue.streams import RedisQueue, connect
@@ -44,6 +48,7 @@ async def serve(settings: Settings, *, concurrency: int, metrics_port: int | Non
             reconcile_interval=settings.reconcile_interval_seconds,
             reconcile_quiet_for=settings.reconcile_quiet_seconds,
             metrics=metrics,
+            callbacks=callback_dispatcher(settings, pool),
         )
         await worker.run(stop)
     finally:
@@ -52,20 +57,27 @@ async def serve(settings: Settings, *, concurrency: int, metrics_port: int | Non
         await pool.close()
 
 
+def callback_dispatcher(settings: Settings, pool: asyncpg.Pool) -> CallbackDispatcher | None:
+    """The client-callback dispatcher, when a signing secret is configured."""
+    if not settings.callback_signing_secret:
+        return None
+    return CallbackDispatcher(
+        store=CallbackStore(pool),
+        key=secret_key(settings.callback_signing_secret),
+        first_backoff=settings.callback_retry_base_seconds,
+    )
+
+
 def run(
     settings: Settings, *, concurrency: int | None = None, metrics_port: int | None = None
 ) -> None:
     """Blocks until SIGTERM/SIGINT, then finishes the sends in flight and returns."""
+    main = serve(
+        settings, concurrency=concurrency or settings.worker_concurrency, metrics_port=metrics_port
+    )
     try:
         import uvloop
-
-        runner = uvloop.run
     except ImportError:  # pragma: no cover - uvloop is not on every platform
-        runner = asyncio.run
-    runner(
-        serve(
-            settings,
-            concurrency=concurrency or settings.worker_concurrency,
-            metrics_port=metrics_port,
-        )
-    )
+        asyncio.run(main)
+    else:
+        uvloop.run(main)

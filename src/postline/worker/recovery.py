@@ -12,7 +12,7 @@ Two ways, both ending in the worker's normal fenced claim:
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from typing import Any
 
 from redis.asyncio import Redis
 
@@ -23,12 +23,6 @@ log = logging.getLogger("postline.worker")
 
 HEARTBEAT_PREFIX = "postline:worker:"
 HEARTBEAT_TTL_SECONDS = 10
-
-
-@dataclass(frozen=True, slots=True)
-class Claimed:
-    entries: list[Entry]
-    stale_after: float  # how old a `sending` row must be for the claim to take it
 
 
 def _entry(stream: str, entry_id: str, fields: dict[str, str] | None) -> Entry:
@@ -72,10 +66,12 @@ async def dead_consumers_entries(client: Redis, consumer: str, *, limit: int) ->
                 stream, CONSUMER_GROUP, min="-", max="+", count=limit - len(found),
                 consumername=name,
             )  # fmt: skip
-            ids = [p["message_id"] for p in pending]
+            ids: list[Any] = [p["message_id"] for p in pending]
             if not ids:
                 continue
-            claimed = await client.xclaim(stream, CONSUMER_GROUP, consumer, min_idle, ids)
+            claimed: list[Any] = await client.xclaim(
+                stream, CONSUMER_GROUP, consumer, min_idle, ids
+            )
             log.warning("worker %s is gone: took over %d entries on %s", name, len(claimed), stream)
             found += [_entry(stream, entry_id, fields) for entry_id, fields in claimed]
     return found

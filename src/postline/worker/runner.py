@@ -23,6 +23,7 @@ import orjson
 from redis.exceptions import RedisError, ResponseError
 
 from postline.batching import GroupCommit
+from postline.callbacks.dispatcher import CallbackDispatcher
 from postline.domain.channels import Channel
 from postline.domain.outcomes import RetryPolicy
 from postline.domain.statuses import RELEASES_ORDERING_KEY, Status
@@ -57,6 +58,7 @@ class Worker:
         reconcile_quiet_for: float = 5.0,
         metrics: WorkerMetrics | None = None,
         name: str | None = None,
+        callbacks: CallbackDispatcher | None = None,
     ) -> None:
         self.name = name or consumer_name()
         self._store = store
@@ -70,6 +72,7 @@ class Worker:
         self._slot_free = asyncio.Event()
         self._tasks: set[asyncio.Task[None]] = set()
         self._reconcile_interval = reconcile_interval
+        self._callbacks = callbacks
         self.reconciler = Reconciler(
             store=store,
             queue=queue,
@@ -96,6 +99,10 @@ class Worker:
                 self._every(self._reconcile_interval, self.reconciler.tick, stop), name="reconcile"
             ),
         ]
+        if self._callbacks is not None:
+            side.append(
+                asyncio.create_task(self._every(0.25, self._callback_round, stop), name="callbacks")
+            )
         log.info("worker %s started, concurrency %d", self.name, self._concurrency)
         try:
             await self._read_loop(stop)
@@ -107,6 +114,8 @@ class Worker:
             for task in side:
                 task.cancel()
             await asyncio.gather(*side, return_exceptions=True)
+            if self._callbacks is not None:
+                await self._callbacks.close()
             with contextlib.suppress(RedisError, OSError):
                 await self._queue.client.delete(HEARTBEAT_PREFIX + self.name)
             log.info("worker %s stopped", self.name)
@@ -211,6 +220,8 @@ class Worker:
                 await action()
             except (RedisError, OSError, *DB_ERRORS) as exc:
                 log.warning("%s failed: %s", getattr(action, "__name__", action), exc)
+            except Exception:  # a bug in a side loop must show, and not stop the loop
+                log.exception("%s crashed", getattr(action, "__name__", action))
             await _first(asyncio.sleep(seconds), stop.wait())
 
     async def _promote(self) -> None:
@@ -234,6 +245,11 @@ class Worker:
         if idle:
             log.info("took over %d entries idle for over %.0fs", len(idle), self._visibility)
             await self._dispatch(idle)
+
+    async def _callback_round(self) -> None:
+        assert self._callbacks is not None
+        while await self._callbacks.tick() > 0:  # drain what is due, then rest
+            pass
 
     async def _heartbeat(self) -> None:
         beat = {

@@ -1,0 +1,109 @@
+"""Delivers client callbacks from the outbox, apart from message delivery.
+
+Runs in every worker with its own HTTP session and its own concurrency, so
+a slow or dead client endpoint never takes a slot from a message send. A
+2xx answer ends a callback; anything else, or no answer in 10 s, is retried
+with exponential backoff (capped at an hour) for 25 hours, then given up.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from datetime import UTC, datetime, timedelta
+
+import aiohttp
+import asyncpg
+import orjson
+
+from postline.callbacks import signing
+from postline.callbacks.store import CallbackStore
+from postline.store.records import public_message
+
+log = logging.getLogger("postline.callbacks")
+
+ANSWER_TIMEOUT_SECONDS = 10.0
+LEASE_SECONDS = 60.0
+KEEP_TRYING = timedelta(hours=25)
+FIRST_BACKOFF_SECONDS = 5.0
+MAX_BACKOFF_SECONDS = 3600.0
+
+
+def backoff(tries: int, first: float = FIRST_BACKOFF_SECONDS) -> float:
+    return float(min(MAX_BACKOFF_SECONDS, first * 2 ** (tries - 1)))
+
+
+def event_body(row: asyncpg.Record) -> bytes:
+    """What the client receives; fixed at the first attempt, reused on retries."""
+    return orjson.dumps(
+        {
+            "type": f"message.{row['event_status']}",
+            "timestamp": row["event_at"].isoformat().replace("+00:00", "Z"),
+            "data": public_message(row),
+        }
+    )
+
+
+class CallbackDispatcher:
+    """Leases due callbacks and POSTs them, `concurrency` at a time."""
+
+    def __init__(
+        self,
+        *,
+        store: CallbackStore,
+        key: bytes,
+        concurrency: int = 32,
+        batch: int = 100,
+        first_backoff: float = FIRST_BACKOFF_SECONDS,
+    ) -> None:
+        self._first_backoff = first_backoff
+        self._store = store
+        self._key = key
+        self._slots = asyncio.Semaphore(concurrency)
+        self._batch = batch
+        self._session: aiohttp.ClientSession | None = None
+
+    async def tick(self) -> int:
+        if self._session is None:
+            self._session = aiohttp.ClientSession(
+                timeout=aiohttp.ClientTimeout(total=ANSWER_TIMEOUT_SECONDS),
+                connector=aiohttp.TCPConnector(limit=64),
+            )
+        rows = await self._store.lease(limit=self._batch, lease_seconds=LEASE_SECONDS)
+        await asyncio.gather(*(self._deliver(row) for row in rows))
+        return len(rows)
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    async def _deliver(self, row: asyncpg.Record) -> None:
+        body = bytes(row["payload"]) if row["payload"] is not None else event_body(row)
+        headers = signing.headers(
+            self._key, webhook_id=str(row["callback_id"]), timestamp=int(time.time()), body=body
+        )
+        assert self._session is not None
+        error = await self._post(row["url"], body, headers)
+        if error is None:
+            await self._store.delivered(row["callback_id"], body)
+            return
+        retry_at: datetime | None = datetime.now(UTC) + timedelta(
+            seconds=backoff(row["tries"], self._first_backoff)
+        )
+        if retry_at is not None and retry_at - row["event_at"] > KEEP_TRYING:
+            log.warning("callback %s given up after %d tries", row["callback_id"], row["tries"])
+            retry_at = None
+        await self._store.failed(row["callback_id"], body, error=error, next_attempt_at=retry_at)
+
+    async def _post(self, url: str, body: bytes, headers: dict[str, str]) -> str | None:
+        """None on a 2xx answer, else what went wrong."""
+        assert self._session is not None
+        async with self._slots:
+            try:
+                async with self._session.post(url, data=body, headers=headers) as answer:
+                    await answer.read()
+                    return None if 200 <= answer.status < 300 else f"HTTP {answer.status}"
+            except (aiohttp.ClientError, TimeoutError, OSError, ValueError) as exc:
+                return f"{type(exc).__name__}: {exc}"[:500]

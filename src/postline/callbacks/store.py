@@ -1,0 +1,66 @@
+"""The callbacks outbox: lease due rows, record outcomes."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+
+import asyncpg
+
+from postline.store.records import MESSAGE_COLUMNS
+
+# Leasing moves next_attempt_at forward, so a crashed dispatcher's rows come
+# back by themselves after the lease, and two dispatchers never take one row.
+_LEASE = f"""
+WITH due AS (
+    SELECT id FROM callbacks
+    WHERE delivered_at IS NULL AND gave_up_at IS NULL AND next_attempt_at <= now()
+    ORDER BY next_attempt_at
+    LIMIT $1
+    FOR UPDATE SKIP LOCKED
+), leased AS (
+    UPDATE callbacks c
+    SET next_attempt_at = now() + $2::float8 * interval '1 second', attempts = c.attempts + 1
+    FROM due WHERE c.id = due.id
+    RETURNING c.id, c.message_id, c.status, c.url, c.body, c.attempts, c.created_at
+)
+SELECT l.id AS callback_id, l.status AS event_status, l.url, l.body AS payload,
+       l.attempts AS tries,
+       l.created_at AS event_at, m.{MESSAGE_COLUMNS.replace(", ", ", m.")}
+FROM leased l JOIN messages m ON m.id = l.message_id
+"""
+
+
+class CallbackStore:
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self.pool = pool
+
+    async def lease(self, *, limit: int, lease_seconds: float) -> list[asyncpg.Record]:
+        return list(await self.pool.fetch(_LEASE, limit, lease_seconds))
+
+    async def delivered(self, callback_id: uuid.UUID, body: bytes) -> None:
+        await self.pool.execute(
+            "UPDATE callbacks SET delivered_at = now(), body = coalesce(body, $2), "
+            "last_error = NULL WHERE id = $1",
+            callback_id,
+            body,
+        )
+
+    async def failed(
+        self,
+        callback_id: uuid.UUID,
+        body: bytes,
+        *,
+        error: str,
+        next_attempt_at: datetime | None,
+    ) -> None:
+        """Schedules the next try, or gives up when `next_attempt_at` is None."""
+        await self.pool.execute(
+            "UPDATE callbacks SET body = coalesce(body, $2), last_error = $3, "
+            "next_attempt_at = coalesce($4, next_attempt_at), "
+            "gave_up_at = CASE WHEN $4::timestamptz IS NULL THEN now() END WHERE id = $1",
+            callback_id,
+            body,
+            error[:500],
+            next_attempt_at,
+        )
