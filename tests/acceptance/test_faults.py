@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import itertools
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -39,7 +40,8 @@ def stack(
 async def sending_count(database_url: str) -> int:
     connection = await asyncpg.connect(database_url)
     try:
-        return int(await connection.fetchval("SELECT count(*) FROM messages WHERE status='sending'"))
+        query = "SELECT count(*) FROM messages WHERE status = 'sending'"
+        return int(await connection.fetchval(query))
     finally:
         await connection.close()
 
@@ -196,9 +198,7 @@ async def test_per_key_order_with_three_workers_and_failing_heads(stack: Stack) 
         if request["status"] < 300:
             key, n = request["body"].split(":")
             got[key].append(int(n))
-    violations = sum(
-        1 for seq in got.values() for a, b in zip(seq, seq[1:], strict=False) if b < a
-    )
+    violations = sum(1 for seq in got.values() for a, b in itertools.pairwise(seq) if b < a)
     print(f"\nordering: {keys} keys x {per_key} messages, 3 workers, "
           f"{sum(map(len, got.values()))} delivered, {violations} order violations")  # fmt: skip
     assert violations == 0

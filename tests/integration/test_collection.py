@@ -50,7 +50,13 @@ async def test_batch_accepts_valid_items_and_reports_invalid_by_index(
 
 @pytest.mark.parametrize(
     "body",
-    [{}, {"messages": []}, {"messages": "x"}, {"messages": [SMS] * 1001}, {"messages": [SMS], "x": 1}],
+    [
+        {},
+        {"messages": []},
+        {"messages": "x"},
+        {"messages": [SMS] * 1001},
+        {"messages": [SMS], "x": 1},
+    ],
     ids=["empty", "no-items", "not-a-list", "too-many", "unknown-key"],
 )
 async def test_bad_batch_is_422(api: httpx.AsyncClient, pool: asyncpg.Pool, body: Any) -> None:
@@ -69,7 +75,8 @@ async def test_batch_messages_are_delivered(api: httpx.AsyncClient, settings: An
         twilio_account_sid=SIM_SID, twilio_auth_token=SIM_TOKEN, sendgrid_api_key=SIM_KEY
     )
     items = [{**SMS, "to": f"+1555000{i:04d}"} for i in range(100)]
-    ids = [r["id"] for r in (await api.post("/api/v1/messages/batch", json={"messages": items})).json()["results"]]
+    answer = await api.post("/api/v1/messages/batch", json={"messages": items})
+    ids = [r["id"] for r in answer.json()["results"]]
     async with running_simulator(config) as sim:
         worker_settings = settings.model_copy(
             update={"twilio_base_url": sim.base_url, "sendgrid_base_url": sim.base_url}
@@ -77,7 +84,8 @@ async def test_batch_messages_are_delivered(api: httpx.AsyncClient, settings: An
         async with running_worker(worker_settings):
 
             async def all_sent() -> bool:
-                page = (await api.get("/api/v1/messages", params={"status": "sent", "limit": 500})).json()
+                params = {"status": "sent", "limit": 500}
+                page = (await api.get("/api/v1/messages", params=params)).json()
                 return len(page["items"]) == len(ids)
 
             await wait_for(all_sent, timeout=20, what="the batch to be sent")

@@ -100,9 +100,12 @@ async def test_429_retry_after_is_honoured(api: httpx.AsyncClient, settings: Any
         if retrying["status"] == "retrying":
             assert retrying["next_attempt_at"] is not None
         await wait_status(api, message_id, "sent")
-    trail = await events(api, message_id)
-    waited = parse(trail[3]["at"]) - parse(trail[2]["at"])
-    assert trail[2]["status"] == "retrying" and trail[3]["status"] == "sending"
+    trail = [e["status"] for e in await events(api, message_id)]
+    assert trail == ["pending", "sending", "retrying", "sending", "sent"]
+    async with httpx.AsyncClient(base_url=sim.base_url) as control:
+        calls = (await control.get("/_sim/requests")).json()["requests"]
+    assert [c["status"] for c in calls] == [429, 201]
+    waited = parse(calls[1]["received_at"]) - parse(calls[0]["received_at"])
     assert waited >= timedelta(seconds=2), waited
 
 
@@ -144,7 +147,8 @@ async def test_scheduled_send_goes_out_on_time_and_can_be_cancelled(
     api: httpx.AsyncClient, settings: Any
 ) -> None:
     at = datetime.now(UTC) + timedelta(seconds=2)
-    later = (await api.post("/api/v1/messages/send", json={**SMS, "send_at": at.isoformat()})).json()
+    answer = await api.post("/api/v1/messages/send", json={**SMS, "send_at": at.isoformat()})
+    later = answer.json()
     assert later["status"] == "scheduled"
     never = (
         await api.post(
@@ -224,10 +228,10 @@ async def test_reconciler_queues_what_the_api_stored_but_never_queued(
 async def test_reconciler_never_queues_twice(
     api: httpx.AsyncClient, settings: Any, pool: asyncpg.Pool, redis: Any
 ) -> None:
-    ids = [
-        (await api.post("/api/v1/messages/send", json={**SMS, "to": f"+1555987{i:04d}"})).json()["id"]
-        for i in range(5)
-    ]
+    ids = []
+    for i in range(5):
+        answer = await api.post("/api/v1/messages/send", json={**SMS, "to": f"+1555987{i:04d}"})
+        ids.append(answer.json()["id"])
     await pool.execute("UPDATE messages SET updated_at = now() - interval '1 minute'")
     await redis.delete("postline:reconciler")
     from postline.queue.streams import RedisQueue

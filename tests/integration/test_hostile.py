@@ -27,7 +27,8 @@ from tests.support.harness import (
 )
 
 SMS = {"from": "+15551234567", "to": "+15559876543", "type": "sms", "body": "Test"}
-MAIL = {"from": "a@example.com", "to": "b@example.com", "type": "email", "subject": "s", "body": "x"}
+MAIL = {"from": "a@example.com", "to": "b@example.com", "type": "email", "subject": "s",
+        "body": "x"}  # fmt: skip
 
 
 def j(value: Any) -> bytes:
@@ -44,8 +45,8 @@ HOSTILE: list[Any] = [
     pytest.param(b"[]", 422, id="top-level-array"),
     pytest.param(b'"sms"', 422, id="top-level-string"),
     pytest.param(b"\xff\xfe{}", 422, id="not-utf8"),
-    pytest.param(b'{"from": "+15551234567", "to": "+15559876543", "type": "sms", "body": "\\ud800"}',
-                 422, id="lone-surrogate"),
+    pytest.param(b'{"from": "+15551234567", "to": "+15559876543", "type": "sms", '
+                 b'"body": "\\ud800"}', 422, id="lone-surrogate"),
     # wrong types
     pytest.param(j({**SMS, "body": 42}), 422, id="body-number"),
     pytest.param(j({**SMS, "to": ["+15559876543"]}), 422, id="to-list"),

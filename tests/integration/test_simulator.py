@@ -648,7 +648,7 @@ async def _poll(check: Callable[[], Awaitable[bool]], what: str, within: float) 
     try:
         async with asyncio.timeout(within):
             # Another process's state: polling over HTTP is the only way to see it.
-            while not await check():  # noqa: ASYNC110
+            while not await check():
                 await asyncio.sleep(0.02)
     except TimeoutError:
         raise AssertionError(f"timed out waiting for {what}") from None

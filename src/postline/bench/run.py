@@ -105,7 +105,7 @@ class Bench:
 
 def _row(values: list[float]) -> tuple[str, str]:
     median = statistics.median(values)
-    return f"{median:,.1f}", f"{min(values):,.1f} – {max(values):,.1f}"
+    return f"{median:,.1f}", f"{min(values):,.1f} to {max(values):,.1f}"
 
 
 def report(figures: Figures, console: Console, title: str) -> None:

@@ -73,7 +73,8 @@ for _, m in ipairs(due) do
   local kind, rest = string.sub(m, 1, 1), string.sub(m, 3)
   local a = string.find(rest, '|', 1, true)
   local b = string.find(rest, '|', a + 1, true)
-  local id, channel, key = string.sub(rest, 1, a - 1), string.sub(rest, a + 1, b - 1), string.sub(rest, b + 1)
+  local id = string.sub(rest, 1, a - 1)
+  local channel, key = string.sub(rest, a + 1, b - 1), string.sub(rest, b + 1)
   if kind == 'r' then
     redis.call('XADD', 'message_queue:' .. channel, '*', 'id', id, 'k', key)
   else

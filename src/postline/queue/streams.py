@@ -165,7 +165,8 @@ class RedisQueue:
             return
         async with self.client.pipeline(transaction=False) as pipe:
             for item in fields:
-                pipe.xadd(DEAD_QUEUE, dict(item), maxlen=DEAD_LETTER_MAXLEN, approximate=True)
+                entry: dict[Any, Any] = dict(item)
+                pipe.xadd(DEAD_QUEUE, entry, maxlen=DEAD_LETTER_MAXLEN, approximate=True)
             await pipe.execute()
 
     async def depths(self) -> dict[str, dict[str, int]]:

@@ -231,7 +231,8 @@ class MessageStore:
 
     async def purge_idempotency_keys(self, *, older_than_hours: float = 24) -> int:
         result = await self.pool.execute(
-            "DELETE FROM idempotency_keys WHERE created_at < now() - $1::float8 * interval '1 hour'",
+            "DELETE FROM idempotency_keys "
+            "WHERE created_at < now() - $1::float8 * interval '1 hour'",
             older_than_hours,
         )
         return int(result.split()[-1])

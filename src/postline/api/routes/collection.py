@@ -17,7 +17,14 @@ from postline.api.schemas import MessageCreate, MessagePublic
 from postline.api.service import new_row
 from postline.domain.channels import Channel
 from postline.domain.statuses import Status
-from postline.store.listing import BadCursor, Filters, decode_cursor, encode_cursor, list_messages
+from postline.store.listing import (
+    CURSOR_PATTERN,
+    BadCursor,
+    Filters,
+    decode_cursor,
+    encode_cursor,
+    list_messages,
+)
 from postline.store.records import public_message
 
 router = APIRouter(prefix="/api/v1/messages", tags=["messages"])
@@ -86,8 +93,8 @@ async def send_batch(request: Request) -> Response:
             payload = MessageCreate.model_validate(item)
         except ValidationError as exc:
             details = validation_details(exc)
-            results.append({"index": index, "error": {
-                "code": "validation_error", "message": summary(details), "details": details}})  # fmt: skip
+            error = {"code": "validation_error", "message": summary(details), "details": details}
+            results.append({"index": index, "error": error})
             continue
         if payload.callback_url and not parts.settings.callback_signing_secret:
             results.append({"index": index, "error": {"code": "validation_error",
@@ -109,11 +116,11 @@ async def list_all(
     parts: ComponentsDep,
     _auth: AuthDep,
     status: Status | None = None,
-    type: Channel | None = None,  # noqa: A002 - the SPEC's parameter name
+    type: Channel | None = None,  # the SPEC's parameter name
     to: Annotated[str | None, Query(max_length=512)] = None,
     ordering_key: Annotated[str | None, Query(max_length=256)] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
-    cursor: Annotated[str | None, Query(max_length=64)] = None,
+    cursor: Annotated[str | None, Query(pattern=CURSOR_PATTERN)] = None,
 ) -> Response:
     """Messages newest first; pass `next_cursor` back as `cursor` for the next page."""
     try:

@@ -71,7 +71,11 @@ def _message_id(value: str) -> uuid.UUID:
     "/send",
     status_code=202,
     response_model=MessagePublic,
-    responses={201: {"model": MessagePublic, "description": "sent inline (sync mode)"}, **ERRORS},
+    responses={
+        200: {"model": MessagePublic, "description": "Idempotency-Key replay: the first message"},
+        201: {"model": MessagePublic, "description": "sent inline (sync mode)"},
+        **ERRORS,
+    },
     openapi_extra={
         "requestBody": {
             "required": True,
