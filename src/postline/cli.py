@@ -178,7 +178,7 @@ def dev(host: str, port: int, workers: int, simulator_port: int, data_dir: Path)
 @click.option("--worker-concurrency", default=256, type=int, help="Sends in flight per worker.")
 @click.option(
     "--scenario", "scenarios", multiple=True,
-    type=click.Choice(["accept", "drain", "both", "drain-100ms", "both-100ms"]),
+    type=click.Choice(["accept", "accept-2000", "drain", "both", "drain-100ms", "both-100ms"]),
     help="Scenarios to run (default: all).",
 )  # fmt: skip
 def bench(

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator
 from typing import Any
 
+import asyncpg
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 from redis.exceptions import RedisError
@@ -22,6 +24,7 @@ from postline.domain.outcomes import RetryPolicy
 from postline.metrics import ApiMetrics, WorkerMetrics
 from postline.providers.registry import build_providers, http_session
 from postline.queue.streams import RedisQueue, connect
+from postline.runtime import settle_garbage_collector
 from postline.settings import Settings
 from postline.store.messages import MessageStore
 from postline.store.pool import create_pool
@@ -58,6 +61,21 @@ class TimingMiddleware:
             self.metrics.request_duration.labels(scope["method"], template, str(status)).observe(
                 time.perf_counter() - started
             )
+
+
+async def _warm(pool: asyncpg.Pool, connections: int) -> None:
+    """Opens the pool's connections before the first request needs them.
+
+    Best effort: with PostgreSQL down the API still starts (and answers 503).
+    """
+
+    async def touch() -> None:
+        async with pool.acquire() as connection:
+            await connection.fetchval("SELECT 1")
+            await asyncio.sleep(0.05)  # hold it, so the next touch opens another
+
+    with contextlib.suppress(Exception):
+        await asyncio.wait_for(asyncio.gather(*(touch() for _ in range(connections))), 3)
 
 
 def policy_of(settings: Settings) -> RetryPolicy:
@@ -100,6 +118,8 @@ def create_app(settings: Settings) -> FastAPI:
                 visibility_timeout=settings.visibility_timeout_seconds,
             )
         app.state.components = parts
+        await _warm(pool, settings.db_pool_size)
+        settle_garbage_collector()
         try:
             yield
         finally:

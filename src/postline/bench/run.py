@@ -15,14 +15,16 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import httpx
+import redis.asyncio as aioredis
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from postline.bench.load import AcceptResult, accept, wait_sent
+from postline.bench.load import AcceptResult, accept, count_sent, wait_sent
 from postline.bench.stack import Stack, reset, running_stack
 
-ALL_SCENARIOS = ("accept", "drain", "both", "drain-100ms", "both-100ms")
+ALL_SCENARIOS = ("accept", "accept-2000", "drain", "both", "drain-100ms", "both-100ms")
+OFFERED_RATE = 2000.0
 
 
 @dataclass
@@ -53,13 +55,16 @@ class Bench:
         self.worker_concurrency = worker_concurrency
         self.figures = Figures()
 
-    async def _accept(self, progress: Progress, label: str) -> AcceptResult:
+    async def _accept(
+        self, progress: Progress, label: str, rate: float | None = None
+    ) -> AcceptResult:
         task = progress.add_task(label, total=self.messages)
         result = await accept(
             self.stack.api_url,
             messages=self.messages,
             concurrency=self.concurrency,
             batch=self.batch,
+            rate=rate,
             progress=lambda n: progress.advance(task, n),
         )
         progress.remove_task(task)
@@ -67,11 +72,13 @@ class Bench:
             raise RuntimeError(f"{result.errors} requests failed during {label}")
         return result
 
-    async def _wait(self, progress: Progress, label: str, timeout: float = 600) -> float:
-        task = progress.add_task(label, total=self.messages)
+    async def _wait(
+        self, progress: Progress, label: str, timeout: float = 600, target: int | None = None
+    ) -> float:
+        task = progress.add_task(label, total=target or self.messages)
         done = await wait_sent(
             self.stack.database_url,
-            self.messages,
+            target or self.messages,
             timeout=timeout,
             progress=lambda n: progress.update(task, completed=n),
         )
@@ -81,19 +88,26 @@ class Bench:
     async def scenario(self, name: str, progress: Progress) -> None:
         await reset(self.stack)
         _set_latency(self.stack, 100.0 if name.endswith("100ms") else 0.0)
-        if name == "accept" or name.startswith("drain"):
-            result = await self._accept(progress, f"{name}: accepting")
-            if name == "accept":
-                self.figures.add("accepted msg/s", result.rate)
-                self.figures.add_latency(result, "accept latency ms")
-                return
+        if name == "accept":
+            result = await self._accept(progress, "accepting, as fast as it goes")
+            self.figures.add("accepted msg/s", result.rate)
+            self.figures.add_latency(result, "accept latency ms")
+        elif name == "accept-2000":
+            result = await self._accept(progress, "accepting at 2,000 msg/s", OFFERED_RATE)
+            self.figures.add("accepted msg/s at 2,000 offered", result.rate)
+            self.figures.add_latency(result, "accept latency ms at 2,000/s")
+        elif name.startswith("drain"):
+            await self._accept(progress, f"{name}: building a backlog")
             self.stack.start_worker(self.worker_concurrency)
-            started = time.perf_counter()
+            # Timed from the first send, so the worker's start-up is not counted.
+            first = await self._wait(progress, f"{name}: worker starting", target=1)
+            done_at_first = await count_sent(self.stack.database_url)
             finished = await self._wait(progress, f"{name}: one worker draining")
-            self.figures.add(f"{name} msg/s (one worker)", self.messages / (finished - started))
+            rate = (self.messages - done_at_first) / (finished - first)
+            self.figures.add(f"{name} msg/s (one worker)", rate)
         else:
             self.stack.start_worker(self.worker_concurrency)
-            await asyncio.sleep(1.0)  # the worker's start-up is not part of the figure
+            await self._wait_worker_ready()
             started = time.perf_counter()
             result = await self._accept(progress, f"{name}: accepting while delivering")
             finished = await self._wait(progress, f"{name}: delivering")
@@ -101,6 +115,18 @@ class Bench:
             self.figures.add(f"{name} accepted msg/s", result.rate)
             self.figures.add_latency(result, f"{name} accept latency ms")
         self.stack.stop_workers()
+
+    async def _wait_worker_ready(self, timeout: float = 30) -> None:
+        """Until the worker's first heartbeat: its start-up is not part of the figure."""
+        client = aioredis.Redis.from_url(self.stack.redis_url)
+        try:
+            deadline = time.monotonic() + timeout
+            while not await client.keys("postline:worker:*"):
+                if time.monotonic() > deadline:
+                    raise TimeoutError("the worker did not start")
+                await asyncio.sleep(0.05)
+        finally:
+            await client.aclose()
 
 
 def _row(values: list[float]) -> tuple[str, str]:

@@ -60,6 +60,14 @@ async def _fresh_database(server_url: str) -> str:
     return f"{base}/{BENCH_DATABASE}"
 
 
+async def _warm_up(stack: Stack) -> None:
+    """A first run nobody measures: connections opened, code paths warm."""
+    from postline.bench.load import accept
+
+    await accept(stack.api_url, messages=2000, concurrency=64)
+    await reset(stack)
+
+
 async def reset(stack: Stack) -> None:
     """Empties tables and queues between scenarios."""
     connection = await asyncpg.connect(stack.database_url)
@@ -110,6 +118,7 @@ def running_stack(*, api_workers: int = 1) -> Iterator[Stack]:
         try:
             wait_http(f"{sim_url}/_sim/health", timeout=30, proc=sim)
             wait_http(f"{api_url}/health", timeout=30, proc=api)
+            asyncio.run(_warm_up(bench))
             yield bench
         finally:
             bench.stop_workers()

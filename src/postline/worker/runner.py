@@ -30,6 +30,7 @@ from postline.domain.statuses import RELEASES_ORDERING_KEY, Status
 from postline.metrics import WorkerMetrics
 from postline.providers.base import Provider
 from postline.queue.streams import Enqueue, Entry, RedisQueue, consumer_name
+from postline.runtime import settle_garbage_collector
 from postline.store.messages import MessageStore
 from postline.worker import recovery
 from postline.worker.attempts import attempt
@@ -103,6 +104,7 @@ class Worker:
             side.append(
                 asyncio.create_task(self._every(0.25, self._callback_round, stop), name="callbacks")
             )
+        settle_garbage_collector()
         log.info("worker %s started, concurrency %d", self.name, self._concurrency)
         try:
             await self._read_loop(stop)
