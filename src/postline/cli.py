@@ -22,7 +22,7 @@ DATA_DIR = Path(".postline")
 F = TypeVar("F", bound=Callable[..., Any])
 
 
-def _settings(*, need_servers: bool = True) -> Settings:
+def _settings(*, need_servers: bool = True, log_name: str | None = None) -> Settings:
     """Settings from the environment; falls back to a running `postline dev`'s servers."""
     settings = Settings()
     if need_servers and not (settings.database_url and settings.redis_url):
@@ -37,7 +37,8 @@ def _settings(*, need_servers: bool = True) -> Settings:
         for key, value in saved.items():
             os.environ.setdefault(key, value)
         settings = Settings()
-    logs.configure(level=settings.log_level, fmt=settings.log_format)
+    log_file = Path(settings.log_dir) / log_name if settings.log_dir and log_name else None
+    logs.configure(level=settings.log_level, fmt=settings.log_format, file=log_file)
     return settings
 
 
@@ -57,7 +58,9 @@ def api(host: str, port: int, insecure_no_auth: bool) -> None:
     from postline.api import server
 
     try:
-        server.run(_settings(), host=host, port=port, insecure_no_auth=insecure_no_auth)
+        server.run(
+            _settings(log_name="app.log"), host=host, port=port, insecure_no_auth=insecure_no_auth
+        )
     except ConfigurationError as exc:
         raise click.ClickException(str(exc)) from exc
 
@@ -76,7 +79,9 @@ def worker(concurrency: int | None, metrics_port: int | None) -> None:
     from postline.worker import process
 
     try:
-        process.run(_settings(), concurrency=concurrency, metrics_port=metrics_port)
+        process.run(
+            _settings(log_name="worker.log"), concurrency=concurrency, metrics_port=metrics_port
+        )
     except ConfigurationError as exc:
         raise click.ClickException(str(exc)) from exc
 

@@ -137,6 +137,7 @@ class _Launcher:
         print(f"migrations: {', '.join(applied) if applied else 'up to date'}", flush=True)
         env = dict(os.environ, DATABASE_URL=database_url, REDIS_URL=redis_url)
         env.setdefault("CALLBACK_SIGNING_SECRET", _signing_secret(self.data_dir))
+        env.setdefault("LOG_DIR", "logs")  # tail -f logs/app.log logs/worker.log
         api_host = "127.0.0.1" if self.host in ("", "0.0.0.0", "::") else self.host  # noqa: S104
         env.setdefault("PUBLIC_BASE_URL", f"http://{api_host}:{self.port}")
         if not self.settings.providers_configured:

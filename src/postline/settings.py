@@ -50,6 +50,8 @@ class Settings(BaseSettings):
 
     log_level: str = "INFO"
     log_format: Literal["console", "json"] = "console"
+    # When set, the API also writes <log_dir>/app.log and workers <log_dir>/worker.log.
+    log_dir: str | None = None
 
     db_pool_size: int = Field(default=10, ge=1, le=200)
 

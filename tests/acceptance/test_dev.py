@@ -66,6 +66,13 @@ def test_dev_runs_everything_stops_cleanly_and_keeps_data(tmp_path: Path) -> Non
                     "subject": "Receipt", "body": "Thanks"}  # fmt: skip
             mail_id = api.post("/api/v1/messages/send", json=mail).json()["id"]
             wait_status(api, mail_id, "delivered")
+        # `make test-flow` is this command, run against `make run`.
+        flow = subprocess.run(
+            [sys.executable, "-m", "postline", "flow", "--url", base],
+            capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
+        assert flow.returncode == 0, flow.stdout + flow.stderr
+        assert "All steps passed" in flow.stdout
         assert (tmp_path / ".postline" / "postgres").is_dir()
     finally:
         if dev.poll() is None:

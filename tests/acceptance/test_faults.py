@@ -68,9 +68,18 @@ async def test_kill_9_a_worker_mid_load(stack: Stack) -> None:
     in_flight = await sending_count(stack.database_url)
     await wait_all(stack.database_url, ids, "sent", within=120)
     dup = duplicates(stack.sim_requests())
+    connection = await asyncpg.connect(stack.database_url)
+    try:
+        again = await connection.fetchval(
+            "SELECT count(DISTINCT message_id) FROM message_events "
+            "WHERE detail LIKE 'attempted again%'"
+        )
+    finally:
+        await connection.close()
     print(f"\nkill -9 worker: 2000 accepted, 2000 sent, {in_flight} in flight at the kill, "
-          f"{dup} duplicate provider calls")  # fmt: skip
+          f"{again} taken over, {dup} duplicate provider calls")  # fmt: skip
     assert dup <= in_flight
+    assert again >= dup  # every duplicate send shows in its message's history
 
 
 async def test_kill_9_the_api_mid_load(stack: Stack) -> None:

@@ -17,6 +17,7 @@ from datetime import datetime
 from typing import Any
 
 import asyncpg
+import structlog
 from redis.exceptions import RedisError
 
 from postline.api.errors import ApiError
@@ -33,6 +34,7 @@ from postline.worker.attempts import attempt
 from postline.worker.completion import Completer, Done
 
 log = logging.getLogger("postline.api")
+events = structlog.stdlib.get_logger("postline.messages")
 
 DB_UNAVAILABLE = (
     asyncpg.exceptions.PostgresConnectionError,
@@ -110,6 +112,7 @@ class Acceptor:
         except DB_UNAVAILABLE as exc:
             log.warning("database unavailable: %s", exc)
             raise ApiError(503, "the database is unavailable", code="database_unavailable") from exc
+        log_accepted(rows)
 
     async def accept_idempotent(
         self, row: NewMessage, *, key: str, request_hash: bytes, enqueue: bool = True
@@ -124,8 +127,10 @@ class Acceptor:
         except DB_UNAVAILABLE as exc:
             log.warning("database unavailable: %s", exc)
             raise ApiError(503, "the database is unavailable", code="database_unavailable") from exc
-        if created[0] and enqueue:
-            await self._queue_rows([row])
+        if created[0]:
+            log_accepted([row])
+            if enqueue:
+                await self._queue_rows([row])
         return created
 
     async def _flush(self, batch: Sequence[Pending]) -> None:
@@ -145,6 +150,14 @@ class Acceptor:
         except (RedisError, OSError) as exc:
             # Stored is what counts: the reconciler queues these when Redis is back.
             log.warning("redis unavailable, %d messages left to the reconciler: %s", len(rows), exc)
+
+
+def log_accepted(rows: Sequence[NewMessage]) -> None:
+    """One line per accepted message: id, channel, status; never a body or address."""
+    if not events.isEnabledFor(logging.INFO):
+        return
+    for row in rows:
+        events.info(f"message.{row.status}", message_id=str(row.id), channel=row.type, attempt=0)
 
 
 def enqueue_item(row: NewMessage) -> Enqueue:

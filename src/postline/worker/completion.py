@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
+import structlog
 from redis.exceptions import RedisError
 
 from postline.domain.channels import Channel
@@ -24,6 +25,7 @@ from postline.queue.streams import Enqueue, Entry, RedisQueue
 from postline.store.messages import MessageStore, Outcome
 
 log = logging.getLogger("postline.worker")
+events = structlog.stdlib.get_logger("postline.messages")
 
 DB_ERRORS = (asyncpg.PostgresError, OSError, asyncpg.InterfaceError, asyncio.TimeoutError)
 
@@ -34,6 +36,7 @@ class Done:
     entry: Entry | None
     channel: Channel
     ordering_key: str
+    latency: float = 0.0  # seconds the provider took
 
 
 async def persist(
@@ -65,7 +68,24 @@ class Completer:
         )
         mine = [d for d in batch if d.outcome.id in landed]
         self._count(mine)
+        self._log(mine)
         await persist("queue update", lambda: self._queue_side(batch, mine), (RedisError, OSError))
+
+    @staticmethod
+    def _log(done: Sequence[Done]) -> None:
+        """One line per state change: ids, channel, attempt, latency; never a body."""
+        if not events.isEnabledFor(logging.INFO):
+            return
+        for d in done:
+            events.info(
+                f"message.{d.outcome.status}",
+                message_id=str(d.outcome.id),
+                channel=d.channel.value,
+                provider=d.outcome.provider,
+                attempt=d.outcome.attempt,
+                latency_ms=round(d.latency * 1000, 1),
+                error_code=d.outcome.error_code,
+            )
 
     def _count(self, done: Sequence[Done]) -> None:
         for d in done:

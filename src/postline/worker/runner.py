@@ -20,6 +20,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import orjson
+import structlog
 from redis.exceptions import RedisError, ResponseError
 
 from postline.batching import GroupCommit
@@ -38,6 +39,7 @@ from postline.worker.completion import DB_ERRORS, Completer, Done
 from postline.worker.reconciler import Reconciler
 
 log = logging.getLogger("postline.worker")
+events = structlog.stdlib.get_logger("postline.messages")
 
 HEARTBEAT_PREFIX = recovery.HEARTBEAT_PREFIX
 HEARTBEAT_SECONDS = 2.0
@@ -161,8 +163,13 @@ class Worker:
         rows = await self._store.claim(
             list(by_id), stale_after=self._visibility if stale_after is None else stale_after
         )
+        log_claims = events.isEnabledFor(logging.INFO)
         for row in rows:
             entry = by_id.pop(row["id"])
+            if log_claims:
+                again = row["previous"] == Status.SENDING
+                events.info("message.sending", message_id=str(row["id"]), channel=row["type"],
+                            attempt=row["attempts"], taken_over=again)  # fmt: skip
             self._start(row, entry)
         await self._settle_unclaimed(by_id, extra)
 
@@ -207,7 +214,7 @@ class Worker:
         try:
             outcome, latency = await attempt(row, providers=self._providers, policy=self._policy)
             self.metrics.provider_duration.labels(outcome.provider or "").observe(latency)
-            done = Done(outcome, entry, Channel(row["type"]), row["ordering_key"])
+            done = Done(outcome, entry, Channel(row["type"]), row["ordering_key"], latency)
             await self._completer.submit(done)
         except Exception:  # a bug must not kill the loop; the entry is reclaimed later
             log.exception("send of %s crashed", row["id"])

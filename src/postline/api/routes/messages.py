@@ -10,6 +10,7 @@ from typing import Any
 
 import asyncpg
 import orjson
+import structlog
 from fastapi import APIRouter, Header, Request
 from pydantic import ValidationError
 from redis.exceptions import RedisError
@@ -24,6 +25,7 @@ from postline.queue.streams import Enqueue
 from postline.store.records import public_event, public_message
 
 router = APIRouter(prefix="/api/v1/messages", tags=["messages"])
+events = structlog.stdlib.get_logger("postline.messages")
 
 MAX_REQUEST_BYTES = 2 * 1024 * 1024
 MAX_IDEMPOTENCY_KEY = 255
@@ -164,6 +166,7 @@ async def cancel_message(message_id: str, parts: ComponentsDep, _auth: AuthDep) 
         raise ApiError(
             409, f"a {row['status']} message cannot be cancelled", code="not_cancellable"
         )
+    events.info("message.cancelled", message_id=str(row["id"]), channel=row["type"])
     item = Enqueue(str(row["id"]), Channel(row["type"]), row["ordering_key"])
     # Best effort: a worker that meets a cancelled message releases it anyway.
     with contextlib.suppress(RedisError, OSError):
@@ -181,6 +184,8 @@ async def retry_message(message_id: str, parts: ComponentsDep, _auth: AuthDep) -
     if outcome == "conflict":
         raise ApiError(409, f"only failed messages can be retried, not {row['status']}",
                        code="not_retryable")  # fmt: skip
+    events.info("message.pending", message_id=str(row["id"]), channel=row["type"],
+                attempt=row["attempts"], detail="retry requested")  # fmt: skip
     with contextlib.suppress(RedisError, OSError):  # else the reconciler queues it
         await parts.queue.push([Enqueue(str(row["id"]), Channel(row["type"]), row["ordering_key"])])
     return json_response(202, public_message(row))

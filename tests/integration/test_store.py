@@ -1,0 +1,125 @@
+"""Status transitions are fenced in SQL: no lost update, no step backwards."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+import uuid
+from datetime import UTC, datetime
+
+import asyncpg
+
+from postline.store.messages import MessageStore, NewMessage, Outcome
+from tests.support.servers import drop_database, migrated_database
+
+
+def new(ordering_key: str = "+15559876543") -> NewMessage:
+    return NewMessage(
+        id=uuid.uuid4(), type="sms", status="pending", from_addr="+15551234567",
+        to_addr="+15559876543", body="x", subject=None, html=None, attachments=[],
+        ordering_key=ordering_key, send_at=None, metadata={}, callback_url=None,
+        idempotency_key=None, created_at=datetime.now(UTC),
+    )  # fmt: skip
+
+
+async def history(pool: asyncpg.Pool, message_id: uuid.UUID) -> list[tuple[str, int]]:
+    rows = await pool.fetch(
+        "SELECT status, attempt FROM message_events WHERE message_id = $1 ORDER BY id", message_id
+    )
+    return [(r["status"], r["attempt"]) for r in rows]
+
+
+async def test_a_message_is_claimed_once(store: MessageStore, pool: asyncpg.Pool) -> None:
+    row = new()
+    await store.insert([row])
+    first = await store.claim([row.id, row.id], stale_after=30)
+    second = await store.claim([row.id], stale_after=30)
+    assert [r["attempts"] for r in first] == [1]
+    assert second == []
+    assert await history(pool, row.id) == [("pending", 0), ("sending", 1)]
+
+
+async def test_a_late_outcome_of_an_old_attempt_does_not_land(
+    store: MessageStore, pool: asyncpg.Pool
+) -> None:
+    row = new()
+    await store.insert([row])
+    await store.claim([row.id], stale_after=30)
+    # The first worker was lost; another takes the row over (attempt 2) and sends it.
+    await pool.execute("UPDATE messages SET updated_at = now() - interval '1 hour'")
+    again = await store.claim([row.id], stale_after=30)
+    assert again[0]["attempts"] == 2 and again[0]["previous"] == "sending"
+    landed = await store.complete([Outcome(id=row.id, attempt=2, status="sent", provider="t")])
+    assert landed == {row.id}
+    # The lost worker wakes up late: its attempt-1 outcome must change nothing.
+    late = await store.complete(
+        [Outcome(id=row.id, attempt=1, status="retrying", error_code="timeout")]
+    )
+    assert late == set()
+    current = await store.get(row.id)
+    assert current is not None and current["status"] == "sent"
+    assert await history(pool, row.id) == [
+        ("pending", 0), ("sending", 1), ("sending", 2), ("sent", 2)
+    ]  # fmt: skip
+    detail = await pool.fetchval(
+        "SELECT detail FROM message_events WHERE message_id = $1 AND attempt = 2 "
+        "AND status = 'sending'",
+        row.id,
+    )
+    assert "attempted again" in detail
+
+
+async def test_nothing_moves_a_finished_message_back(
+    store: MessageStore, pool: asyncpg.Pool
+) -> None:
+    row = new()
+    await store.insert([row])
+    await store.claim([row.id], stale_after=30)
+    await store.complete([Outcome(id=row.id, attempt=1, status="sent")])
+    assert await store.claim([row.id], stale_after=0) == []
+    assert (await store.cancel(row.id))[0] == "conflict"
+    assert (await store.retry_failed(row.id))[0] == "conflict"
+    current = await store.get(row.id)
+    assert current is not None and current["status"] == "sent"
+    assert len(await history(pool, row.id)) == 3
+
+
+async def test_events_are_append_only(store: MessageStore, pool: asyncpg.Pool) -> None:
+    row = new()
+    await store.insert([row])
+    try:
+        await pool.execute("UPDATE message_events SET status = 'sent'")
+    except asyncpg.RaiseError as exc:
+        assert "append-only" in str(exc)
+    else:
+        raise AssertionError("an event was rewritten")
+
+
+async def migrate(url: str) -> str:
+    env = {**os.environ, "DATABASE_URL": url, "REDIS_URL": "redis://127.0.0.1:9/0"}
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "postline", "migrate", env=env,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+    )  # fmt: skip
+    out, _ = await asyncio.wait_for(proc.communicate(), 60)
+    assert proc.returncode == 0, out.decode()
+    return out.decode()
+
+
+async def test_migrate_applies_once_then_says_up_to_date(database_url: str) -> None:
+    server = database_url.rpartition("/")[0] + "/postgres"
+    url, name = await migrated_database(server)
+    try:
+        assert "schema is up to date" in await migrate(url)
+        connection = await asyncpg.connect(url)
+        try:
+            await connection.execute("DROP TABLE callbacks CASCADE")
+            await connection.execute("DROP FUNCTION messages_enqueue_callback() CASCADE")
+            await connection.execute("UPDATE alembic_version SET version_num = '0004'")
+        finally:
+            await connection.close()
+        assert "applied: 0005" in await migrate(url)
+        assert "schema is up to date" in await migrate(url)
+    finally:
+        await drop_database(server, name)
