@@ -5,12 +5,17 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Iterator
 
 import asyncpg
+import httpx
 import pytest
 import redis.asyncio as aioredis
 
 from postline.queue.streams import RedisQueue, connect
+from postline.settings import Settings
+from postline.simulator.app import RunningSimulator, running_simulator
+from postline.simulator.config import SimulatorConfig
 from postline.store.messages import MessageStore
 from postline.store.pool import create_pool
+from tests.support.harness import SIM_KEY, SIM_SID, SIM_TOKEN, running_api, settings_for
 from tests.support.servers import Servers, drop_database, migrated_database, servers
 
 
@@ -58,3 +63,36 @@ async def queue(redis: aioredis.Redis) -> RedisQueue:
     q = RedisQueue(redis)
     await q.ensure_groups()
     return q
+
+
+@pytest.fixture
+async def sim() -> AsyncIterator[RunningSimulator]:
+    """The provider simulator, with the credentials the tests' settings use."""
+    config = SimulatorConfig(
+        twilio_account_sid=SIM_SID, twilio_auth_token=SIM_TOKEN, sendgrid_api_key=SIM_KEY
+    )
+    async with running_simulator(config) as running:
+        yield running
+
+
+@pytest.fixture
+def settings(
+    database_url: str,
+    redis_url: str,
+    sim: RunningSimulator,
+    pool: asyncpg.Pool,
+    redis: aioredis.Redis,
+) -> Settings:
+    """Settings pointing at the test servers and the simulator.
+
+    Asks for `pool` and `redis` so every test starts from empty tables and
+    queues. A module that needs other values overrides this fixture.
+    """
+    return settings_for(database_url, redis_url, sim.base_url)
+
+
+@pytest.fixture
+async def api(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
+    """A client of the real API, served in the test's event loop."""
+    async with running_api(settings) as base, httpx.AsyncClient(base_url=base) as client:
+        yield client

@@ -51,15 +51,24 @@ def main() -> None:
 @click.option("--host", default="127.0.0.1", envvar="POSTLINE_HOST", show_envvar=True)
 @click.option("--port", default=8080, type=int, envvar="POSTLINE_PORT", show_envvar=True)
 @click.option(
+    "--workers", default=1, type=click.IntRange(min=1), envvar="API_WORKERS", show_envvar=True,
+    help="API processes on the port; /metrics sums their counters (PROMETHEUS_MULTIPROC_DIR, "
+    "a fresh temporary one unless set).",
+)  # fmt: skip
+@click.option(
     "--insecure-no-auth", is_flag=True, help="Listen on a public address without API_KEYS."
 )
-def api(host: str, port: int, insecure_no_auth: bool) -> None:
+def api(host: str, port: int, workers: int, insecure_no_auth: bool) -> None:
     """Serve the HTTP API (needs DATABASE_URL and REDIS_URL)."""
     from postline.api import server
 
     try:
         server.run(
-            _settings(log_name="app.log"), host=host, port=port, insecure_no_auth=insecure_no_auth
+            _settings(log_name="app.log"),
+            host=host,
+            port=port,
+            workers=workers,
+            insecure_no_auth=insecure_no_auth,
         )
     except ConfigurationError as exc:
         raise click.ClickException(str(exc)) from exc

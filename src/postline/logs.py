@@ -8,8 +8,21 @@ from __future__ import annotations
 import logging
 import sys
 from pathlib import Path
+from typing import Any
 
 import structlog
+
+MESSAGES = "postline.messages"
+
+
+def message_log() -> Any:
+    """The logger of state changes: one line per change, key=value or JSON."""
+    return structlog.stdlib.get_logger(MESSAGES)
+
+
+def message_log_enabled() -> bool:
+    """Checked before a hot loop logs: at WARNING it costs one comparison."""
+    return logging.getLogger(MESSAGES).isEnabledFor(logging.INFO)
 
 
 def configure(*, level: str = "INFO", fmt: str = "console", file: Path | None = None) -> None:

@@ -2,51 +2,132 @@
 
 Labels are low-cardinality only: channel, provider, stream, status. Never a
 message id or an address.
+
+The API can run as several processes (`postline api --workers N`), and a
+scrape reaches only one of them. Two kinds of numbers, served two ways:
+
+- counters and histograms (accepted, request latency) live in each process;
+  with `PROMETHEUS_MULTIPROC_DIR` set, prometheus_client keeps them in
+  per-process files there, and a scrape sums every process's files
+  (`ApiMetrics.collector`), so any process answers with the same totals;
+- gauges of stored state (queue depths, messages per status) are read from
+  Redis and PostgreSQL at scrape time (`scrape_gauges`) and never stored, so
+  they are current whichever process answers and never sum across processes.
 """
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+import os
+from collections.abc import Iterable, Iterator, Mapping
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, multiprocess
+from prometheus_client.metrics_core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
+#: prometheus_client reads this when it is imported: set, every metric value
+#: of the process lives in a file in that directory (multiprocess mode).
+MULTIPROC_DIR_ENV = "PROMETHEUS_MULTIPROC_DIR"
+
+ACCEPTED = "postline_messages_accepted"
+HTTP_DURATION = "postline_http_request_duration_seconds"
+QUEUE_DEPTH = "postline_queue_depth"
+QUEUE_PENDING = "postline_queue_pending"
+MESSAGES = "postline_messages"
+
 
 class ApiMetrics:
-    """The API process's metrics."""
+    """An API process's counters and histograms (its gauges are read at scrape time)."""
 
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry or CollectorRegistry()
+        # The same test prometheus_client made at import to choose where values live.
+        self.multiprocess = MULTIPROC_DIR_ENV in os.environ
         self.accepted = Counter(
-            "postline_messages_accepted",
+            ACCEPTED,
             "Messages accepted by the API.",
             ["channel"],
             registry=self.registry,
         )
         self.request_duration = Histogram(
-            "postline_http_request_duration_seconds",
+            HTTP_DURATION,
             "API request latency.",
             ["method", "route", "status"],
             buckets=LATENCY_BUCKETS,
             registry=self.registry,
         )
-        self.queue_depth = Gauge(
-            "postline_queue_depth",
-            "Entries in each stream (backlog plus in flight).",
-            ["stream"],
-            registry=self.registry,
-        )
-        self.queue_pending = Gauge(
-            "postline_queue_pending",
-            "Entries read by a worker and not yet acknowledged.",
-            ["stream"],
-            registry=self.registry,
-        )
-        self.messages = Gauge(
-            "postline_messages",
-            "Stored messages per status.",
-            ["status"],
-            registry=self.registry,
-        )
+
+    def collector(self) -> Collector:
+        """What a scrape serves: this process's numbers, or every API process's summed."""
+        if not self.multiprocess:
+            return self.registry
+        # Only the API's own names: the inline sender of sync mode keeps
+        # worker metrics in the same directory, which a single API process
+        # does not serve either. (prometheus_client's multiprocess module is untyped.)
+        summed = multiprocess.MultiProcessCollector(None)  # type: ignore[no-untyped-call]
+        return _Only(summed, {ACCEPTED, HTTP_DURATION})
+
+    def process_exited(self) -> None:
+        """Multiprocess bookkeeping for a process that stops serving.
+
+        Counters and histograms of exited processes are kept (the totals must
+        not drop when a process is replaced); only live-mode gauge files go.
+        """
+        if self.multiprocess:
+            multiprocess.mark_process_dead(os.getpid())  # type: ignore[no-untyped-call]
+
+
+class _Only:
+    """The metric families of `source` named in `names`."""
+
+    def __init__(self, source: Collector, names: set[str]) -> None:
+        self.source = source
+        self.names = names
+
+    def collect(self) -> Iterator[Metric]:
+        return (m for m in self.source.collect() if m.name in self.names)
+
+
+class _Families:
+    """Metric families computed once, for one exposition."""
+
+    def __init__(self, families: Iterable[Metric]) -> None:
+        self.families = list(families)
+
+    def collect(self) -> Iterator[Metric]:
+        return iter(self.families)
+
+
+def scrape_gauges(
+    *, queues: Mapping[str, Mapping[str, int]] | None, statuses: Mapping[str, int] | None
+) -> Collector:
+    """The stored-state gauges from one reading; None for a side that did not answer.
+
+    A side that did not answer leaves its gauges without samples: a stale
+    number would look current, an absent one is what an alert can test.
+    """
+    depth = GaugeMetricFamily(
+        QUEUE_DEPTH, "Entries in each stream (backlog plus in flight).", labels=["stream"]
+    )
+    pending = GaugeMetricFamily(
+        QUEUE_PENDING, "Entries read by a worker and not yet acknowledged.", labels=["stream"]
+    )
+    messages = GaugeMetricFamily(MESSAGES, "Stored messages per status.", labels=["status"])
+    for stream, numbers in (queues or {}).items():
+        depth.add_metric([stream], numbers["depth"])
+        pending.add_metric([stream], numbers["pending"])
+    for status, count in (statuses or {}).items():
+        messages.add_metric([status], count)
+    return _Families([depth, pending, messages])
+
+
+def scrape_registry(*collectors: Collector) -> CollectorRegistry:
+    """One registry for one scrape, over `collectors` (built per request, never shared)."""
+    registry = CollectorRegistry()
+    for collector in collectors:
+        registry.register(collector)
+    return registry
 
 
 class WorkerMetrics:

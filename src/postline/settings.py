@@ -11,6 +11,8 @@ from typing import Literal
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from postline.domain.outcomes import RetryPolicy
+
 DEFAULT_TWILIO_BASE_URL = "https://api.twilio.com"
 DEFAULT_SENDGRID_BASE_URL = "https://api.sendgrid.com"
 
@@ -68,6 +70,13 @@ class Settings(BaseSettings):
 
             secret_key(value)  # refuse to start with a secret no receiver could use
         return value or None
+
+    def retry_policy(self) -> RetryPolicy:
+        return RetryPolicy(
+            max_attempts=self.max_attempts,
+            base_seconds=self.retry_base_seconds,
+            max_seconds=self.retry_max_seconds,
+        )
 
     @property
     def api_key_list(self) -> list[str]:

@@ -15,14 +15,8 @@ import pytest
 from aiohttp import web
 from standardwebhooks import Webhook
 
-from postline.simulator.app import running_simulator
-from postline.simulator.config import SimulatorConfig
 from tests.support.harness import (
-    SIM_KEY,
-    SIM_SID,
-    SIM_TOKEN,
     free_port,
-    running_api,
     running_worker,
     settings_for,
     wait_for,
@@ -61,26 +55,11 @@ async def receiver() -> AsyncIterator[Receiver]:
 
 
 @pytest.fixture
-async def sim() -> AsyncIterator[Any]:
-    config = SimulatorConfig(
-        twilio_account_sid=SIM_SID, twilio_auth_token=SIM_TOKEN, sendgrid_api_key=SIM_KEY
-    )
-    async with running_simulator(config) as running:
-        yield running
-
-
-@pytest.fixture
 def settings(database_url: str, redis_url: str, sim: Any, pool: asyncpg.Pool, redis: Any) -> Any:
     return settings_for(
         database_url, redis_url, sim.base_url,
         callback_signing_secret=SECRET, callback_retry_base_seconds=0.2,
     )  # fmt: skip
-
-
-@pytest.fixture
-async def api(settings: Any) -> AsyncIterator[httpx.AsyncClient]:
-    async with running_api(settings) as base, httpx.AsyncClient(base_url=base) as client:
-        yield client
 
 
 def sms(receiver: Receiver, **extra: Any) -> dict[str, Any]:

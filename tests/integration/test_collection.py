@@ -124,7 +124,15 @@ async def test_list_filters_and_pages_newest_first(api: httpx.AsyncClient) -> No
 
 @pytest.mark.parametrize(
     "params",
-    [{"status": "lost"}, {"type": "fax"}, {"limit": 0}, {"limit": 501}, {"cursor": "garbage!"}],
+    [
+        {"status": "lost"},
+        {"type": "fax"},
+        {"limit": 0},
+        {"limit": 501},
+        {"cursor": "garbage!"},
+        {"to": "+1555\x00"},
+        {"ordering_key": "key\x00"},
+    ],
 )
 async def test_bad_list_parameters_are_422(api: httpx.AsyncClient, params: Any) -> None:
     answer = await api.get("/api/v1/messages", params=params)

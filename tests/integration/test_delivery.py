@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -12,13 +11,7 @@ import asyncpg
 import httpx
 import pytest
 
-from postline.simulator.app import running_simulator
-from postline.simulator.config import SimulatorConfig
 from tests.support.harness import (
-    SIM_KEY,
-    SIM_SID,
-    SIM_TOKEN,
-    running_api,
     running_worker,
     settings_for,
     wait_for,
@@ -28,26 +21,11 @@ SMS = {"from": "+15551234567", "to": "+15559876543", "type": "sms", "body": "Tes
 
 
 @pytest.fixture
-async def sim() -> AsyncIterator[Any]:
-    config = SimulatorConfig(
-        twilio_account_sid=SIM_SID, twilio_auth_token=SIM_TOKEN, sendgrid_api_key=SIM_KEY
-    )
-    async with running_simulator(config) as running:
-        yield running
-
-
-@pytest.fixture
 def settings(database_url: str, redis_url: str, sim: Any, pool: asyncpg.Pool, redis: Any) -> Any:
     return settings_for(
         database_url, redis_url, sim.base_url,
         reconcile_interval_seconds=0.5, reconcile_quiet_seconds=0.5,
     )  # fmt: skip
-
-
-@pytest.fixture
-async def api(settings: Any) -> AsyncIterator[httpx.AsyncClient]:
-    async with running_api(settings) as base, httpx.AsyncClient(base_url=base) as client:
-        yield client
 
 
 async def script(sim: Any, to: str, responses: list[Any]) -> None:

@@ -6,7 +6,6 @@ is stored and sent byte for byte.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from typing import Any
 
 import asyncpg
@@ -14,15 +13,8 @@ import httpx
 import orjson
 import pytest
 
-from postline.simulator.app import running_simulator
-from postline.simulator.config import SimulatorConfig
 from tests.support.harness import (
-    SIM_KEY,
-    SIM_SID,
-    SIM_TOKEN,
-    running_api,
     running_worker,
-    settings_for,
     wait_for,
 )
 
@@ -103,26 +95,6 @@ HOSTILE: list[Any] = [
     pytest.param(j({**SMS, "callback_url": "javascript:alert(1)"}), 422, id="callback-javascript"),
     pytest.param(j({**SMS, "extra": "field"}), 422, id="unknown-field"),
 ]  # fmt: skip
-
-
-@pytest.fixture
-async def sim() -> AsyncIterator[Any]:
-    config = SimulatorConfig(
-        twilio_account_sid=SIM_SID, twilio_auth_token=SIM_TOKEN, sendgrid_api_key=SIM_KEY
-    )
-    async with running_simulator(config) as running:
-        yield running
-
-
-@pytest.fixture
-def settings(database_url: str, redis_url: str, sim: Any, pool: asyncpg.Pool, redis: Any) -> Any:
-    return settings_for(database_url, redis_url, sim.base_url)
-
-
-@pytest.fixture
-async def api(settings: Any) -> AsyncIterator[httpx.AsyncClient]:
-    async with running_api(settings) as base, httpx.AsyncClient(base_url=base) as client:
-        yield client
 
 
 def test_the_table_is_large_enough() -> None:

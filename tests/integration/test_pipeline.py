@@ -3,19 +3,13 @@
 from __future__ import annotations
 
 import base64
-from collections.abc import AsyncIterator
 from typing import Any
 
 import asyncpg
 import httpx
 import pytest
 
-from postline.simulator.app import running_simulator
-from postline.simulator.config import SimulatorConfig
 from tests.support.harness import (
-    SIM_KEY,
-    SIM_SID,
-    SIM_TOKEN,
     running_api,
     running_worker,
     settings_for,
@@ -24,27 +18,6 @@ from tests.support.harness import (
 
 SMS = {"from": "+15551234567", "to": "+15559876543", "type": "sms", "body": "Test"}
 PDF = base64.b64encode(b"%PDF-1.4 booking").decode()
-
-
-@pytest.fixture
-async def sim() -> AsyncIterator[Any]:
-    config = SimulatorConfig(
-        twilio_account_sid=SIM_SID, twilio_auth_token=SIM_TOKEN, sendgrid_api_key=SIM_KEY
-    )
-    async with running_simulator(config) as running:
-        yield running
-
-
-@pytest.fixture
-def settings(database_url: str, redis_url: str, sim: Any, pool: asyncpg.Pool, redis: Any) -> Any:
-    # `pool` and `redis` are requested so each test starts from empty tables and queues.
-    return settings_for(database_url, redis_url, sim.base_url)
-
-
-@pytest.fixture
-async def api(settings: Any) -> AsyncIterator[httpx.AsyncClient]:
-    async with running_api(settings) as base, httpx.AsyncClient(base_url=base) as client:
-        yield client
 
 
 async def sim_requests(sim: Any, **params: str) -> list[dict[str, Any]]:

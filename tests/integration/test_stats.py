@@ -7,7 +7,6 @@ import asyncio
 import json
 import os
 import sys
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -18,14 +17,9 @@ import orjson
 import pytest
 
 from postline.queue import workers
-from postline.simulator.app import running_simulator
-from postline.simulator.config import SimulatorConfig
 from postline.store import stats as store_stats
 from postline.worker import runner
 from tests.support.harness import (
-    SIM_KEY,
-    SIM_SID,
-    SIM_TOKEN,
     running_api,
     running_worker,
     settings_for,
@@ -52,27 +46,6 @@ group.add_command(cli.worker)
 cli_ops.register(group)
 group(prog_name="postline")
 """
-
-
-@pytest.fixture
-async def sim() -> AsyncIterator[Any]:
-    config = SimulatorConfig(
-        twilio_account_sid=SIM_SID, twilio_auth_token=SIM_TOKEN, sendgrid_api_key=SIM_KEY
-    )
-    async with running_simulator(config) as running:
-        yield running
-
-
-@pytest.fixture
-def settings(database_url: str, redis_url: str, sim: Any, pool: asyncpg.Pool, redis: Any) -> Any:
-    # `pool` and `redis` are requested so each test starts from empty tables and queues.
-    return settings_for(database_url, redis_url, sim.base_url)
-
-
-@pytest.fixture
-async def api(settings: Any) -> AsyncIterator[httpx.AsyncClient]:
-    async with running_api(settings) as base, httpx.AsyncClient(base_url=base) as client:
-        yield client
 
 
 async def fail_next_send_to(sim: Any, to: str) -> None:
@@ -274,7 +247,10 @@ async def test_throughput_query_is_served_by_the_ops_index(pool: asyncpg.Pool) -
             await connection.execute("RESET enable_seqscan")
     text = json.dumps(plan)
     assert "message_events_outcome_at_idx" in text
-    assert "Index Only Scan" in text
+    # "Index Only Scan" once the visibility map is set, "Index Scan" before:
+    # either way the partial index serves it, never a scan of the whole table.
+    assert "Index Only Scan" in text or "Index Scan" in text
+    assert "Seq Scan" not in text
 
 
 async def test_status_command_prints_the_same_numbers(

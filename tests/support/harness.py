@@ -15,14 +15,10 @@ from typing import Any
 
 import uvicorn
 
-from postline.api.app import create_app, policy_of
+from postline.api.app import create_app
 from postline.metrics import WorkerMetrics
-from postline.providers.registry import build_providers, http_session
-from postline.queue.streams import RedisQueue, connect
 from postline.settings import Settings
-from postline.store.messages import MessageStore
-from postline.store.pool import create_pool
-from postline.worker.process import callback_dispatcher
+from postline.worker.process import built_worker
 from postline.worker.runner import Worker
 
 SIM_SID = "AC" + "1" * 32
@@ -77,32 +73,14 @@ async def _started(server: uvicorn.Server, task: asyncio.Task[None]) -> bool:
 
 @contextlib.asynccontextmanager
 async def running_worker(settings: Settings, *, concurrency: int = 64) -> AsyncIterator[Worker]:
-    assert settings.database_url and settings.redis_url
-    pool = await create_pool(settings.database_url, size=5)
-    redis = connect(settings.redis_url)
-    session = http_session(settings, connections=concurrency)
-    worker = Worker(
-        store=MessageStore(pool),
-        queue=RedisQueue(redis),
-        providers=build_providers(settings, session),
-        policy=policy_of(settings),
-        concurrency=concurrency,
-        visibility_timeout=settings.visibility_timeout_seconds,
-        reconcile_interval=settings.reconcile_interval_seconds,
-        reconcile_quiet_for=settings.reconcile_quiet_seconds,
-        metrics=WorkerMetrics(),
-        callbacks=callback_dispatcher(settings, pool),
-    )
-    stop = asyncio.Event()
-    task = asyncio.create_task(worker.run(stop))
-    try:
-        yield worker
-    finally:
-        stop.set()
-        await task
-        await session.close()
-        await redis.aclose()
-        await pool.close()
+    async with built_worker(settings, concurrency=concurrency, metrics=WorkerMetrics()) as worker:
+        stop = asyncio.Event()
+        task = asyncio.create_task(worker.run(stop))
+        try:
+            yield worker
+        finally:
+            stop.set()
+            await task
 
 
 async def wait_for(

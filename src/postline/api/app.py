@@ -7,6 +7,7 @@ import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import asyncpg
@@ -15,12 +16,12 @@ from fastapi.staticfiles import StaticFiles
 from redis.exceptions import RedisError
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from postline import logs
 from postline.api import errors
 from postline.api.deps import Components
 from postline.api.routes import collection, dashboard, messages, ops, stats, webhooks
 from postline.api.schemas import MessageCreate
 from postline.api.service import Acceptor, InlineSender
-from postline.domain.outcomes import RetryPolicy
 from postline.metrics import ApiMetrics, WorkerMetrics
 from postline.providers.registry import build_providers, http_session
 from postline.queue.streams import RedisQueue, connect
@@ -78,14 +79,6 @@ async def _warm(pool: asyncpg.Pool, connections: int) -> None:
         await asyncio.wait_for(asyncio.gather(*(touch() for _ in range(connections))), 3)
 
 
-def policy_of(settings: Settings) -> RetryPolicy:
-    return RetryPolicy(
-        max_attempts=settings.max_attempts,
-        base_seconds=settings.retry_base_seconds,
-        max_seconds=settings.retry_max_seconds,
-    )
-
-
 def create_app(settings: Settings) -> FastAPI:
     """Builds the API for `settings` (DATABASE_URL and REDIS_URL must be set)."""
     if not settings.database_url or not settings.redis_url:
@@ -113,7 +106,7 @@ def create_app(settings: Settings) -> FastAPI:
                 store=store,
                 queue=queue,
                 providers=build_providers(settings, session),
-                policy=policy_of(settings),
+                policy=settings.retry_policy(),
                 completer=Completer(store=store, queue=queue, metrics=WorkerMetrics()),
                 visibility_timeout=settings.visibility_timeout_seconds,
             )
@@ -128,6 +121,7 @@ def create_app(settings: Settings) -> FastAPI:
                 await session.close()
             await redis.aclose()
             await pool.close()
+            metrics.process_exited()
 
     app = FastAPI(
         title="Postline",
@@ -146,6 +140,22 @@ def create_app(settings: Settings) -> FastAPI:
     app.mount(dashboard.STATIC_PATH, StaticFiles(directory=dashboard.STATIC_DIR), name="dashboard")
     _register_schema(app)
     return app
+
+
+def app_from_environment() -> FastAPI:
+    """The app of one `postline api --workers N` process, from its environment.
+
+    uvicorn starts each worker process fresh (spawn) and can only hand it an
+    import string, so the process builds its own settings and logging here.
+    They come out as the parent's: children inherit its environment, which
+    already holds anything the parent added (the `postline dev` fallback, the
+    metrics directory).
+    """
+    settings = Settings()
+    # The same file `postline api` itself logs to (cli._settings).
+    log_file = Path(settings.log_dir) / "app.log" if settings.log_dir else None
+    logs.configure(level=settings.log_level, fmt=settings.log_format, file=log_file)
+    return create_app(settings)
 
 
 def _register_schema(app: FastAPI) -> None:

@@ -17,7 +17,6 @@ from datetime import datetime
 from typing import Any
 
 import asyncpg
-import structlog
 from redis.exceptions import RedisError
 
 from postline.api.errors import ApiError
@@ -26,6 +25,7 @@ from postline.batching import GroupCommit
 from postline.domain.channels import Channel
 from postline.domain.outcomes import RetryPolicy
 from postline.domain.statuses import Status
+from postline.logs import message_log, message_log_enabled
 from postline.providers.base import Provider
 from postline.queue.streams import Enqueue, RedisQueue
 from postline.store.messages import MessageStore, NewMessage
@@ -34,7 +34,7 @@ from postline.worker.attempts import attempt
 from postline.worker.completion import Completer, Done
 
 log = logging.getLogger("postline.api")
-events = structlog.stdlib.get_logger("postline.messages")
+events = message_log()
 
 DB_UNAVAILABLE = (
     asyncpg.exceptions.PostgresConnectionError,
@@ -154,7 +154,7 @@ class Acceptor:
 
 def log_accepted(rows: Sequence[NewMessage]) -> None:
     """One line per accepted message: id, channel, status; never a body or address."""
-    if not events.isEnabledFor(logging.INFO):
+    if not message_log_enabled():
         return
     for row in rows:
         events.info(f"message.{row.status}", message_id=str(row.id), channel=row.type, attempt=0)

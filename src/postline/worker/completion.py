@@ -15,17 +15,17 @@ from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
-import structlog
 from redis.exceptions import RedisError
 
 from postline.domain.channels import Channel
 from postline.domain.statuses import Status
+from postline.logs import message_log, message_log_enabled
 from postline.metrics import WorkerMetrics
 from postline.queue.streams import Enqueue, Entry, RedisQueue
 from postline.store.messages import MessageStore, Outcome
 
 log = logging.getLogger("postline.worker")
-events = structlog.stdlib.get_logger("postline.messages")
+events = message_log()
 
 DB_ERRORS = (asyncpg.PostgresError, OSError, asyncpg.InterfaceError, asyncio.TimeoutError)
 
@@ -74,7 +74,7 @@ class Completer:
     @staticmethod
     def _log(done: Sequence[Done]) -> None:
         """One line per state change: ids, channel, attempt, latency; never a body."""
-        if not events.isEnabledFor(logging.INFO):
+        if not message_log_enabled():
             return
         for d in done:
             events.info(

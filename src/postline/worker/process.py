@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import signal
+from collections.abc import AsyncIterator
 
 import asyncpg
 from prometheus_client import start_http_server
 
-from postline.api.app import policy_of
 from postline.callbacks.dispatcher import CallbackDispatcher
 from postline.callbacks.signing import secret_key
 from postline.callbacks.store import CallbackStore
@@ -24,8 +25,35 @@ from postline.worker.runner import Worker
 log = logging.getLogger("postline.worker")
 
 
-async def serve(settings: Settings, *, concurrency: int, metrics_port: int | None) -> None:
+@contextlib.asynccontextmanager
+async def built_worker(
+    settings: Settings, *, concurrency: int, metrics: WorkerMetrics
+) -> AsyncIterator[Worker]:
+    """A worker with its pools and HTTP session, closed when the block ends."""
     assert settings.database_url and settings.redis_url
+    pool = await create_pool(settings.database_url, size=settings.db_pool_size)
+    redis = connect(settings.redis_url)
+    session = http_session(settings, connections=concurrency)
+    try:
+        yield Worker(
+            store=MessageStore(pool),
+            queue=RedisQueue(redis),
+            providers=build_providers(settings, session),
+            policy=settings.retry_policy(),
+            concurrency=concurrency,
+            visibility_timeout=settings.visibility_timeout_seconds,
+            reconcile_interval=settings.reconcile_interval_seconds,
+            reconcile_quiet_for=settings.reconcile_quiet_seconds,
+            metrics=metrics,
+            callbacks=callback_dispatcher(settings, pool),
+        )
+    finally:
+        await session.close()
+        await redis.aclose()
+        await pool.close()
+
+
+async def serve(settings: Settings, *, concurrency: int, metrics_port: int | None) -> None:
     metrics = WorkerMetrics()
     if metrics_port is not None:
         start_http_server(metrics_port, addr="127.0.0.1", registry=metrics.registry)
@@ -34,27 +62,8 @@ async def serve(settings: Settings, *, concurrency: int, metrics_port: int | Non
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    pool = await create_pool(settings.database_url, size=settings.db_pool_size)
-    redis = connect(settings.redis_url)
-    session = http_session(settings, connections=concurrency)
-    try:
-        worker = Worker(
-            store=MessageStore(pool),
-            queue=RedisQueue(redis),
-            providers=build_providers(settings, session),
-            policy=policy_of(settings),
-            concurrency=concurrency,
-            visibility_timeout=settings.visibility_timeout_seconds,
-            reconcile_interval=settings.reconcile_interval_seconds,
-            reconcile_quiet_for=settings.reconcile_quiet_seconds,
-            metrics=metrics,
-            callbacks=callback_dispatcher(settings, pool),
-        )
+    async with built_worker(settings, concurrency=concurrency, metrics=metrics) as worker:
         await worker.run(stop)
-    finally:
-        await session.close()
-        await redis.aclose()
-        await pool.close()
 
 
 def callback_dispatcher(settings: Settings, pool: asyncpg.Pool) -> CallbackDispatcher | None:

@@ -20,7 +20,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 import orjson
-import structlog
 from redis.exceptions import RedisError, ResponseError
 
 from postline.batching import GroupCommit
@@ -28,6 +27,7 @@ from postline.callbacks.dispatcher import CallbackDispatcher
 from postline.domain.channels import Channel
 from postline.domain.outcomes import RetryPolicy
 from postline.domain.statuses import RELEASES_ORDERING_KEY, Status
+from postline.logs import message_log, message_log_enabled
 from postline.metrics import WorkerMetrics
 from postline.providers.base import Provider
 from postline.queue.streams import Enqueue, Entry, RedisQueue, consumer_name
@@ -39,7 +39,7 @@ from postline.worker.completion import DB_ERRORS, Completer, Done
 from postline.worker.reconciler import Reconciler
 
 log = logging.getLogger("postline.worker")
-events = structlog.stdlib.get_logger("postline.messages")
+events = message_log()
 
 HEARTBEAT_PREFIX = recovery.HEARTBEAT_PREFIX
 HEARTBEAT_SECONDS = 2.0
@@ -163,7 +163,7 @@ class Worker:
         rows = await self._store.claim(
             list(by_id), stale_after=self._visibility if stale_after is None else stale_after
         )
-        log_claims = events.isEnabledFor(logging.INFO)
+        log_claims = message_log_enabled()
         for row in rows:
             entry = by_id.pop(row["id"])
             if log_claims:

@@ -30,6 +30,8 @@ from postline.store.records import public_message
 router = APIRouter(prefix="/api/v1/messages", tags=["messages"])
 
 MAX_BATCH = 1000
+# PostgreSQL text cannot hold NUL; no stored address or key holds a control character.
+NO_CONTROLS = r"^[^\x00-\x1f\x7f]*$"
 
 
 class BatchCreate(BaseModel):
@@ -117,8 +119,8 @@ async def list_all(
     _auth: AuthDep,
     status: Status | None = None,
     type: Channel | None = None,  # the SPEC's parameter name
-    to: Annotated[str | None, Query(max_length=512)] = None,
-    ordering_key: Annotated[str | None, Query(max_length=256)] = None,
+    to: Annotated[str | None, Query(max_length=512, pattern=NO_CONTROLS)] = None,
+    ordering_key: Annotated[str | None, Query(max_length=256, pattern=NO_CONTROLS)] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     cursor: Annotated[str | None, Query(pattern=CURSOR_PATTERN)] = None,
 ) -> Response:

@@ -10,7 +10,6 @@ from typing import Any
 
 import asyncpg
 import orjson
-import structlog
 from fastapi import APIRouter, Header, Request
 from pydantic import ValidationError
 from redis.exceptions import RedisError
@@ -21,11 +20,12 @@ from postline.api.errors import ApiError, summary, validation_details
 from postline.api.schemas import ErrorEnvelope, EventPublic, MessageCreate, MessagePublic
 from postline.api.service import new_row, row_view
 from postline.domain.channels import Channel
+from postline.logs import message_log
 from postline.queue.streams import Enqueue
 from postline.store.records import public_event, public_message
 
 router = APIRouter(prefix="/api/v1/messages", tags=["messages"])
-events = structlog.stdlib.get_logger("postline.messages")
+events = message_log()
 
 MAX_REQUEST_BYTES = 2 * 1024 * 1024
 MAX_IDEMPOTENCY_KEY = 255

@@ -1,20 +1,43 @@
-"""Operations: health and Prometheus metrics."""
+"""Operations: liveness, readiness and Prometheus metrics (none of them behind auth).
+
+- `/health/live`: the process answers; touches nothing else, so a restart
+  policy never kills an API that is only waiting for PostgreSQL or Redis;
+- `/health`: readiness, 503 naming the dependency that is down;
+- `/metrics`: see `postline.metrics` for why counters and gauges are served
+  from different places.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import logging
+from collections.abc import Awaitable
+from typing import Literal, TypeVar
 
 import orjson
 from fastapi import APIRouter
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from pydantic import BaseModel
 from starlette.responses import Response
 
 from postline.api.deps import ComponentsDep
 from postline.api.schemas import HealthPublic
+from postline.metrics import scrape_gauges, scrape_registry
+from postline.store.stats import status_counts
 
 router = APIRouter(tags=["operations"])
+log = logging.getLogger("postline.api")
 
 PROBE_TIMEOUT = 2.0
+T = TypeVar("T")
+
+_LIVE = orjson.dumps({"status": "ok"})
+
+
+class LivePublic(BaseModel):
+    """The liveness answer: always ok when the process can answer at all."""
+
+    status: Literal["ok"]
 
 
 async def _probe(check: asyncio.Future[object] | object) -> str:
@@ -25,9 +48,15 @@ async def _probe(check: asyncio.Future[object] | object) -> str:
     return "ok"
 
 
+@router.get("/health/live", response_model=LivePublic)
+async def live() -> Response:
+    """200 whenever this process can answer; never touches PostgreSQL or Redis."""
+    return Response(_LIVE, media_type="application/json")
+
+
 @router.get("/health", response_model=HealthPublic, responses={503: {"model": HealthPublic}})
 async def health(parts: ComponentsDep) -> Response:
-    """200 when PostgreSQL and Redis answer; 503 naming what is down."""
+    """Readiness: 200 when PostgreSQL and Redis answer; 503 naming what is down."""
     database, redis = await asyncio.gather(
         _probe(parts.pool.fetchval("SELECT 1")), _probe(parts.redis.ping())
     )
@@ -38,22 +67,22 @@ async def health(parts: ComponentsDep) -> Response:
     )
 
 
+async def _reading(what: str, read: Awaitable[T]) -> T | None:
+    """`read`, or None when its server does not answer in time."""
+    try:
+        return await asyncio.wait_for(read, PROBE_TIMEOUT)
+    except Exception as exc:  # metrics still answer with what is known when a server is down
+        log.warning("metrics: %s not read: %r", what, exc)
+        return None
+
+
 @router.get("/metrics", include_in_schema=False)
 async def metrics(parts: ComponentsDep) -> Response:
-    try:
-        depths = await asyncio.wait_for(parts.queue.depths(), PROBE_TIMEOUT)
-    except Exception:  # metrics still answer with what is known when Redis is down
-        depths = {}
-    for stream, numbers in depths.items():
-        parts.metrics.queue_depth.labels(stream).set(numbers["depth"])
-        parts.metrics.queue_pending.labels(stream).set(numbers["pending"])
-    try:
-        counts = await asyncio.wait_for(
-            parts.pool.fetch("SELECT status, count(*) AS n FROM messages GROUP BY status"),
-            PROBE_TIMEOUT,
-        )
-        for row in counts:
-            parts.metrics.messages.labels(row["status"]).set(row["n"])
-    except Exception:  # noqa: S110 - the database being down must not hide the other metrics
-        pass
-    return Response(generate_latest(parts.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+    # The same readings as /api/v1/stats (postline.ops), so both show one number.
+    queues, counts = await asyncio.gather(
+        _reading("queue depths", parts.queue.depths()),
+        _reading("status counts", status_counts(parts.pool)),
+    )
+    gauges = scrape_gauges(queues=queues, statuses=counts.counts if counts else None)
+    registry = scrape_registry(parts.metrics.collector(), gauges)
+    return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
