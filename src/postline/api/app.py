@@ -104,7 +104,6 @@ def create_app(settings: Settings) -> FastAPI:
             session = http_session(settings, connections=100)
             parts.inline = InlineSender(
                 store=store,
-                queue=queue,
                 providers=build_providers(settings, session),
                 policy=settings.retry_policy(),
                 completer=Completer(store=store, queue=queue, metrics=WorkerMetrics()),

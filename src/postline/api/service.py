@@ -171,7 +171,6 @@ class InlineSender:
         self,
         *,
         store: MessageStore,
-        queue: RedisQueue,
         providers: Mapping[Channel, Provider],
         policy: RetryPolicy,
         completer: Completer,
@@ -182,7 +181,6 @@ class InlineSender:
         self._policy = policy
         self._completer = completer
         self._visibility = visibility_timeout
-        self._queue = queue
 
     async def send(self, row: NewMessage) -> dict[str, Any]:
         claimed = await self._store.claim([row.id], stale_after=self._visibility)

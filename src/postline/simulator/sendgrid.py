@@ -28,9 +28,8 @@ import orjson
 from aiohttp import web
 
 from postline.simulator.config import SimulatorConfig
-from postline.simulator.receipts import ReceiptSender
+from postline.simulator.endpoint import ProviderEndpoint
 from postline.simulator.scripts import ScriptItem
-from postline.simulator.state import SimulatorState
 
 MAIL_SEND_PATH = "/v3/mail/send"
 # SendGrid's documented cap on the whole request.
@@ -259,19 +258,8 @@ def auth_error(config: SimulatorConfig, header: str | None) -> str | None:
 _JSON = "application/json"
 
 
-class SendGridEndpoint:
+class SendGridEndpoint(ProviderEndpoint):
     """The aiohttp handler for Mail Send, bound to the simulator state."""
-
-    def __init__(self, state: SimulatorState, receipts: ReceiptSender | None = None) -> None:
-        self._state = state
-        self._receipts = receipts
-
-    async def handle(self, request: web.Request) -> web.Response:
-        self._state.enter()
-        try:
-            return await self._respond(request)
-        finally:
-            self._state.leave()
 
     async def _respond(self, request: web.Request) -> web.Response:
         received_at = time.time()

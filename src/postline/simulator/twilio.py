@@ -32,9 +32,8 @@ from aiohttp import web
 
 from postline.simulator.clock import rfc2822_now
 from postline.simulator.config import SimulatorConfig
-from postline.simulator.receipts import ReceiptSender
+from postline.simulator.endpoint import ProviderEndpoint
 from postline.simulator.scripts import ScriptItem
-from postline.simulator.state import SimulatorState
 
 MESSAGES_PATH = "/2010-04-01/Accounts/{AccountSid}/Messages.json"
 API_VERSION = "2010-04-01"
@@ -280,19 +279,8 @@ def _all(form: dict[str, str | list[str]], name: str) -> list[str]:
 _JSON = "application/json"
 
 
-class TwilioEndpoint:
+class TwilioEndpoint(ProviderEndpoint):
     """The aiohttp handler for CreateMessage, bound to the simulator state."""
-
-    def __init__(self, state: SimulatorState, receipts: ReceiptSender | None = None) -> None:
-        self._state = state
-        self._receipts = receipts
-
-    async def handle(self, request: web.Request) -> web.Response:
-        self._state.enter()
-        try:
-            return await self._respond(request)
-        finally:
-            self._state.leave()
 
     async def _respond(self, request: web.Request) -> web.Response:
         received_at = time.time()
