@@ -104,9 +104,10 @@ async def test_unknown_message_is_404(api: httpx.AsyncClient) -> None:
 
 
 async def test_wrong_method_is_405_in_the_envelope(api: httpx.AsyncClient) -> None:
-    answer = await api.get("/api/v1/messages/send")
-    assert answer.status_code in (404, 405)
-    assert "error" in answer.json()
+    answer = await api.delete("/api/v1/messages/2b1c5f5e-0000-4000-8000-000000000000")
+    assert answer.status_code == 405
+    assert answer.json()["error"]["code"] == "method_not_allowed"
+    assert "GET" in answer.headers["allow"]
 
 
 async def test_odd_but_legitimate_text_is_stored_byte_for_byte(
