@@ -96,3 +96,19 @@ async def api(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
     """A client of the real API, served in the test's event loop."""
     async with running_api(settings) as base, httpx.AsyncClient(base_url=base) as client:
         yield client
+
+
+@pytest.fixture
+def env(
+    database_url: str, redis_url: str, pool: asyncpg.Pool, redis: aioredis.Redis
+) -> dict[str, str]:
+    """Environment for `postline` subprocesses against the test servers (emptied first)."""
+    return {
+        "DATABASE_URL": database_url,
+        "REDIS_URL": redis_url,
+        "TWILIO_ACCOUNT_SID": SIM_SID,
+        "TWILIO_AUTH_TOKEN": SIM_TOKEN,
+        "SENDGRID_API_KEY": SIM_KEY,
+        "RETRY_BASE_SECONDS": "0.05",
+        "LOG_FORMAT": "json",
+    }

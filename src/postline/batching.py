@@ -42,16 +42,6 @@ class GroupCommit(Generic[T]):
         self._wake.set()
         await future
 
-    def submit_nowait(self, item: T) -> asyncio.Future[None]:
-        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._items.append((item, future))
-        self._wake.set()
-        return future
-
-    @property
-    def backlog(self) -> int:
-        return len(self._items)
-
     async def _run(self) -> None:
         while True:
             await self._wake.wait()

@@ -12,12 +12,11 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
-import asyncpg
 import psutil
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.support.harness import SIM_KEY, SIM_SID, SIM_TOKEN, free_port
+from tests.support.harness import free_port
 from tests.support.processes import running
 
 T = TypeVar("T")
@@ -52,20 +51,6 @@ BUILDERS = {"sms": sms, "mms": mms, "whatsapp": whatsapp, "email": email}
 MESSAGES = [
     BUILDERS[channel](i) for i, channel in enumerate(c for c, n in SENT.items() for _ in range(n))
 ]
-
-
-@pytest.fixture
-def env(database_url: str, redis_url: str, pool: asyncpg.Pool, redis: Any) -> dict[str, str]:
-    # `pool` and `redis` are requested so each test starts from empty tables and queues.
-    return {
-        "DATABASE_URL": database_url,
-        "REDIS_URL": redis_url,
-        "TWILIO_ACCOUNT_SID": SIM_SID,
-        "TWILIO_AUTH_TOKEN": SIM_TOKEN,
-        "SENDGRID_API_KEY": SIM_KEY,
-        "RETRY_BASE_SECONDS": "0.05",
-        "LOG_FORMAT": "json",
-    }
 
 
 def wait_until(check: Callable[[], T | None], *, timeout: float, what: str) -> T:

@@ -8,11 +8,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-import asyncpg
 import httpx
-import pytest
 
-from tests.support.harness import SIM_KEY, SIM_SID, SIM_TOKEN, free_port
+from tests.support.harness import free_port
 from tests.support.processes import postline, running, stop
 
 PDF = base64.b64encode(b"%PDF-1.4").decode()
@@ -25,19 +23,6 @@ MESSAGES = [
      "subject": "Receipt", "body": "Thanks", "html": "<b>Thanks</b>",
      "attachments": [{"filename": "r.pdf", "content_type": "application/pdf", "content": PDF}]},
 ]  # fmt: skip
-
-
-@pytest.fixture
-def env(database_url: str, redis_url: str, pool: asyncpg.Pool, redis: Any) -> dict[str, str]:
-    return {
-        "DATABASE_URL": database_url,
-        "REDIS_URL": redis_url,
-        "TWILIO_ACCOUNT_SID": SIM_SID,
-        "TWILIO_AUTH_TOKEN": SIM_TOKEN,
-        "SENDGRID_API_KEY": SIM_KEY,
-        "RETRY_BASE_SECONDS": "0.05",
-        "LOG_FORMAT": "json",
-    }
 
 
 def wait_until(check: Any, timeout: float, what: str) -> Any:

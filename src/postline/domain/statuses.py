@@ -1,8 +1,9 @@
 """Message statuses and the transitions between them (SPEC 2).
 
-The allowed transitions are written once here; the SQL that moves a row
-(`store/`) only ever moves it along an edge of this graph, so a late worker or
-a late receipt can never step a message backwards.
+The SQL that moves a row (`store/`) only ever moves it along an edge of this
+graph, each statement naming the statuses it may start from, so a late worker
+or a late receipt can never step a message backwards. Receipts derive their
+allowed sources from `TRANSITIONS` directly.
 """
 
 from __future__ import annotations
@@ -22,9 +23,6 @@ class Status(StrEnum):
     CANCELLED = "cancelled"
 
 
-#: Statuses a worker may claim a message from.
-CLAIMABLE: frozenset[Status] = frozenset({Status.PENDING, Status.RETRYING, Status.SCHEDULED})
-
 #: Statuses that still need work from Postline (what the reconciler looks after).
 OPEN: frozenset[Status] = frozenset(
     {Status.SCHEDULED, Status.PENDING, Status.SENDING, Status.RETRYING}
@@ -33,14 +31,6 @@ OPEN: frozenset[Status] = frozenset(
 #: Statuses after which the next message of the same ordering key may go.
 RELEASES_ORDERING_KEY: frozenset[Status] = frozenset(
     {Status.SENT, Status.DELIVERED, Status.UNDELIVERED, Status.FAILED, Status.CANCELLED}
-)
-
-#: Statuses a client can cancel from.
-CANCELLABLE: frozenset[Status] = frozenset({Status.SCHEDULED, Status.PENDING, Status.RETRYING})
-
-#: Statuses that end the message's life (client callbacks fire on these and receipts).
-TERMINAL: frozenset[Status] = frozenset(
-    {Status.DELIVERED, Status.UNDELIVERED, Status.FAILED, Status.CANCELLED}
 )
 
 TRANSITIONS: dict[Status, frozenset[Status]] = {
@@ -54,8 +44,3 @@ TRANSITIONS: dict[Status, frozenset[Status]] = {
     Status.FAILED: frozenset({Status.PENDING}),
     Status.CANCELLED: frozenset(),
 }
-
-
-def can_move(current: Status, new: Status) -> bool:
-    """True when `current -> new` is an edge of the lifecycle graph."""
-    return new in TRANSITIONS[current]

@@ -15,6 +15,7 @@ from pydantic import ValidationError
 from redis.exceptions import RedisError
 from starlette.responses import Response
 
+from postline.api.bodies import read_limited
 from postline.api.deps import AuthDep, Components, ComponentsDep, check_api_key
 from postline.api.errors import ApiError, summary, validation_details
 from postline.api.schemas import ErrorEnvelope, EventPublic, MessageCreate, MessagePublic
@@ -43,15 +44,7 @@ async def read_json_body(request: Request) -> bytes:
     media = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if media != "application/json":
         raise ApiError(415, "the body must be JSON (Content-Type: application/json)")
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > MAX_REQUEST_BYTES:
-        raise ApiError(413, f"a request may be at most {MAX_REQUEST_BYTES} bytes")
-    body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > MAX_REQUEST_BYTES:
-            raise ApiError(413, f"a request may be at most {MAX_REQUEST_BYTES} bytes")
-    return bytes(body)
+    return await read_limited(request, limit=MAX_REQUEST_BYTES)
 
 
 def parse_send(raw: bytes) -> MessageCreate:

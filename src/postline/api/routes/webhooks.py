@@ -35,6 +35,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from fastapi import APIRouter, Depends, FastAPI, Request
 from starlette.responses import Response
 
+from postline.api.bodies import read_limited
 from postline.api.deps import ComponentsDep
 from postline.api.errors import ApiError
 from postline.api.schemas import ErrorEnvelope
@@ -176,18 +177,6 @@ def receipt_intake(request: Request) -> ReceiptIntake:
 IntakeDep = Annotated[ReceiptIntake, Depends(receipt_intake)]
 
 
-async def _read(request: Request, limit: int) -> bytes:
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise ApiError(413, f"a webhook body may be at most {limit} bytes")
-    body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > limit:
-            raise ApiError(413, f"a webhook body may be at most {limit} bytes")
-    return bytes(body)
-
-
 def signed_url(request: Request, public_base_url: str | None) -> str:
     """The URL Twilio signed: PUBLIC_BASE_URL + path (+ query), else the request's own."""
     if not public_base_url:
@@ -205,7 +194,7 @@ def _public_key(encoded: str) -> ec.EllipticCurvePublicKey:
 @router.post("/twilio/status", status_code=200, responses=ERRORS)
 async def twilio_status(request: Request, parts: ComponentsDep, intake: IntakeDep) -> Response:
     """A Twilio message status callback."""
-    raw = await _read(request, TWILIO_MAX_BYTES)
+    raw = await read_limited(request, limit=TWILIO_MAX_BYTES, what="a webhook body")
     pairs = parse_qsl(raw.decode("utf-8", "replace"), keep_blank_values=True)
     settings = parts.settings
     url = signed_url(request, settings.public_base_url)
@@ -221,7 +210,7 @@ async def twilio_status(request: Request, parts: ComponentsDep, intake: IntakeDe
 @router.post("/sendgrid/events", status_code=200, responses=ERRORS)
 async def sendgrid_events(request: Request, parts: ComponentsDep, intake: IntakeDep) -> Response:
     """A batch of SendGrid Event Webhook events."""
-    raw = await _read(request, SENDGRID_MAX_BYTES)
+    raw = await read_limited(request, limit=SENDGRID_MAX_BYTES, what="a webhook body")
     encoded = parts.settings.sendgrid_webhook_public_key
     if not encoded:
         raise ApiError(403, "SENDGRID_WEBHOOK_PUBLIC_KEY is not configured")

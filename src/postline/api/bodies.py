@@ -1,0 +1,25 @@
+"""Reading request bodies with a size limit, before anything parses them."""
+
+from __future__ import annotations
+
+from fastapi import Request
+
+from postline.api.errors import ApiError
+
+
+async def read_limited(request: Request, *, limit: int, what: str = "a request") -> bytes:
+    """The raw body; 413 as soon as it is known to exceed `limit` bytes.
+
+    The declared Content-Length is checked first, and the stream is counted
+    too, since a client may send more than it declared (or no length at all).
+    """
+    too_big = ApiError(413, f"{what} may be at most {limit} bytes")
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise too_big
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit:
+            raise too_big
+    return bytes(body)
