@@ -8,10 +8,14 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from postline.domain.outcomes import RetryPolicy
+
+#: Room a lease needs beyond the provider deadline: renewals every 2 s and
+#: the margin a send keeps before its lease ends.
+LEASE_HEADROOM_SECONDS = 5.0
 
 DEFAULT_TWILIO_BASE_URL = "https://api.twilio.com"
 DEFAULT_SENDGRID_BASE_URL = "https://api.sendgrid.com"
@@ -34,9 +38,6 @@ class Settings(BaseSettings):
     retry_max_seconds: float = Field(default=300.0, gt=0)
     visibility_timeout_seconds: float = Field(default=30.0, gt=0)
     reconcile_interval_seconds: float = Field(default=10.0, gt=0)
-    # How long an open message must be untouched before the reconciler checks
-    # Redis for it: long enough to never race the API's commit-then-enqueue.
-    reconcile_quiet_seconds: float = Field(default=5.0, ge=0)
     provider_timeout_seconds: float = Field(default=10.0, gt=0)
     worker_concurrency: int = Field(default=256, ge=1, le=10_000)
 
@@ -70,6 +71,20 @@ class Settings(BaseSettings):
 
             secret_key(value)  # refuse to start with a secret no receiver could use
         return value or None
+
+    @model_validator(mode="after")
+    def _lease_outlives_a_send(self) -> Settings:
+        # A claim's lease is VISIBILITY_TIMEOUT_SECONDS long; a send may take
+        # PROVIDER_TIMEOUT_SECONDS. A lease shorter than a send (plus room
+        # for renewal) would let a live send be taken over and sent twice.
+        least = self.provider_timeout_seconds + LEASE_HEADROOM_SECONDS
+        if self.visibility_timeout_seconds < least:
+            raise ValueError(
+                f"VISIBILITY_TIMEOUT_SECONDS ({self.visibility_timeout_seconds:g}) must be at "
+                f"least PROVIDER_TIMEOUT_SECONDS ({self.provider_timeout_seconds:g}) + "
+                f"{LEASE_HEADROOM_SECONDS:g}: a send still in progress could be taken over"
+            )
+        return self
 
     def retry_policy(self) -> RetryPolicy:
         return RetryPolicy(

@@ -24,7 +24,7 @@ SMS = {"from": "+15551234567", "to": "+15559876543", "type": "sms", "body": "Tes
 def settings(database_url: str, redis_url: str, sim: Any, pool: asyncpg.Pool, redis: Any) -> Any:
     return settings_for(
         database_url, redis_url, sim.base_url,
-        reconcile_interval_seconds=0.5, reconcile_quiet_seconds=0.5,
+        reconcile_interval_seconds=0.5,
     )  # fmt: skip
 
 
@@ -210,17 +210,18 @@ async def test_reconciler_never_queues_twice(
     for i in range(5):
         answer = await api.post("/api/v1/messages/send", json={**SMS, "to": f"+1555987{i:04d}"})
         ids.append(answer.json()["id"])
-    await pool.execute("UPDATE messages SET updated_at = now() - interval '1 minute'")
     await redis.delete("postline:reconciler")
     from postline.queue.streams import RedisQueue
     from postline.store.messages import MessageStore
     from postline.worker.reconciler import Reconciler
 
-    reconciler = Reconciler(
-        store=MessageStore(pool), queue=RedisQueue(redis), owner="t", interval=1, quiet_for=0
-    )
+    store, queue = MessageStore(pool), RedisQueue(redis)
+    reconciler = Reconciler(store=store, queue=queue, owner="t", interval=1)
     assert await reconciler.tick() == 0
     assert await redis.xlen("message_queue:sms") == len(ids)
     await redis.flushdb()
     assert await reconciler.tick() == len(ids)
+    assert await redis.xlen("message_queue:sms") == len(ids)
+    await redis.delete("postline:reconciler")
+    assert await reconciler.tick() == 0  # queued again once, and only once
     assert await redis.xlen("message_queue:sms") == len(ids)

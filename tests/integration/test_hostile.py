@@ -115,7 +115,7 @@ async def test_hostile_input_is_refused_and_nothing_is_kept(
     assert await pool.fetchval("SELECT count(*) FROM messages") == 0
     for channel in ("sms", "mms", "whatsapp", "email"):
         assert await redis.xlen(f"message_queue:{channel}") == 0
-    assert await redis.keys("postline:fifo:*") == []
+    assert await redis.hlen("postline:queued") == 0
 
 
 @pytest.mark.parametrize(

@@ -33,8 +33,8 @@ async def history(pool: asyncpg.Pool, message_id: uuid.UUID) -> list[tuple[str, 
 async def test_a_message_is_claimed_once(store: MessageStore, pool: asyncpg.Pool) -> None:
     row = new()
     await store.insert([row])
-    first = await store.claim([row.id, row.id], stale_after=30)
-    second = await store.claim([row.id], stale_after=30)
+    first = await store.claim([row.id, row.id], holder="w1", lease=30)
+    second = await store.claim([row.id], holder="w1", lease=30)
     assert [r["attempts"] for r in first] == [1]
     assert second == []
     assert await history(pool, row.id) == [("pending", 0), ("sending", 1)]
@@ -45,10 +45,11 @@ async def test_a_late_outcome_of_an_old_attempt_does_not_land(
 ) -> None:
     row = new()
     await store.insert([row])
-    await store.claim([row.id], stale_after=30)
-    # The first worker was lost; another takes the row over (attempt 2) and sends it.
-    await pool.execute("UPDATE messages SET updated_at = now() - interval '1 hour'")
-    again = await store.claim([row.id], stale_after=30)
+    await store.claim([row.id], holder="w1", lease=30)
+    # The first worker was lost; its lease runs out and another takes the row
+    # over (attempt 2) and sends it.
+    await pool.execute("UPDATE messages SET lease_until = now() - interval '1 second'")
+    again = await store.claim([row.id], holder="w2", lease=30)
     assert again[0]["attempts"] == 2 and again[0]["previous"] == "sending"
     landed = await store.complete([Outcome(id=row.id, attempt=2, status="sent", provider="t")])
     assert landed == {row.id}
@@ -75,9 +76,9 @@ async def test_nothing_moves_a_finished_message_back(
 ) -> None:
     row = new()
     await store.insert([row])
-    await store.claim([row.id], stale_after=30)
+    await store.claim([row.id], holder="w1", lease=30)
     await store.complete([Outcome(id=row.id, attempt=1, status="sent")])
-    assert await store.claim([row.id], stale_after=0) == []
+    assert await store.claim([row.id], holder="w2", lease=30) == []
     assert (await store.cancel(row.id))[0] == "conflict"
     assert (await store.retry_failed(row.id))[0] == "conflict"
     current = await store.get(row.id)
@@ -114,12 +115,18 @@ async def test_migrate_applies_once_then_says_up_to_date(database_url: str) -> N
         assert "schema is up to date" in await migrate(url)
         connection = await asyncpg.connect(url)
         try:
-            await connection.execute("DROP TABLE callbacks CASCADE")
-            await connection.execute("DROP FUNCTION messages_enqueue_callback() CASCADE")
-            await connection.execute("UPDATE alembic_version SET version_num = '0004'")
+            # As if the newest migration had never run.
+            await connection.execute("DROP FUNCTION postline_lock_keys(uuid[])")
+            await connection.execute(
+                "ALTER TABLE messages DROP COLUMN position, DROP COLUMN held_by, "
+                "DROP COLUMN lease_until"
+            )
+            await connection.execute("DROP SEQUENCE messages_position_seq")
+            await connection.execute("DROP INDEX messages_scheduled_idx")
+            await connection.execute("UPDATE alembic_version SET version_num = '0005'")
         finally:
             await connection.close()
-        assert "applied: 0005" in await migrate(url)
+        assert "applied: 0006" in await migrate(url)
         assert "schema is up to date" in await migrate(url)
     finally:
         await drop_database(server, name)

@@ -36,7 +36,8 @@ def settings_for(database_url: str, redis_url: str, sim_url: str, **extra: Any) 
         "sendgrid_api_key": SIM_KEY,
         "sendgrid_base_url": sim_url,
         "retry_base_seconds": 0.05,
-        "visibility_timeout_seconds": 5,
+        "visibility_timeout_seconds": 7,
+        "provider_timeout_seconds": 2,
     }
     values.update(extra)
     return Settings(_env_file=None, **values)  # type: ignore[call-arg]

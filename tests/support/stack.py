@@ -48,9 +48,9 @@ class Stack:
             "TWILIO_BASE_URL": self.sim_url,
             "SENDGRID_BASE_URL": self.sim_url,
             "RETRY_BASE_SECONDS": "0.05",
-            "VISIBILITY_TIMEOUT_SECONDS": "5",
+            "VISIBILITY_TIMEOUT_SECONDS": "7",
+            "PROVIDER_TIMEOUT_SECONDS": "2",
             "RECONCILE_INTERVAL_SECONDS": "1",
-            "RECONCILE_QUIET_SECONDS": "1",
             "LOG_FORMAT": "json",
             **self.extra_env,
         }

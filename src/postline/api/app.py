@@ -107,7 +107,9 @@ def create_app(settings: Settings) -> FastAPI:
                 providers=build_providers(settings, session),
                 policy=settings.retry_policy(),
                 completer=Completer(store=store, queue=queue, metrics=WorkerMetrics()),
+                queue=queue,
                 visibility_timeout=settings.visibility_timeout_seconds,
+                provider_timeout=settings.provider_timeout_seconds,
             )
         app.state.components = parts
         await _warm(pool, settings.db_pool_size)

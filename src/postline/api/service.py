@@ -8,15 +8,16 @@ PostgreSQL is down nothing is accepted (503).
 
 from __future__ import annotations
 
-import asyncio
+import contextlib
 import logging
+import os
+import socket
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-import asyncpg
 from redis.exceptions import RedisError
 
 from postline.api.errors import ApiError
@@ -28,6 +29,7 @@ from postline.domain.statuses import Status
 from postline.logs import message_log, message_log_enabled
 from postline.providers.base import Provider
 from postline.queue.streams import Enqueue, RedisQueue
+from postline.store.availability import DB_UNAVAILABLE
 from postline.store.messages import MessageStore, NewMessage
 from postline.store.records import public_message
 from postline.worker.attempts import attempt
@@ -35,14 +37,6 @@ from postline.worker.completion import Completer, Done
 
 log = logging.getLogger("postline.api")
 events = message_log()
-
-DB_UNAVAILABLE = (
-    asyncpg.exceptions.PostgresConnectionError,
-    asyncpg.exceptions.OperatorInterventionError,
-    asyncpg.InterfaceError,
-    OSError,
-    asyncio.TimeoutError,
-)
 
 
 @dataclass(frozen=True, slots=True)
@@ -174,19 +168,35 @@ class InlineSender:
         providers: Mapping[Channel, Provider],
         policy: RetryPolicy,
         completer: Completer,
+        queue: RedisQueue,
         visibility_timeout: float,
+        provider_timeout: float,
     ) -> None:
         self._store = store
+        self._queue = queue
+        self._deadline = provider_timeout
+        self._holder = f"api-{socket.gethostname()}-{os.getpid()}"
         self._providers = providers
         self._policy = policy
         self._completer = completer
         self._visibility = visibility_timeout
 
     async def send(self, row: NewMessage) -> dict[str, Any]:
-        claimed = await self._store.claim([row.id], stale_after=self._visibility)
+        """One attempt now, if the message is its key's first open one.
+
+        Otherwise an earlier message of its key is still open: order wins,
+        the message is queued for the workers and answered as it stands.
+        """
+        claimed = await self._store.claim([row.id], holder=self._holder, lease=self._visibility)
         if claimed:
-            outcome, _ = await attempt(claimed[0], providers=self._providers, policy=self._policy)
+            outcome, _ = await attempt(
+                claimed[0], providers=self._providers, policy=self._policy,
+                deadline=self._deadline,
+            )  # fmt: skip
             await self._completer([Done(outcome, None, Channel(row.type), row.ordering_key)])
+        else:
+            with contextlib.suppress(RedisError, OSError):  # else the reconciler queues it
+                await self._queue.push([enqueue_item(row)])
         stored = await self._store.get(row.id)
         assert stored is not None
         return public_message(stored)

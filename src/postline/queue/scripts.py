@@ -1,73 +1,63 @@
-"""Lua scripts that keep the per-key FIFOs and the channel streams in step.
+"""Lua scripts that keep the channel streams and the queued index in step.
 
-Design (README, "Ordering"): every ordering key has a Redis list
-`postline:fifo:<key>` of `<message id>|<channel>` members in acceptance order.
-Only the head of a list is ever in a channel stream, so at most one message
-of a key is being worked on at any moment, across all workers. A script runs
-atomically, so pushing and advancing can never interleave badly.
+Design (README, "Ordering"): PostgreSQL decides which message of a key may
+go; Redis only says which messages are worth a claim. A stream entry is a
+hint ("message X may be sendable now"): the worker's claim refuses it when
+an earlier message of its key is still open, so a lost, duplicated or
+reordered entry costs a wasted read or a reconciler pass, never order.
 
-The scripts build stream names from the member's channel, so they are not
-Redis Cluster safe; Postline targets a single Redis (with replicas).
+`postline:queued` maps a message id to its latest stream entry, so the
+reconciler can tell in O(1) whether an open key's head is already queued.
+A script runs atomically, so an entry and its index field are written (and
+removed) together, also in the AOF.
+
+The scripts build stream names from the channel, so they are not Redis
+Cluster safe; Postline targets a single Redis (with replicas).
 """
 
 from __future__ import annotations
 
-FIFO_PREFIX = "postline:fifo:"
+QUEUED_INDEX = "postline:queued"
 
-# KEYS: none (names are built from ARGV). ARGV: repeated triples of
-# (ordering key, member, message id); returns how many were appended.
-# `check` = "1" makes the push idempotent (the reconciler's use): a member
-# already in its list is not pushed again.
+# KEYS[1]: the queued index. ARGV: repeated triples (message id, channel,
+# ordering key). Adds one stream entry per message; returns how many.
 PUSH = """
-local check = ARGV[1] == '1'
-local pushed = 0
-for i = 2, #ARGV, 3 do
-  local key, member, id = ARGV[i], ARGV[i + 1], ARGV[i + 2]
-  local fifo = 'postline:fifo:' .. key
-  local present = false
-  if check then present = redis.call('LPOS', fifo, member) end
-  if not present then
-    pushed = pushed + 1
-    if redis.call('RPUSH', fifo, member) == 1 then
-      local channel = string.sub(member, string.find(member, '|', 1, true) + 1)
-      redis.call('XADD', 'message_queue:' .. channel, '*', 'id', id, 'k', key)
-    end
-  end
+local n = 0
+for i = 1, #ARGV, 3 do
+  local id, channel, key = ARGV[i], ARGV[i + 1], ARGV[i + 2]
+  local stream = 'message_queue:' .. channel
+  local entry = redis.call('XADD', stream, '*', 'id', id, 'k', key)
+  redis.call('HSET', KEYS[1], id, stream .. ' ' .. entry)
+  n = n + 1
 end
-return pushed
+return n
 """
 
-# ARGV: repeated pairs of (ordering key, member). Releases each member from its
-# FIFO: when it is the head, pops it and puts the next head into its channel
-# stream; when it waits further back (a cancelled message), just removes it.
-ADVANCE = """
-local moved = 0
-for i = 1, #ARGV, 2 do
-  local key, member = ARGV[i], ARGV[i + 1]
-  local fifo = 'postline:fifo:' .. key
-  if redis.call('LINDEX', fifo, 0) == member then
-    redis.call('LPOP', fifo)
-    local nxt = redis.call('LINDEX', fifo, 0)
-    if nxt then
-      local sep = string.find(nxt, '|', 1, true)
-      redis.call('XADD', 'message_queue:' .. string.sub(nxt, sep + 1), '*',
-                 'id', string.sub(nxt, 1, sep - 1), 'k', key)
-      moved = moved + 1
-    end
-  else
-    redis.call('LREM', fifo, 1, member)
+# KEYS[1]: the queued index, KEYS[2]: the consumer group's name. ARGV:
+# repeated triples (stream, entry id, message id). Acknowledges and deletes
+# each entry; drops the message's index field only if it still names this
+# entry (a newer entry of the same message stays indexed).
+ACK = """
+for i = 1, #ARGV, 3 do
+  local stream, entry, id = ARGV[i], ARGV[i + 1], ARGV[i + 2]
+  redis.call('XACK', stream, KEYS[2], entry)
+  redis.call('XDEL', stream, entry)
+  if id ~= '' and redis.call('HGET', KEYS[1], id) == stream .. ' ' .. entry then
+    redis.call('HDEL', KEYS[1], id)
   end
 end
-return moved
+return 1
 """
 
-# KEYS[1]: the delay set. ARGV[1]: now (unix seconds), ARGV[2]: how many.
-# Moves due members out of the delay set atomically, so two workers never move
-# the same one. A member is `r|<id>|<channel>|<key>` (a retry: the message is
-# still its key's head, so it goes straight back to its stream) or
-# `s|<id>|<channel>|<key>` (a scheduled send: it joins the back of its FIFO).
+# KEYS[1]: the delay set, KEYS[2]: the queued index. ARGV[1]: now (unix
+# seconds), ARGV[2]: how many. Moves due members out of the delay set
+# atomically, so two workers never move the same one. A member is
+# `r|<id>|<channel>|<key>` (a retry: it goes straight back to its stream) or
+# `s|<id>|<channel>|<key>` (a scheduled send: returned, so that PostgreSQL
+# gives it its place in the key's queue before it is queued).
 PROMOTE = """
 local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[2]))
+local scheduled = {}
 for _, m in ipairs(due) do
   redis.call('ZREM', KEYS[1], m)
   local kind, rest = string.sub(m, 1, 1), string.sub(m, 3)
@@ -76,16 +66,12 @@ for _, m in ipairs(due) do
   local id = string.sub(rest, 1, a - 1)
   local channel, key = string.sub(rest, a + 1, b - 1), string.sub(rest, b + 1)
   if kind == 'r' then
-    redis.call('XADD', 'message_queue:' .. channel, '*', 'id', id, 'k', key)
+    local stream = 'message_queue:' .. channel
+    local entry = redis.call('XADD', stream, '*', 'id', id, 'k', key)
+    redis.call('HSET', KEYS[2], id, stream .. ' ' .. entry)
   else
-    local fifo = 'postline:fifo:' .. key
-    local member = id .. '|' .. channel
-    if not redis.call('LPOS', fifo, member) then
-      if redis.call('RPUSH', fifo, member) == 1 then
-        redis.call('XADD', 'message_queue:' .. channel, '*', 'id', id, 'k', key)
-      end
-    end
+    table.insert(scheduled, m)
   end
 end
-return #due
+return {#due, scheduled}
 """

@@ -10,7 +10,7 @@ import os
 import socket
 import time
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -36,10 +36,6 @@ class Enqueue:
     message_id: str
     channel: Channel
     ordering_key: str
-
-    @property
-    def member(self) -> str:
-        return f"{self.message_id}|{self.channel.value}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,12 +64,17 @@ def connect(url: str, *, timeout: float = 5.0) -> aioredis.Redis:
 
 
 class RedisQueue:
-    """The real queue: channel streams with consumer group `workers`."""
+    """The real queue: channel streams with consumer group `workers`.
+
+    Entries are hints; PostgreSQL decides (see `scripts`). So every method
+    may be repeated, and a lost or duplicated entry is repaired by the
+    reconciler or refused by the claim.
+    """
 
     def __init__(self, client: aioredis.Redis) -> None:
         self.client = client
         self._push = client.register_script(scripts.PUSH)
-        self._advance = client.register_script(scripts.ADVANCE)
+        self._ack = client.register_script(scripts.ACK)
         self._promote = client.register_script(scripts.PROMOTE)
 
     async def ensure_groups(self) -> None:
@@ -88,38 +89,37 @@ class RedisQueue:
                 if "BUSYGROUP" not in str(exc):
                     raise
 
-    async def push(self, items: Sequence[Enqueue], *, check: bool = False) -> int:
-        """Appends messages to their FIFOs; heads go into their channel streams.
-
-        With `check`, a message already in its FIFO is skipped. Returns how
-        many were appended.
-        """
+    async def push(self, items: Sequence[Enqueue]) -> int:
+        """Puts one entry per message into its channel stream; returns how many."""
         if not items:
             return 0
-        args: list[str] = ["1" if check else "0"]
-        for item in items:
-            args += [item.ordering_key, item.member, item.message_id]
-        return int(await self._push(args=args))
-
-    async def advance(self, items: Iterable[Enqueue]) -> int:
-        """Releases finished messages from their FIFOs, queueing each next head."""
         args: list[str] = []
         for item in items:
-            args += [item.ordering_key, item.member]
-        if not args:
-            return 0
-        return int(await self._advance(args=args))
+            args += [item.message_id, item.channel.value, item.ordering_key]
+        return int(await self._push(keys=[scripts.QUEUED_INDEX], args=args))
 
-    async def schedule(self, item: Enqueue, *, at: float, retry: bool, keep: bool = False) -> None:
-        """Puts a retry (still its key's head) or a future send in the delay set.
-
-        `keep` leaves an existing entry's time alone (the reconciler's use).
-        """
-        await self.schedule_many([(item, at)], retry=retry, keep=keep)
+    async def queued(self, items: Sequence[Enqueue]) -> set[str]:
+        """The ids of `items` whose latest entry is still in its stream (unread or pending)."""
+        if not items:
+            return set()
+        ids = [item.message_id for item in items]
+        where = await self.client.hmget(scripts.QUEUED_INDEX, ids)
+        found = [(i, str(w).split(" ", 1)) for i, w in zip(ids, where, strict=True) if w]
+        if not found:
+            return set()
+        async with self.client.pipeline(transaction=False) as pipe:
+            for _, (stream, entry) in found:
+                pipe.xrange(stream, entry, entry, count=1)
+            replies = await pipe.execute()
+        return {i for (i, _), reply in zip(found, replies, strict=True) if reply}
 
     async def schedule_many(
         self, items: Sequence[tuple[Enqueue, float]], *, retry: bool, keep: bool = False
     ) -> None:
+        """Puts retries (`retry`) or future sends in the delay set, due at the given time.
+
+        `keep` leaves an existing entry's time alone (the reconciler's use).
+        """
         if not items:
             return
         kind = "r" if retry else "s"
@@ -134,9 +134,24 @@ class RedisQueue:
         tail = f"{item.message_id}|{item.channel.value}|{item.ordering_key}"
         await self.client.zrem(RETRY_QUEUE, f"r|{tail}", f"s|{tail}")
 
-    async def promote_due(self, *, limit: int = 500, now: float | None = None) -> int:
+    async def promote_due(
+        self, *, limit: int = 500, now: float | None = None
+    ) -> tuple[int, list[Enqueue]]:
+        """Moves due retries back into their streams.
+
+        Returns how many members were due, and the scheduled sends among
+        them: those join their key's queue in PostgreSQL first (`make_due`),
+        then are pushed.
+        """
         moment = time.time() if now is None else now
-        return int(await self._promote(keys=[RETRY_QUEUE], args=[moment, limit]))
+        count, scheduled = await self._promote(
+            keys=[RETRY_QUEUE, scripts.QUEUED_INDEX], args=[moment, limit]
+        )
+        items = []
+        for member in scheduled:
+            _, message_id, channel, key = member.split("|", 3)
+            items.append(Enqueue(message_id, Channel(channel), key))
+        return int(count), items
 
     async def read(self, consumer: str, *, count: int, block_ms: int) -> list[Entry]:
         reply = await self.client.xreadgroup(
@@ -149,16 +164,13 @@ class RedisQueue:
         return _entries(reply)
 
     async def ack(self, entries: Sequence[Entry]) -> None:
+        """Acknowledges and deletes entries (and their index fields)."""
         if not entries:
             return
-        by_stream: dict[str, list[str]] = {}
+        args: list[str] = []
         for entry in entries:
-            by_stream.setdefault(entry.stream, []).append(entry.entry_id)
-        async with self.client.pipeline(transaction=False) as pipe:
-            for stream, ids in by_stream.items():
-                pipe.xack(stream, CONSUMER_GROUP, *ids)
-                pipe.xdel(stream, *ids)
-            await pipe.execute()
+            args += [entry.stream, entry.entry_id, entry.message_id]
+        await self._ack(keys=[scripts.QUEUED_INDEX, CONSUMER_GROUP], args=args)
 
     async def dead_letter(self, fields: Sequence[dict[str, str]]) -> None:
         if not fields:

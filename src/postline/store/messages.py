@@ -60,34 +60,47 @@ _INSERT = """
 WITH ins AS (
     INSERT INTO messages (id, type, status, from_addr, to_addr, body, subject, html,
                           attachments, ordering_key, send_at, metadata, callback_url,
-                          idempotency_key, created_at, updated_at)
+                          idempotency_key, created_at, updated_at, position)
     SELECT u.id, u.type, u.status, u.f, u.t, u.b, u.s, u.h, u.a::jsonb, u.k, u.sa,
-           u.m::jsonb, u.cb, u.ik, u.ca, u.ca
+           u.m::jsonb, u.cb, u.ik, u.ca, u.ca,
+           CASE WHEN u.status = 'scheduled' THEN NULL ELSE nextval('messages_position_seq') END
     FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[],
                 $7::text[], $8::text[], $9::text[], $10::text[], $11::timestamptz[],
-                $12::text[], $13::text[], $14::text[], $15::timestamptz[])
-         AS u(id, type, status, f, t, b, s, h, a, k, sa, m, cb, ik, ca)
+                $12::text[], $13::text[], $14::text[], $15::timestamptz[]) WITH ORDINALITY
+         AS u(id, type, status, f, t, b, s, h, a, k, sa, m, cb, ik, ca, n)
+    ORDER BY u.n  -- positions are drawn in request order (a batch keeps its order)
     RETURNING id, status, created_at
 )
 INSERT INTO message_events (message_id, status, attempt, detail, at)
 SELECT id, status, 0, 'accepted', created_at FROM ins
 """
 
+#: Takes the claimable ones of $1 for holder $2, leased for $3 seconds.
+#: Claimable: pending, a retry that is due, or a `sending` whose lease ran out
+#: (its holder is gone) -- and only while no other open message of the same
+#: key is ahead of it or being sent. Runs after `postline_lock_keys`, in the
+#: same transaction, so two claims of one key never both pass the check.
 _CLAIM = f"""
 WITH p AS (
-    SELECT id, status AS previous FROM messages
-    WHERE id = ANY($1::uuid[])
-      AND (status = 'pending'
-           OR (status = 'retrying'
-               AND coalesce(next_attempt_at, now()) <= now() + interval '1 second')
-           OR (status = 'scheduled' AND send_at <= now() + interval '1 second')
-           OR (status = 'sending' AND updated_at < now() - $2::float8 * interval '1 second'))
-    ORDER BY id
-    FOR UPDATE
+    SELECT m.id, m.status AS previous FROM messages m
+    WHERE m.id = ANY($1::uuid[])
+      AND (m.status = 'pending'
+           OR (m.status = 'retrying'
+               AND coalesce(m.next_attempt_at, now()) <= now() + interval '1 second')
+           OR (m.status = 'sending' AND coalesce(m.lease_until, '-infinity') < now()))
+      AND NOT EXISTS (
+          SELECT 1 FROM messages o
+          WHERE o.ordering_key = m.ordering_key
+            AND o.status IN ('pending', 'sending', 'retrying')
+            AND o.id <> m.id
+            AND (o.position < m.position OR o.status = 'sending'))
+    ORDER BY m.id
+    FOR UPDATE OF m
 ), c AS (
     UPDATE messages m
     SET status = 'sending', attempts = m.attempts + 1, updated_at = now(),
-        next_attempt_at = NULL
+        next_attempt_at = NULL, held_by = $2,
+        lease_until = now() + $3::float8 * interval '1 second'
     FROM p WHERE m.id = p.id
     RETURNING m.*, p.previous
 ), ev AS (
@@ -113,7 +126,7 @@ WITH d AS (
         error_code = d.code, error_message = d.msg,
         next_attempt_at = d.next_at,
         sent_at = CASE WHEN d.status = 'sent' THEN now() ELSE m.sent_at END,
-        updated_at = now()
+        updated_at = now(), held_by = NULL, lease_until = NULL
     FROM d
     WHERE m.id = d.id AND m.status = 'sending' AND m.attempts = d.attempt
     RETURNING m.id, m.status, m.attempts, m.error_code, m.error_message, d.detail
@@ -164,15 +177,91 @@ class MessageStore:
             )
         )
 
-    async def claim(self, ids: Sequence[uuid.UUID], *, stale_after: float) -> list[asyncpg.Record]:
-        """Moves the claimable ones of `ids` to `sending` (attempts + 1) and returns them.
+    async def claim(
+        self, ids: Sequence[uuid.UUID], *, holder: str, lease: float
+    ) -> list[asyncpg.Record]:
+        """Moves the claimable ones of `ids` to `sending` (attempts + 1), leased to `holder`.
 
-        A `sending` row counts as claimable only once it is older than
-        `stale_after` seconds: its worker was lost.
+        A message is claimable when it may be sent now and is the first open
+        message of its ordering key (see `_CLAIM`); a `sending` one only once
+        its lease has expired.
         """
         if not ids:
             return []
-        return list(await self.pool.fetch(_CLAIM, list(ids), stale_after))
+        async with self.pool.acquire() as connection, connection.transaction():
+            await connection.execute("SELECT postline_lock_keys($1::uuid[])", list(ids))
+            return list(await connection.fetch(_CLAIM, list(ids), holder, lease))
+
+    async def renew(self, ids: Sequence[uuid.UUID], *, holder: str, lease: float) -> int:
+        """Extends `holder`'s leases on `ids`; returns how many it still holds."""
+        if not ids:
+            return 0
+        result = await self.pool.execute(
+            "UPDATE messages SET lease_until = now() + $3::float8 * interval '1 second' "
+            "WHERE id = ANY($1::uuid[]) AND status = 'sending' AND held_by = $2",
+            list(ids),
+            holder,
+            lease,
+        )
+        return int(result.split()[-1])
+
+    async def next_heads(self, keys: Sequence[str]) -> list[asyncpg.Record]:
+        """The first open message of each of `keys` (by position), if any."""
+        if not keys:
+            return []
+        return list(
+            await self.pool.fetch(
+                "SELECT DISTINCT ON (ordering_key) id, type, status, ordering_key "
+                "FROM messages WHERE ordering_key = ANY($1::text[]) "
+                "AND status IN ('pending', 'sending', 'retrying') "
+                "ORDER BY ordering_key, position",
+                list(set(keys)),
+            )
+        )
+
+    async def open_heads(
+        self, *, after_key: str | None, limit: int, lease_grace: float
+    ) -> list[asyncpg.Record]:
+        """The first open message of each key after `after_key`, in key order.
+
+        `lease_lost` is true for a `sending` head whose lease ran out more
+        than `lease_grace` seconds ago: its holder is gone.
+        """
+        return list(
+            await self.pool.fetch(
+                "SELECT DISTINCT ON (ordering_key) id, type, status, ordering_key, "
+                "next_attempt_at, coalesce(lease_until, '-infinity') "
+                "    < now() - $3::float8 * interval '1 second' AS lease_lost "
+                "FROM messages WHERE status IN ('pending', 'sending', 'retrying') "
+                "AND ($1::text IS NULL OR ordering_key > $1) "
+                "ORDER BY ordering_key, position LIMIT $2",
+                after_key,
+                limit,
+                lease_grace,
+            )
+        )
+
+    async def make_due(
+        self, ids: Sequence[uuid.UUID] | None = None, *, limit: int = 1000
+    ) -> list[asyncpg.Record]:
+        """Scheduled messages whose time has come join their key's queue (at its back).
+
+        With `ids`, only those; without, any scheduled message already due
+        (the reconciler's sweep). Returns the ones moved to `pending`.
+        """
+        return list(await self.pool.fetch(_MAKE_DUE, ids, limit))
+
+    async def scheduled_before(self, *, until: float, limit: int) -> list[asyncpg.Record]:
+        """Scheduled messages due within `until` seconds, soonest first."""
+        return list(
+            await self.pool.fetch(
+                "SELECT id, type, ordering_key, send_at FROM messages "
+                "WHERE status = 'scheduled' AND send_at < now() + $1::float8 * interval '1 second' "
+                "ORDER BY send_at LIMIT $2",
+                until,
+                limit,
+            )
+        )
 
     async def complete(self, outcomes: Sequence[Outcome]) -> set[uuid.UUID]:
         """Writes attempt outcomes; returns the ids whose row was still that attempt's."""
@@ -257,22 +346,6 @@ class MessageStore:
         current = await self.get(message_id)
         return ("conflict", current) if current is not None else ("missing", None)
 
-    async def open_page(
-        self, *, after_seq: int, limit: int, quiet_for: float
-    ) -> list[asyncpg.Record]:
-        """Open messages untouched for `quiet_for` seconds, in acceptance order."""
-        return list(
-            await self.pool.fetch(
-                "SELECT id, seq, type, status, ordering_key, send_at, next_attempt_at "
-                "FROM messages WHERE status IN ('scheduled', 'pending', 'sending', 'retrying') "
-                "AND seq > $1 AND updated_at < now() - $3::float8 * interval '1 second' "
-                "ORDER BY seq LIMIT $2",
-                after_seq,
-                limit,
-                quiet_for,
-            )
-        )
-
 
 class _KeyTaken(Exception):
     """Rolls back the transaction of a request whose idempotency key is taken."""
@@ -302,7 +375,7 @@ _RETRY = f"""
 WITH r AS (
     UPDATE messages
     SET status = 'pending', attempts_base = attempts, error_code = NULL, error_message = NULL,
-        next_attempt_at = NULL, updated_at = now()
+        next_attempt_at = NULL, updated_at = now(), position = nextval('messages_position_seq')
     WHERE id = $1 AND status = 'failed'
     RETURNING *
 ), ev AS (
@@ -310,4 +383,30 @@ WITH r AS (
     SELECT id, 'pending', attempts, 'retry requested: fresh budget of attempts' FROM r
 )
 SELECT {MESSAGE_COLUMNS} FROM r
+"""
+
+_MAKE_DUE = """
+WITH d AS (
+    SELECT id, send_at, seq FROM messages
+    WHERE status = 'scheduled'
+      AND ($1::uuid[] IS NULL OR id = ANY($1::uuid[]))
+      -- the promote loop's ids were due by its clock: allow it a second of skew
+      AND send_at <= now() + CASE WHEN $1::uuid[] IS NULL THEN interval '0'
+                                  ELSE interval '1 second' END
+    ORDER BY send_at, seq
+    LIMIT $2
+    FOR UPDATE SKIP LOCKED
+), n AS (
+    -- drawn after the sort: due messages of one key keep their due order
+    SELECT id, nextval('messages_position_seq') AS position FROM d ORDER BY send_at, seq
+), u AS (
+    UPDATE messages m
+    SET status = 'pending', position = n.position, updated_at = now()
+    FROM n WHERE m.id = n.id
+    RETURNING m.id, m.type, m.ordering_key, m.attempts
+), ev AS (
+    INSERT INTO message_events (message_id, status, attempt, detail)
+    SELECT id, 'pending', attempts, 'due: joined its key''s queue' FROM u
+)
+SELECT id, type, ordering_key FROM u
 """

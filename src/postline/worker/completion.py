@@ -1,20 +1,26 @@
 """Writes attempt outcomes in batches: PostgreSQL first, then the queues.
 
 The order matters. The row is the truth, so it is written first; only then
-is the stream entry acknowledged and the key's FIFO advanced. A crash
-between the two leaves the entry pending; whoever claims it next finds the
-row already finished and only repeats the queue half.
+are the stream entries acknowledged and the next message of each released
+key queued. A crash between the two leaves entries pending and a key's next
+message unqueued; the reconciler repairs both, and a redelivered entry finds
+the row already finished.
+
+Only entries whose outcome landed are acknowledged: an outcome that the
+fence refused (another worker took the message over) leaves that worker's
+entry alone.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from typing import Any
+import random
+import uuid
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, replace
+from typing import TypeVar
 
-import asyncpg
 from redis.exceptions import RedisError
 
 from postline.domain.channels import Channel
@@ -22,12 +28,16 @@ from postline.domain.statuses import Status
 from postline.logs import message_log, message_log_enabled
 from postline.metrics import WorkerMetrics
 from postline.queue.streams import Enqueue, Entry, RedisQueue
+from postline.store.availability import DB_ERRORS, DB_UNAVAILABLE
 from postline.store.messages import MessageStore, Outcome
 
 log = logging.getLogger("postline.worker")
 events = message_log()
 
-DB_ERRORS = (asyncpg.PostgresError, OSError, asyncpg.InterfaceError, asyncio.TimeoutError)
+T = TypeVar("T")
+_BEST_EFFORT: tuple[type[BaseException], ...] = (RedisError, *DB_ERRORS)
+
+__all__ = ["DB_ERRORS", "Completer", "Done", "persist", "queue_next_heads"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,18 +50,51 @@ class Done:
 
 
 async def persist(
-    what: str, action: Callable[[], Any], errors: tuple[type[BaseException], ...]
-) -> Any:
-    """Retries `action` until it succeeds: an outcome the provider already
-    saw must be recorded, or the message would be sent again."""
-    delay = 0.1
+    what: str, action: Callable[[], Awaitable[T]], errors: tuple[type[BaseException], ...]
+) -> T:
+    """Retries `action` while it fails with `errors`: an outcome the provider
+    already saw must be recorded, or the message would be sent again.
+
+    Backoff is jittered and capped at 2 s, so the write lands soon after the
+    dependency is back; the outage is logged once, and so is its end.
+    """
+    delay, failures = 0.05, 0
     while True:
         try:
-            return await action()
+            result = await action()
         except errors as exc:
-            log.warning("%s failed, retrying in %.1fs: %s", what, delay, exc)
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 5.0)
+            failures += 1
+            if failures == 1:
+                log.warning("%s failed, retrying until it succeeds: %s", what, exc)
+            await asyncio.sleep(random.uniform(delay / 2, delay))
+            delay = min(delay * 2, 2.0)
+            continue
+        if failures:
+            log.warning("%s succeeded after %d failed tries", what, failures)
+        return result
+
+
+async def queue_next_heads(store: MessageStore, queue: RedisQueue, keys: Sequence[str]) -> None:
+    """Queues the first open message of each released key, if it waits (`pending`).
+
+    Runs after the release is committed, so a message of the key that was
+    refused while the released one was still open is found here. Best
+    effort: if either side fails, the reconciler queues the head.
+    """
+    if not keys:
+        return
+    try:
+        heads = await store.next_heads(keys)
+        await queue.push(
+            [
+                Enqueue(str(h["id"]), Channel(h["type"]), h["ordering_key"])
+                for h in heads
+                if h["status"] == Status.PENDING
+            ]
+        )
+    except _BEST_EFFORT as exc:
+        log.warning("could not queue the next message of %d keys (left to the reconciler): %s",
+                    len(keys), exc)  # fmt: skip
 
 
 class Completer:
@@ -63,13 +106,48 @@ class Completer:
         self._metrics = metrics
 
     async def __call__(self, batch: Sequence[Done]) -> None:
-        landed: set[Any] = await persist(
-            "status write", lambda: self._store.complete([d.outcome for d in batch]), DB_ERRORS
-        )
-        mine = [d for d in batch if d.outcome.id in landed]
+        landed = await persist("status write", lambda: self._write(batch), DB_UNAVAILABLE)
+        mine = [replace(d, outcome=landed[d.outcome.id]) for d in batch if d.outcome.id in landed]
         self._count(mine)
         self._log(mine)
-        await persist("queue update", lambda: self._queue_side(batch, mine), (RedisError, OSError))
+        await persist("queue update", lambda: self._queue_side(mine), (RedisError, OSError))
+        released = {
+            d.ordering_key for d in mine if d.outcome.status in (Status.SENT, Status.FAILED)
+        }
+        await queue_next_heads(self._store, self._queue, sorted(released))
+
+    async def _write(self, batch: Sequence[Done]) -> dict[uuid.UUID, Outcome]:
+        """One statement for the batch; one per outcome if the batch hits a data error.
+
+        Returns the outcome that landed for each message whose row was still
+        that attempt's.
+        """
+        try:
+            ids = await self._store.complete([d.outcome for d in batch])
+            return {d.outcome.id: d.outcome for d in batch if d.outcome.id in ids}
+        except DB_UNAVAILABLE:
+            raise
+        except DB_ERRORS:
+            if len(batch) == 1:
+                return await self._fail_unwritable(batch[0])
+        landed: dict[uuid.UUID, Outcome] = {}
+        for d in batch:
+            landed |= await self._write([d])
+        return landed
+
+    async def _fail_unwritable(self, done: Done) -> dict[uuid.UUID, Outcome]:
+        """An outcome PostgreSQL refuses for its data: fail the message, with the reason."""
+        log.error("the outcome of %s cannot be stored; failing the message", done.outcome.id)
+        failed = Outcome(
+            id=done.outcome.id,
+            attempt=done.outcome.attempt,
+            status=Status.FAILED.value,
+            error_code="internal_error",
+            error_message="the attempt's outcome could not be stored",
+            detail="outcome refused by the database",
+        )
+        ids = await self._store.complete([failed])
+        return {failed.id: failed} if failed.id in ids else {}
 
     @staticmethod
     def _log(done: Sequence[Done]) -> None:
@@ -97,20 +175,16 @@ class Completer:
             else:
                 self._metrics.failed.labels(channel).inc()
 
-    async def _queue_side(self, batch: Sequence[Done], mine: Sequence[Done]) -> None:
-        release = []
+    async def _queue_side(self, mine: Sequence[Done]) -> None:
+        retries = []
         for d in mine:
-            item = Enqueue(str(d.outcome.id), d.channel, d.ordering_key)
             if d.outcome.status == Status.RETRYING:
                 assert d.outcome.next_attempt_at is not None
-                # A stream entry means "this key's head"; sync-mode sends never
-                # had one, so their retry joins the FIFO instead.
-                await self._queue.schedule(
-                    item, at=d.outcome.next_attempt_at.timestamp(), retry=d.entry is not None
-                )
-            else:
-                release.append(item)
-        await self._queue.advance(release)
+                item = Enqueue(str(d.outcome.id), d.channel, d.ordering_key)
+                retries.append((item, d.outcome.next_attempt_at.timestamp()))
+        # A retry keeps its place: it stays its key's head, and its entry
+        # comes back to the stream when due.
+        await self._queue.schedule_many(retries, retry=True)
         await self._queue.dead_letter(
             [
                 {
@@ -124,4 +198,4 @@ class Completer:
                 if d.outcome.status == Status.FAILED
             ]
         )
-        await self._queue.ack([d.entry for d in batch if d.entry is not None])
+        await self._queue.ack([d.entry for d in mine if d.entry is not None])

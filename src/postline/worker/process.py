@@ -42,8 +42,8 @@ async def built_worker(
             policy=settings.retry_policy(),
             concurrency=concurrency,
             visibility_timeout=settings.visibility_timeout_seconds,
+            provider_timeout=settings.provider_timeout_seconds,
             reconcile_interval=settings.reconcile_interval_seconds,
-            reconcile_quiet_for=settings.reconcile_quiet_seconds,
             metrics=metrics,
             callbacks=callback_dispatcher(settings, pool),
         )

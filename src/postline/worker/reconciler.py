@@ -1,17 +1,23 @@
-"""PostgreSQL is the truth: put back into Redis whatever Redis lost.
+"""PostgreSQL is the truth: make sure every open key can make progress.
 
-Every open message (`pending`, `sending`, `retrying`, `scheduled`) that has
-been quiet for a while is checked against Redis, in acceptance order, a page
-at a time:
-- pending, sending, retrying: it must be in its key's FIFO; if it is not
-  (the API died between commit and enqueue, Redis lost its data, someone ran
-  FLUSHALL) it is appended, and queued if that makes it the head. A message
-  already in its FIFO is left alone, so nothing is ever queued twice;
-- scheduled: it must be in the delay set (added only if absent).
+Redis may lose, duplicate or reorder what it holds (a restart that lost the
+last second of its AOF, a FLUSHALL, a failed push while it was down). Order
+does not depend on it (the claim checks PostgreSQL), but progress does: a
+key moves only when its first open message (its head) reaches a worker.
 
-Walking in acceptance order means FIFOs rebuilt after a total loss keep the
-order the messages were accepted in. Any number of workers run this loop;
-a short Redis lock lets one of them do each pass.
+Each pass, for every ordering key with open messages, in key order:
+- scheduled messages whose time has come join their key's queue
+  (`make_due`; the promote loop does this on time, this sweep catches what
+  Redis lost), and the ones due soon are put in the delay set if missing;
+- the head is checked (`domain.ordering.plan_repairs`): in its stream
+  (the queued index, checked against the stream itself), in the delay set,
+  or in a live worker's hands (lease); a head that is nowhere is queued.
+  Nothing else of the key needs to be in Redis: when the head finishes, its
+  completion queues the next one.
+
+Checks are O(1) per head (a hash lookup and an XRANGE of one entry). Any
+number of workers run this loop; a short Redis lock lets one of them do
+each pass, and two overlapping passes could only queue a duplicate hint.
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ import logging
 from datetime import UTC, datetime
 
 from postline.domain.channels import Channel
+from postline.domain.ordering import Head, needs_queue_check, plan_repairs
 from postline.domain.statuses import Status
 from postline.queue.streams import Enqueue, RedisQueue
 from postline.store.messages import MessageStore
@@ -30,8 +37,12 @@ LOCK_KEY = "postline:reconciler"
 PAGE = 1000
 
 
+def _item(head: Head) -> Enqueue:
+    return Enqueue(head.id, Channel(head.channel), head.ordering_key)
+
+
 class Reconciler:
-    """One pass per `tick`, bounded by `max_per_pass` messages."""
+    """One pass per `tick`, bounded by `max_per_pass` keys."""
 
     def __init__(
         self,
@@ -40,16 +51,15 @@ class Reconciler:
         queue: RedisQueue,
         owner: str,
         interval: float,
-        quiet_for: float,
-        max_per_pass: int = 20_000,
+        lease_grace: float = 5.0,
+        max_per_pass: int = 100_000,
     ) -> None:
         self._store = store
         self._queue = queue
         self._owner = owner
         self._interval = interval
-        self._quiet_for = quiet_for
+        self._lease_grace = lease_grace
         self._max = max_per_pass
-        self._after = 0
         self._passes = 0
 
     async def tick(self) -> int:
@@ -62,28 +72,55 @@ class Reconciler:
             purged = await self._store.purge_idempotency_keys()
             if purged:
                 log.info("purged %d idempotency keys older than 24h", purged)
-        return await self._pass()
+        due = await self._scheduled()
+        if due:
+            log.info("%d scheduled messages fell due without the delay set", due)
+        repaired = await self._heads()
+        if repaired:
+            log.warning("queued again %d messages that Redis no longer held", repaired)
+        return due + repaired
 
-    async def _pass(self) -> int:
-        seen = requeued = 0
+    async def _scheduled(self) -> int:
+        moved = 0
+        while True:
+            due = await self._store.make_due(limit=PAGE)
+            await self._queue.push(
+                [Enqueue(str(r["id"]), Channel(r["type"]), r["ordering_key"]) for r in due]
+            )
+            moved += len(due)
+            if len(due) < PAGE:
+                break
+        soon = await self._store.scheduled_before(until=3 * self._interval, limit=10 * PAGE)
+        later = [
+            (Enqueue(str(r["id"]), Channel(r["type"]), r["ordering_key"]), r["send_at"].timestamp())
+            for r in soon
+        ]
+        await self._queue.schedule_many(later, retry=False, keep=True)
+        return moved
+
+    async def _heads(self) -> int:
+        after: str | None = None
+        seen = repaired = 0
         while seen < self._max:
-            rows = await self._store.open_page(
-                after_seq=self._after, limit=PAGE, quiet_for=self._quiet_for
+            rows = await self._store.open_heads(
+                after_key=after, limit=PAGE, lease_grace=self._lease_grace
             )
             if not rows:
-                self._after = 0  # reached the end: the next pass starts over
                 break
-            self._after = rows[-1]["seq"]
+            after = rows[-1]["ordering_key"]
             seen += len(rows)
-            fifo, later = [], []
-            for row in rows:
-                item = Enqueue(str(row["id"]), Channel(row["type"]), row["ordering_key"])
-                if row["status"] == Status.SCHEDULED:
-                    later.append((item, (row["send_at"] or datetime.now(UTC)).timestamp()))
-                else:
-                    fifo.append(item)
-            await self._queue.schedule_many(later, retry=False, keep=True)
-            requeued += await self._queue.push(fifo, check=True)
-        if requeued:
-            log.warning("re-queued %d messages that Redis no longer held", requeued)
-        return requeued
+            now = datetime.now(UTC)
+            heads = [
+                Head(str(r["id"]), r["type"], r["ordering_key"], Status(r["status"]),
+                     r["next_attempt_at"], r["lease_lost"])
+                for r in rows
+            ]  # fmt: skip
+            check = [_item(h) for h in heads if needs_queue_check(h, now)]
+            plan = plan_repairs(heads, queued=await self._queue.queued(check), now=now)
+            await self._queue.push([_item(h) for h in plan.push])
+            retries = [
+                (_item(h), h.next_attempt_at.timestamp()) for h in plan.delay if h.next_attempt_at
+            ]
+            await self._queue.schedule_many(retries, retry=True, keep=True)
+            repaired += len(plan.push)
+        return repaired

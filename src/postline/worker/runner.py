@@ -4,9 +4,16 @@ One process keeps up to `concurrency` sends in flight. Reading stops while
 every slot is taken, so a slow provider backs the queue up in Redis, where
 it is visible, not in this process's memory.
 
+A claim is a lease in PostgreSQL (`held_by`, `lease_until`). While a send's
+provider call or its status write is pending, the heartbeat loop renews it,
+so no other worker takes a live send over; a dead worker's leases run out
+and its messages are claimed again. Before it calls the provider, a send
+checks that its lease has not lapsed meanwhile (a process paused past it).
+
 Side loops: due retries and scheduled sends are promoted from the delay set;
-entries idle past the visibility timeout are taken over (XAUTOCLAIM) from a
-worker that died; a heartbeat says this worker is alive.
+entries of dead workers and entries idle past the visibility timeout are
+moved to this worker (the claim still decides); a heartbeat says this worker
+is alive and renews its leases. No dependency error ends a loop (`outage`).
 """
 
 from __future__ import annotations
@@ -14,8 +21,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -26,7 +35,7 @@ from postline.batching import GroupCommit
 from postline.callbacks.dispatcher import CallbackDispatcher
 from postline.domain.channels import Channel
 from postline.domain.outcomes import RetryPolicy
-from postline.domain.statuses import RELEASES_ORDERING_KEY, Status
+from postline.domain.statuses import Status
 from postline.logs import message_log, message_log_enabled
 from postline.metrics import WorkerMetrics
 from postline.providers.base import Provider
@@ -35,7 +44,8 @@ from postline.runtime import settle_garbage_collector
 from postline.store.messages import MessageStore
 from postline.worker import recovery
 from postline.worker.attempts import attempt
-from postline.worker.completion import DB_ERRORS, Completer, Done
+from postline.worker.completion import Completer, Done
+from postline.worker.outage import DEPENDENCY_ERRORS, Outage
 from postline.worker.reconciler import Reconciler
 
 log = logging.getLogger("postline.worker")
@@ -43,6 +53,18 @@ events = message_log()
 
 HEARTBEAT_PREFIX = recovery.HEARTBEAT_PREFIX
 HEARTBEAT_SECONDS = 2.0
+#: A send stops calling the provider this close to its lease's end.
+LEASE_MARGIN_SECONDS = 2.0
+
+
+@dataclass(slots=True)
+class Held:
+    """A message this worker holds: claimed, being sent or being written."""
+
+    entry: Entry
+    claimed: float  # monotonic
+    lease_ok_until: float  # monotonic: the lease is ours until then, margin included
+    answered: bool = False  # the provider call is over; only the status write is left
 
 
 class Worker:
@@ -57,8 +79,8 @@ class Worker:
         policy: RetryPolicy,
         concurrency: int,
         visibility_timeout: float,
+        provider_timeout: float = 10.0,
         reconcile_interval: float = 10.0,
-        reconcile_quiet_for: float = 5.0,
         metrics: WorkerMetrics | None = None,
         name: str | None = None,
         callbacks: CallbackDispatcher | None = None,
@@ -70,42 +92,41 @@ class Worker:
         self._policy = policy
         self._concurrency = concurrency
         self._visibility = visibility_timeout
+        self._lease = visibility_timeout
+        self._provider_timeout = provider_timeout
         self.metrics = metrics or WorkerMetrics()
-        self._inflight = 0
+        self._held: dict[uuid.UUID, Held] = {}
         self._slot_free = asyncio.Event()
         self._tasks: set[asyncio.Task[None]] = set()
         self._reconcile_interval = reconcile_interval
         self._callbacks = callbacks
+        self._groups_ready = False
         self.reconciler = Reconciler(
-            store=store,
-            queue=queue,
-            owner=self.name,
-            interval=reconcile_interval,
-            quiet_for=reconcile_quiet_for,
-        )
+            store=store, queue=queue, owner=self.name, interval=reconcile_interval,
+            lease_grace=LEASE_MARGIN_SECONDS + HEARTBEAT_SECONDS,
+        )  # fmt: skip
         self._completer = GroupCommit(
             Completer(store=store, queue=queue, metrics=self.metrics), max_batch=1000, parallel=2
         )
 
     @property
     def inflight(self) -> int:
-        return self._inflight
+        return len(self._held)
 
     async def run(self, stop: asyncio.Event) -> None:
-        await self._queue.ensure_groups()
         self._completer.start()
-        side = [
-            asyncio.create_task(self._every(0.2, self._promote, stop), name="promote"),
-            asyncio.create_task(self._every(1.0, self._reclaim, stop), name="claim"),
-            asyncio.create_task(self._every(HEARTBEAT_SECONDS, self._heartbeat, stop), name="beat"),
-            asyncio.create_task(
-                self._every(self._reconcile_interval, self.reconciler.tick, stop), name="reconcile"
-            ),
+        loops: list[tuple[str, float, Callable[[], Awaitable[Any]]]] = [
+            ("promote", 0.2, self._promote),
+            ("takeover", 1.0, self._reclaim),
+            ("heartbeat", HEARTBEAT_SECONDS, self._heartbeat),
+            ("reconcile", self._reconcile_interval, self.reconciler.tick),
         ]
         if self._callbacks is not None:
-            side.append(
-                asyncio.create_task(self._every(0.25, self._callback_round, stop), name="callbacks")
-            )
+            loops.append(("callbacks", 0.25, self._callback_round))
+        side = [
+            asyncio.create_task(self._every(name, seconds, action, stop), name=name)
+            for name, seconds, action in loops
+        ]
         settle_garbage_collector()
         log.info("worker %s started, concurrency %d", self.name, self._concurrency)
         try:
@@ -125,44 +146,41 @@ class Worker:
             log.info("worker %s stopped", self.name)
 
     async def _read_loop(self, stop: asyncio.Event) -> None:
-        backoff = 0.1
+        outage = Outage("reading the queue", log)
         while not stop.is_set():
-            free = self._concurrency - self._inflight
+            free = self._concurrency - self.inflight
             if free <= 0:
                 self._slot_free.clear()
                 await _first(self._slot_free.wait(), stop.wait())
                 continue
             try:
+                if not self._groups_ready:
+                    await self._queue.ensure_groups()
+                    self._groups_ready = True
                 entries = await self._queue.read(self.name, count=min(free, 500), block_ms=500)
                 if entries:
                     await self._dispatch(entries)
-                backoff = 0.1
-            except ResponseError as exc:
-                if "NOGROUP" not in str(exc):
-                    raise
-                # The streams are gone (FLUSHALL, a Redis that lost its data):
-                # recreate them; the reconciler refills them from PostgreSQL.
-                log.warning("consumer group missing, recreating it")
-                await self._queue.ensure_groups()
-            except (RedisError, OSError, *DB_ERRORS) as exc:
-                log.warning("read failed, retrying in %.1fs: %s", backoff, exc)
-                await _first(asyncio.sleep(backoff), stop.wait())
-                backoff = min(backoff * 2, 5.0)
+                outage.ok()
+            except DEPENDENCY_ERRORS as exc:
+                if isinstance(exc, ResponseError) and _groups_gone(exc):
+                    # FLUSHALL or a Redis that lost its data: recreate the
+                    # streams; the reconciler refills them from PostgreSQL.
+                    self._groups_ready = False
+                await _first(asyncio.sleep(outage.failed(exc)), stop.wait())
+            except Exception as exc:  # a bug must show, and must not stop delivery
+                log.exception("read loop error")
+                await _first(asyncio.sleep(outage.failed(exc)), stop.wait())
 
-    async def _dispatch(
-        self, entries: Sequence[Entry], *, stale_after: float | None = None
-    ) -> None:
+    async def _dispatch(self, entries: Sequence[Entry]) -> None:
         by_id: dict[uuid.UUID, Entry] = {}
         extra: list[Entry] = []
         for entry in entries:
             message_id = _uuid(entry.message_id)
-            if message_id is None or message_id in by_id:
+            if message_id is None or message_id in by_id or message_id in self._held:
                 extra.append(entry)
             else:
                 by_id[message_id] = entry
-        rows = await self._store.claim(
-            list(by_id), stale_after=self._visibility if stale_after is None else stale_after
-        )
+        rows = await self._store.claim(list(by_id), holder=self.name, lease=self._lease)
         log_claims = message_log_enabled()
         for row in rows:
             entry = by_id.pop(row["id"])
@@ -174,78 +192,106 @@ class Worker:
         await self._settle_unclaimed(by_id, extra)
 
     async def _settle_unclaimed(self, by_id: dict[uuid.UUID, Entry], extra: list[Entry]) -> None:
-        """Entries whose message cannot be sent now.
+        """Entries whose message cannot be sent now are dropped (acknowledged).
 
-        - finished or cancelled: released from its FIFO (repairs a crash
-          between status write and advance) and acknowledged;
-        - retrying or scheduled but not yet due: it is its key's head, so it
-          goes back to the delay set until its time, and is acknowledged;
-        - `sending` in another worker's hands: left unacknowledged, so that if
-          that worker is dead the entry is taken over after the visibility
-          timeout instead of being lost;
-        - unknown id or a duplicate within this read: acknowledged.
+        An entry is only a hint. The message is finished or cancelled; or
+        an earlier message of its key is still open (that one's completion
+        queues this one next); or a live worker holds it (if that worker
+        dies, the reconciler queues it again once the lease is gone). A
+        retry or scheduled send that came too early goes back to the delay
+        set until its time.
         """
         if not by_id and not extra:
             return
         states = await self._store.states(list(by_id))
-        release, later, keep = [], [], set()
+        later = []
         for message_id, row in states.items():
-            item = Enqueue(str(message_id), Channel(row["type"]), row["ordering_key"])
-            if row["status"] in RELEASES_ORDERING_KEY:
-                release.append(item)
-            elif row["status"] in (Status.RETRYING, Status.SCHEDULED):
+            if row["status"] in (Status.RETRYING, Status.SCHEDULED):
+                item = Enqueue(str(message_id), Channel(row["type"]), row["ordering_key"])
                 due = row["next_attempt_at"] or row["send_at"] or datetime.now(UTC)
-                later.append((item, due.timestamp()))
-            elif row["status"] == Status.SENDING:
-                keep.add(message_id)
-        for item, at in later:
-            await self._queue.schedule(item, at=at, retry=True, keep=True)
-        await self._queue.advance(release)
-        await self._queue.ack([e for i, e in by_id.items() if i not in keep] + extra)
+                later.append((item, due.timestamp(), row["status"] == Status.RETRYING))
+        await self._queue.schedule_many([(i, at) for i, at, r in later if r], retry=True, keep=True)
+        await self._queue.schedule_many(
+            [(i, at) for i, at, r in later if not r], retry=False, keep=True
+        )
+        await self._queue.ack([*by_id.values(), *extra])
 
     def _start(self, row: Mapping[str, Any], entry: Entry) -> None:
-        self._inflight += 1
-        self.metrics.inflight.set(self._inflight)
+        now = time.monotonic()
+        self._held[row["id"]] = Held(entry, now, now + self._lease - LEASE_MARGIN_SECONDS)
+        self.metrics.inflight.set(self.inflight)
         task = asyncio.create_task(self._send(row, entry))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
     async def _send(self, row: Mapping[str, Any], entry: Entry) -> None:
+        held = self._held[row["id"]]
         try:
-            outcome, latency = await attempt(row, providers=self._providers, policy=self._policy)
+            if time.monotonic() > held.lease_ok_until:
+                # Paused past the lease (a stopped process, a starved loop):
+                # another worker may hold it now. Leave it to the lease.
+                log.warning("lease of %s lapsed before its send; not sending", row["id"])
+                return
+            outcome, latency = await attempt(
+                row, providers=self._providers, policy=self._policy,
+                deadline=self._provider_timeout,
+            )  # fmt: skip
+            held.answered = True
             self.metrics.provider_duration.labels(outcome.provider or "").observe(latency)
             done = Done(outcome, entry, Channel(row["type"]), row["ordering_key"], latency)
             await self._completer.submit(done)
-        except Exception:  # a bug must not kill the loop; the entry is reclaimed later
+        except Exception:  # a bug must not kill the loop; the lease runs out, then a retake
             log.exception("send of %s crashed", row["id"])
         finally:
-            self._inflight -= 1
-            self.metrics.inflight.set(self._inflight)
+            self._held.pop(row["id"], None)
+            self.metrics.inflight.set(self.inflight)
             self._slot_free.set()
 
-    async def _every(self, seconds: float, action: Any, stop: asyncio.Event) -> None:
+    async def _every(
+        self, name: str, seconds: float, action: Callable[[], Awaitable[Any]], stop: asyncio.Event
+    ) -> None:
+        outage = Outage(name, log)
         while not stop.is_set():
+            wait = seconds
             try:
                 await action()
-            except (RedisError, OSError, *DB_ERRORS) as exc:
-                log.warning("%s failed: %s", getattr(action, "__name__", action), exc)
-            except Exception:  # a bug in a side loop must show, and not stop the loop
-                log.exception("%s crashed", getattr(action, "__name__", action))
-            await _first(asyncio.sleep(seconds), stop.wait())
+                outage.ok()
+            except DEPENDENCY_ERRORS as exc:
+                wait = min(seconds, outage.failed(exc))
+            except Exception as exc:  # a bug in a side loop must show, and not stop the loop
+                log.exception("%s crashed", name)
+                wait = max(seconds, outage.failed(exc))
+            await _first(asyncio.sleep(wait), stop.wait())
 
     async def _promote(self) -> None:
-        while await self._queue.promote_due(limit=500) == 500:
-            pass
+        """Due retries back to their streams; due scheduled sends into their key's queue."""
+        while True:
+            count, scheduled = await self._queue.promote_due(limit=500)
+            if scheduled:
+                try:
+                    due = await self._store.make_due([uuid.UUID(i.message_id) for i in scheduled])
+                except DEPENDENCY_ERRORS:
+                    # Put them back; failing that, the reconciler's sweep finds them.
+                    with contextlib.suppress(*DEPENDENCY_ERRORS):
+                        await self._queue.schedule_many(
+                            [(i, time.time()) for i in scheduled], retry=False
+                        )
+                    raise
+                await self._queue.push(
+                    [Enqueue(str(r["id"]), Channel(r["type"]), r["ordering_key"]) for r in due]
+                )
+            if count < 500:
+                return
 
     async def _reclaim(self) -> None:
-        """Takes over entries of dead workers (seconds) and idle entries (visibility timeout)."""
-        free = self._concurrency - self._inflight
+        """Moves entries of dead workers (seconds) and idle entries here; the claim decides."""
+        free = self._concurrency - self.inflight
         if free <= 0:
             return
         dead = await recovery.dead_consumers_entries(self._queue.client, self.name, limit=free)
         if dead:
-            await self._dispatch(dead, stale_after=recovery.HEARTBEAT_TTL_SECONDS)
-        free = self._concurrency - self._inflight
+            await self._dispatch(dead)
+        free = self._concurrency - self.inflight
         if free <= 0:
             return
         idle = await recovery.idle_entries(
@@ -261,15 +307,45 @@ class Worker:
             pass
 
     async def _heartbeat(self) -> None:
-        beat = {
-            "name": self.name,
-            "last_heartbeat": datetime.now(UTC).isoformat().replace("+00:00", "Z"),
-            "inflight": self._inflight,
-            "concurrency": self._concurrency,
-        }
-        await self._queue.client.set(
-            HEARTBEAT_PREFIX + self.name, orjson.dumps(beat), ex=recovery.HEARTBEAT_TTL_SECONDS
-        )
+        """Renews the leases of what this worker holds, then says it is alive.
+
+        A send still inside its provider call past the provider deadline
+        (plus a margin) is not renewed: the deadline is enforced, so such a
+        send is stuck, and its lease may run out and be taken over.
+        """
+        try:
+            await self._renew_leases()
+        finally:
+            beat = {
+                "name": self.name,
+                "last_heartbeat": datetime.now(UTC).isoformat().replace("+00:00", "Z"),
+                "inflight": self.inflight,
+                "concurrency": self._concurrency,
+            }
+            await self._queue.client.set(
+                HEARTBEAT_PREFIX + self.name, orjson.dumps(beat), ex=recovery.HEARTBEAT_TTL_SECONDS
+            )
+
+    async def _renew_leases(self) -> None:
+        started = time.monotonic()
+        bound = self._provider_timeout + LEASE_MARGIN_SECONDS
+        ids = [
+            message_id
+            for message_id, held in self._held.items()
+            if held.answered or started - held.claimed < bound
+        ]
+        if not ids:
+            return
+        await self._store.renew(ids, holder=self.name, lease=self._lease)
+        for message_id in ids:
+            held = self._held.get(message_id)
+            if held is not None:
+                held.lease_ok_until = started + self._lease - LEASE_MARGIN_SECONDS
+
+
+def _groups_gone(exc: ResponseError) -> bool:
+    text = str(exc)
+    return "NOGROUP" in text or "UNBLOCKED" in text
 
 
 def _uuid(value: str) -> uuid.UUID | None:

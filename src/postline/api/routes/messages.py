@@ -24,6 +24,7 @@ from postline.domain.channels import Channel
 from postline.logs import message_log
 from postline.queue.streams import Enqueue
 from postline.store.records import public_event, public_message
+from postline.worker.completion import queue_next_heads
 
 router = APIRouter(prefix="/api/v1/messages", tags=["messages"])
 events = message_log()
@@ -161,10 +162,11 @@ async def cancel_message(message_id: str, parts: ComponentsDep, _auth: AuthDep) 
         )
     events.info("message.cancelled", message_id=str(row["id"]), channel=row["type"])
     item = Enqueue(str(row["id"]), Channel(row["type"]), row["ordering_key"])
-    # Best effort: a worker that meets a cancelled message releases it anyway.
+    # The key is released in PostgreSQL already; what follows only saves the
+    # next message a wait for the reconciler if Redis fails here.
     with contextlib.suppress(RedisError, OSError):
         await parts.queue.unschedule(item)
-        await parts.queue.advance([item])
+    await queue_next_heads(parts.store, parts.queue, [row["ordering_key"]])
     return json_response(200, public_message(row))
 
 

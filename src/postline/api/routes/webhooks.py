@@ -39,7 +39,6 @@ from postline.api.bodies import read_limited
 from postline.api.deps import ComponentsDep
 from postline.api.errors import ApiError
 from postline.api.schemas import ErrorEnvelope
-from postline.api.service import DB_UNAVAILABLE
 from postline.batching import GroupCommit
 from postline.domain.receipts import Receipt, sendgrid_receipts, twilio_receipt
 from postline.providers.signatures import (
@@ -51,6 +50,7 @@ from postline.providers.signatures import (
     sendgrid_signature_valid,
     twilio_signature_valid,
 )
+from postline.store.availability import DB_UNAVAILABLE
 from postline.store.receipts import ApplyResult, ReceiptStore
 
 log = logging.getLogger("postline.receipts")

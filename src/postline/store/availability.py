@@ -1,0 +1,36 @@
+"""Which database errors mean "PostgreSQL is not there right now".
+
+Those are worth retrying (a restart, a failover, a full connection table);
+any other `PostgresError` is deterministic: the same statement with the same
+data fails again, so retrying it forever would spin. Callers retry the first
+kind and fail the one thing that caused the second.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import asyncpg
+from asyncpg import exceptions as pg
+
+#: The server is down, restarting, refusing connections, out of resources,
+#: read-only for a moment, or the connection broke.
+DB_UNAVAILABLE: tuple[type[BaseException], ...] = (
+    pg.PostgresConnectionError,
+    pg.OperatorInterventionError,  # admin shutdown, crash shutdown, cannot connect now
+    pg.InsufficientResourcesError,  # too many connections, disk full
+    pg.ReadOnlySQLTransactionError,
+    pg.DeadlockDetectedError,
+    pg.SerializationError,
+    pg.LockNotAvailableError,
+    asyncpg.InterfaceError,
+    OSError,
+    asyncio.TimeoutError,
+)
+
+#: Every error a database call can raise: the unavailable kinds and the rest.
+DB_ERRORS: tuple[type[BaseException], ...] = (*DB_UNAVAILABLE, asyncpg.PostgresError)
+
+
+def unavailable(exc: BaseException) -> bool:
+    return isinstance(exc, DB_UNAVAILABLE)
