@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import click
+from pydantic import ValidationError
 
 from postline import cli_ops, logs
 from postline.errors import ConfigurationError
@@ -22,9 +23,21 @@ DATA_DIR = Path(".postline")
 F = TypeVar("F", bound=Callable[..., Any])
 
 
+def _load_settings() -> Settings:
+    """Settings from the environment, or a one-line reason why they are refused."""
+    try:
+        return Settings()
+    except ValidationError as exc:
+        reasons = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc']).upper() or 'settings'}: {e['msg']}"
+            for e in exc.errors()
+        )
+        raise click.ClickException(f"invalid configuration: {reasons}") from None
+
+
 def _settings(*, need_servers: bool = True, log_name: str | None = None) -> Settings:
     """Settings from the environment; falls back to a running `postline dev`'s servers."""
-    settings = Settings()
+    settings = _load_settings()
     if need_servers and not (settings.database_url and settings.redis_url):
         from postline.dev import DEV_ENV_FILE, read_env_file
 
@@ -36,7 +49,7 @@ def _settings(*, need_servers: bool = True, log_name: str | None = None) -> Sett
             )
         for key, value in saved.items():
             os.environ.setdefault(key, value)
-        settings = Settings()
+        settings = _load_settings()
     log_file = Path(settings.log_dir) / log_name if settings.log_dir and log_name else None
     logs.configure(level=settings.log_level, fmt=settings.log_format, file=log_file)
     return settings

@@ -31,7 +31,8 @@ async def built_worker(
 ) -> AsyncIterator[Worker]:
     """A worker with its pools and HTTP session, closed when the block ends."""
     assert settings.database_url and settings.redis_url
-    pool = await create_pool(settings.database_url, size=settings.db_pool_size)
+    # Lazy: a worker started while PostgreSQL is down waits for it instead of exiting.
+    pool = await create_pool(settings.database_url, size=settings.db_pool_size, lazy=True)
     redis = connect(settings.redis_url)
     session = http_session(settings, connections=concurrency)
     try:
