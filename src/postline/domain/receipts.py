@@ -13,9 +13,11 @@ Which provider statuses count:
   already wrote `sent` when Twilio accepted the message, so a `sent` report
   adds no information, and recording it could read as a step backwards after
   `delivered`.
-- SendGrid events: `delivered` -> delivered; `bounce` and `dropped` ->
-  failed with the reason; `deferred` -> a note in the history, the status
-  stays (SendGrid keeps trying for up to 72 hours); everything else
+- SendGrid events: `delivered` -> delivered; `bounce` -> undelivered (the
+  receiving server refused the message, which is what Twilio's
+  `undelivered` means too); `dropped` -> failed (SendGrid itself would not
+  send it); both keep the reason. `deferred` -> a note in the history, the
+  status stays (SendGrid keeps trying for up to 72 hours); everything else
   (`processed`, `open`, `click`, ...) records nothing.
 
 Only a message the provider has accepted (`sent`) may take a receipt, plus
@@ -73,7 +75,11 @@ _TWILIO_ERROR_TEXT: dict[str, str] = {
     "30010": "Message price exceeds max price",
 }
 
-_SENDGRID_FAILURES = frozenset({"bounce", "dropped"})
+#: SendGrid events that end a message short of delivery, and where they move it.
+_SENDGRID_FAILURES: dict[str, Status] = {
+    "bounce": Status.UNDELIVERED,
+    "dropped": Status.FAILED,
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -176,7 +182,7 @@ def sendgrid_receipt(event: object) -> Receipt | None:
         status: Status | None = Status.DELIVERED
         detail, code, message = "receipt from sendgrid: delivered", None, None
     elif kind in _SENDGRID_FAILURES:
-        status = Status.FAILED
+        status = _SENDGRID_FAILURES[kind]
         detail = f"receipt from sendgrid: {kind}"
         code, message = _failure(event, kind)
     elif kind == "deferred":
