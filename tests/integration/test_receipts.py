@@ -148,11 +148,14 @@ async def post_sendgrid(
     api: httpx.AsyncClient,
     sendgrid_events: list[dict[str, Any]],
     key: ec.EllipticCurvePrivateKey | None,
+    *,
+    at: float | None = None,
 ) -> httpx.Response:
+    """Posts `sendgrid_events` signed by `key` with the timestamp `at` (default: now)."""
     payload = orjson.dumps(sendgrid_events)
     headers = {"Content-Type": "application/json"}
     if key is not None:
-        timestamp = str(int(time.time()))
+        timestamp = str(int(time.time() if at is None else at))
         headers["X-Twilio-Email-Event-Webhook-Signature"] = sendgrid_sign(key, payload, timestamp)
         headers["X-Twilio-Email-Event-Webhook-Timestamp"] = timestamp
     return await api.post(SENDGRID_PATH, content=payload, headers=headers)
@@ -288,6 +291,26 @@ async def test_a_tampered_body_fails_the_sendgrid_signature(
 
     assert answer.status_code == 403
     assert (await message(api, email["id"]))["status"] == "sent"
+
+
+@pytest.mark.parametrize("skew", [-11 * 60, 11 * 60], ids=["11-minutes-old", "11-minutes-ahead"])
+async def test_a_signed_sendgrid_batch_more_than_10_minutes_off_is_refused_as_a_replay(
+    api: httpx.AsyncClient, sim: RunningSimulator, worker_settings: Settings, skew: int
+) -> None:
+    email = await sent_quietly(api, sim, worker_settings, EMAIL)
+    before = await events(api, email["id"])
+    batch = [sg_event(email, "delivered")]
+
+    answer = await post_sendgrid(api, batch, sim.receipts.private_key(), at=time.time() + skew)
+
+    assert answer.status_code == 403
+    assert answer.json()["error"]["code"] == "forbidden"
+    assert "replay" in answer.json()["error"]["message"]
+    assert (await message(api, email["id"]))["status"] == "sent"
+    assert await events(api, email["id"]) == before
+    # The same batch signed now is applied: only its time was refused.
+    assert (await post_sendgrid(api, batch, sim.receipts.private_key())).status_code == 200
+    assert (await message(api, email["id"]))["status"] == "delivered"
 
 
 async def test_without_a_configured_key_sendgrid_events_are_refused(

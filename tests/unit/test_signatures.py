@@ -17,6 +17,7 @@ from postline.providers.signatures import (
     public_key_base64,
     sendgrid_sign,
     sendgrid_signature_valid,
+    sendgrid_timestamp_fresh,
     twilio_signature,
     twilio_signature_valid,
 )
@@ -221,3 +222,31 @@ def test_sendgrid_public_key_may_be_pasted_as_pem(
 def test_sendgrid_unusable_keys_are_refused(encoded: str) -> None:
     with pytest.raises(InvalidKeyError):
         load_sendgrid_public_key(encoded)
+
+
+NOW = 1_700_000_000.0
+
+
+@pytest.mark.parametrize(
+    ("timestamp", "fresh"),
+    [
+        pytest.param(str(int(NOW)), True, id="now"),
+        pytest.param(str(int(NOW) - 600), True, id="10-minutes-old"),
+        pytest.param(str(int(NOW) + 600), True, id="10-minutes-ahead"),
+        pytest.param(str(int(NOW) - 601), False, id="just-over-10-minutes-old"),
+        pytest.param(str(int(NOW) + 601), False, id="just-over-10-minutes-ahead"),
+        pytest.param(str(int(NOW) - 11 * 60), False, id="11-minutes-old"),
+        pytest.param("0", False, id="epoch"),
+        pytest.param(" 1700000000 ", True, id="padded"),
+        pytest.param("1700000000.0", False, id="not-an-integer"),
+        pytest.param("-1700000000", False, id="negative"),
+        pytest.param("\u0661\u0667\u0660\u0660\u0660\u0660\u0660\u0660\u0660\u0660",
+                     False, id="non-ascii-digits"),
+        pytest.param("", False, id="empty"),
+        pytest.param(None, False, id="missing"),
+    ],
+)  # fmt: skip
+def test_sendgrid_timestamps_more_than_10_minutes_off_are_stale(
+    timestamp: str | None, fresh: bool
+) -> None:
+    assert sendgrid_timestamp_fresh(timestamp, now=NOW) is fresh

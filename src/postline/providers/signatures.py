@@ -11,7 +11,9 @@ Pure functions over bytes and strings, no I/O.
   is base64(DER ECDSA P-256 / SHA-256 signature) over the
   `X-Twilio-Email-Event-Webhook-Timestamp` header value followed by the raw
   body; the verification key is given as base64 of a DER
-  SubjectPublicKeyInfo, as SendGrid shows it.
+  SubjectPublicKeyInfo, as SendGrid shows it. The timestamp is Unix
+  seconds; one more than `SENDGRID_MAX_SKEW_SECONDS` away from now, either
+  way, is refused (SPEC 3.1), so a captured batch cannot be replayed later.
 
 Every comparison is constant-time (HMAC) or done by the ECDSA verifier.
 """
@@ -36,6 +38,9 @@ SENDGRID_TIMESTAMP_HEADER = "X-Twilio-Email-Event-Webhook-Timestamp"
 FormParams = Mapping[str, str | Sequence[str]] | Iterable[tuple[str, str]]
 
 _DEFAULT_PORTS = {"http": 80, "https": 443}
+
+#: How far a signed SendGrid batch's timestamp may be from now, either way.
+SENDGRID_MAX_SKEW_SECONDS = 600
 
 
 class InvalidKeyError(ValueError):
@@ -136,6 +141,20 @@ def sendgrid_signature_valid(
     except (InvalidSignature, binascii.Error, ValueError):
         return False
     return True
+
+
+def sendgrid_timestamp_fresh(
+    timestamp: str | None, *, now: float, max_skew: float = SENDGRID_MAX_SKEW_SECONDS
+) -> bool:
+    """True when `timestamp` (Unix seconds) is at most `max_skew` seconds from `now`.
+
+    Either way: a clock ahead of ours gets the same window as one behind.
+    Anything but plain ASCII digits is not a timestamp SendGrid sends.
+    """
+    text = (timestamp or "").strip()
+    if not (text.isascii() and text.isdigit()):
+        return False
+    return abs(now - int(text)) <= max_skew
 
 
 def sendgrid_sign(private_key: ec.EllipticCurvePrivateKey, payload: bytes, timestamp: str) -> str:

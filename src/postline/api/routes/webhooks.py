@@ -6,7 +6,9 @@
   + path (+ query) when set, which is what Twilio sees behind a proxy; else
   the request's own URL.
 - `POST /sendgrid/events`: SendGrid's signed Event Webhook, a JSON array,
-  verified with SENDGRID_WEBHOOK_PUBLIC_KEY.
+  verified with SENDGRID_WEBHOOK_PUBLIC_KEY. A batch signed with a timestamp
+  more than 10 minutes from now (either way) is `403`: a replay, or a clock
+  too far off to tell it from one.
 
 A missing or wrong signature, or no key to check it with, is `403` and
 nothing in the body is acted on. A verified request is answered `200` with an
@@ -26,6 +28,7 @@ import asyncio
 import contextlib
 import functools
 import logging
+import time
 from collections.abc import AsyncIterator, Sequence
 from typing import Annotated, Any
 from urllib.parse import parse_qsl
@@ -42,12 +45,14 @@ from postline.api.schemas import ErrorEnvelope
 from postline.batching import GroupCommit
 from postline.domain.receipts import Receipt, sendgrid_receipts, twilio_receipt
 from postline.providers.signatures import (
+    SENDGRID_MAX_SKEW_SECONDS,
     SENDGRID_SIGNATURE_HEADER,
     SENDGRID_TIMESTAMP_HEADER,
     TWILIO_SIGNATURE_HEADER,
     InvalidKeyError,
     load_sendgrid_public_key,
     sendgrid_signature_valid,
+    sendgrid_timestamp_fresh,
     twilio_signature_valid,
 )
 from postline.store.availability import DB_UNAVAILABLE
@@ -223,6 +228,11 @@ async def sendgrid_events(request: Request, parts: ComponentsDep, intake: Intake
     timestamp = request.headers.get(SENDGRID_TIMESTAMP_HEADER)
     if not sendgrid_signature_valid(key, raw, signature, timestamp):
         raise ApiError(403, f"missing or invalid {SENDGRID_SIGNATURE_HEADER}")
+    if not sendgrid_timestamp_fresh(timestamp, now=time.time()):
+        minutes = SENDGRID_MAX_SKEW_SECONDS // 60
+        raise ApiError(
+            403, f"{SENDGRID_TIMESTAMP_HEADER} is more than {minutes} minutes off (replay)"
+        )
     try:
         events = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
