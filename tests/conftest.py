@@ -111,4 +111,5 @@ def env(
         "SENDGRID_API_KEY": SIM_KEY,
         "RETRY_BASE_SECONDS": "0.05",
         "LOG_FORMAT": "json",
+        "CALLBACK_ALLOW_PRIVATE_NETWORKS": "true",  # test receivers listen on loopback
     }

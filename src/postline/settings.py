@@ -50,6 +50,10 @@ class Settings(BaseSettings):
     public_base_url: str | None = None
     callback_signing_secret: str | None = None
     callback_retry_base_seconds: float = Field(default=5.0, gt=0)
+    # Lets callbacks go to loopback, private, link-local and metadata addresses
+    # (refused by default, at accept and at connect time): for `postline dev`
+    # and tests, whose receivers live on loopback.
+    callback_allow_private_networks: bool = False
 
     log_level: str = "INFO"
     log_format: Literal["console", "json"] = "console"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import secrets
+import socket
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -15,8 +16,10 @@ import pytest
 from aiohttp import web
 from standardwebhooks import Webhook
 
+from postline.callbacks import targets
 from tests.support.harness import (
     free_port,
+    running_api,
     running_worker,
     settings_for,
     wait_for,
@@ -31,6 +34,10 @@ class Receiver:
     calls: list[tuple[dict[str, str], bytes]] = field(default_factory=list)
     answers: list[int] = field(default_factory=list)  # status per call; 200 when exhausted
     delay: float = 0.0
+
+    @property
+    def port(self) -> int:
+        return int(self.url.split(":")[2].split("/")[0])
 
 
 @pytest.fixture
@@ -145,3 +152,127 @@ async def test_cancel_triggers_a_cancelled_callback(
     payload = Webhook(SECRET).verify(receiver.calls[0][1], receiver.calls[0][0])
     assert payload["type"] == "message.cancelled"
     assert payload["data"]["status"] == "cancelled"
+
+
+async def callback_row(pool: asyncpg.Pool) -> asyncpg.Record | None:
+    return await pool.fetchrow(
+        "SELECT attempts, last_error, delivered_at FROM callbacks ORDER BY created_at LIMIT 1"
+    )
+
+
+@pytest.fixture
+async def strict_api(settings: Any) -> AsyncIterator[httpx.AsyncClient]:
+    """The API with its default: callbacks only to public addresses."""
+    strict = settings.model_copy(update={"callback_allow_private_networks": False})
+    async with running_api(strict) as base, httpx.AsyncClient(base_url=base) as client:
+        yield client
+
+
+REFUSED_URLS = [
+    pytest.param("http://127.0.0.1:9/hook", "loopback", id="loopback"),
+    pytest.param("http://localhost:9/hook", "loopback", id="localhost"),
+    pytest.param("http://[::1]:9/hook", "loopback", id="loopback-v6"),
+    pytest.param("http://10.1.2.3/hook", "private", id="private-10"),
+    pytest.param("http://172.16.9.9/hook", "private", id="private-172"),
+    pytest.param("https://192.168.0.10/hook", "private", id="private-192"),
+    pytest.param("http://[fd12::1]/hook", "private", id="unique-local"),
+    pytest.param("http://169.254.10.10/hook", "link-local", id="link-local"),
+    pytest.param("http://[fe80::1]/hook", "link-local", id="link-local-v6"),
+    pytest.param("http://100.64.0.1/hook", "CGNAT", id="cgnat"),
+    pytest.param("http://0.0.0.0:9/hook", "unspecified", id="unspecified"),
+    pytest.param("http://224.0.0.1/hook", "multicast", id="multicast"),
+    pytest.param("http://240.0.0.1/hook", "reserved", id="reserved"),
+    pytest.param("http://169.254.169.254/latest/meta-data/", "metadata", id="metadata"),
+    pytest.param("http://[fd00:ec2::254]/latest/meta-data/", "metadata", id="metadata-v6"),
+    pytest.param("http://[::ffff:169.254.169.254]/", "metadata", id="metadata-mapped"),
+    pytest.param("http://2130706433/hook", "a.b.c.d", id="decimal-loopback"),
+]
+
+
+@pytest.mark.parametrize(("url", "says"), REFUSED_URLS)
+async def test_a_callback_url_on_a_special_address_is_422_and_stores_nothing(
+    strict_api: httpx.AsyncClient, pool: asyncpg.Pool, url: str, says: str
+) -> None:
+    body = {"from": "+15551234567", "to": "+15559876543", "type": "sms", "body": "x",
+            "callback_url": url}  # fmt: skip
+
+    answer = await strict_api.post("/api/v1/messages/send", json=body)
+
+    assert answer.status_code == 422, answer.text
+    error = answer.json()["error"]
+    assert error["code"] == "validation_error"
+    assert error["message"].startswith("callback_url: ") and says in error["message"]
+    assert [d["loc"] for d in error["details"]] == [["callback_url"]]
+    assert await pool.fetchval("SELECT count(*) FROM messages") == 0
+
+
+async def test_batch_items_with_special_callback_hosts_are_refused_by_index(
+    strict_api: httpx.AsyncClient, pool: asyncpg.Pool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async def fake_dns(host: str) -> list[str]:  # no query leaves the machine
+        return {
+            "hooks.example.com": ["93.184.216.34"],
+            "inside.example.com": ["10.0.0.8"],
+            "localhost": ["127.0.0.1", "::1"],
+        }[host]
+
+    monkeypatch.setattr(targets, "system_resolve", fake_dns)
+    base = {"from": "+15551234567", "type": "sms", "body": "x"}
+    items = [
+        {**base, "to": "+15559876540", "callback_url": "http://169.254.169.254/"},
+        {**base, "to": "+15559876541"},
+        {**base, "to": "+15559876542", "callback_url": "https://hooks.example.com/postline"},
+        {**base, "to": "+15559876543", "callback_url": "https://inside.example.com/postline"},
+        {**base, "to": "+15559876544", "callback_url": "http://localhost:9/hook"},
+    ]
+
+    answer = await strict_api.post("/api/v1/messages/batch", json={"messages": items})
+
+    assert answer.status_code == 202, answer.text
+    results = answer.json()["results"]
+    assert [r["index"] for r in results] == [0, 1, 2, 3, 4]
+    assert [("id" in r, "error" in r) for r in results] == [
+        (False, True), (True, False), (True, False), (False, True), (False, True),
+    ]  # fmt: skip
+    assert "metadata" in results[0]["error"]["message"]
+    assert "resolves to 10.0.0.8" in results[3]["error"]["message"]
+    assert results[4]["error"]["details"][0]["loc"] == ["callback_url"]
+    assert await pool.fetchval("SELECT count(*) FROM messages") == 2
+
+
+async def test_a_callback_host_that_does_not_resolve_is_422(
+    strict_api: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async def no_dns(host: str) -> list[str]:  # as the resolver says for an unknown name
+        raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+
+    monkeypatch.setattr(targets, "system_resolve", no_dns)
+    body = {"from": "+15551234567", "to": "+15559876543", "type": "sms", "body": "x",
+            "callback_url": "https://no-such-host.example.com/hook"}  # fmt: skip
+
+    answer = await strict_api.post("/api/v1/messages/send", json=body)
+
+    assert answer.status_code == 422
+    assert "does not resolve" in answer.json()["error"]["message"]
+
+
+@pytest.mark.parametrize("host", ["localhost", "127.0.0.1"])
+async def test_the_dispatcher_refuses_to_connect_to_a_special_address_accepted_earlier(
+    api: httpx.AsyncClient, settings: Any, receiver: Receiver, pool: asyncpg.Pool, host: str
+) -> None:
+    # Accepted while the setting was on (or while the name pointed elsewhere: DNS rebinding),
+    # delivered by a worker with the default: the address connected to is what counts.
+    url = f"http://{host}:{receiver.port}/hook"
+    answer = await api.post("/api/v1/messages/send", json={**sms(receiver), "callback_url": url})
+    assert answer.status_code == 202
+    strict = settings.model_copy(update={"callback_allow_private_networks": False})
+    async with running_worker(strict):
+
+        async def tried() -> asyncpg.Record | None:
+            row = await callback_row(pool)
+            return row if row is not None and row["last_error"] else None
+
+        row = await wait_for(tried, timeout=15, what="a refused callback attempt")
+    assert receiver.calls == []
+    assert "may not connect to" in row["last_error"] and "loopback" in row["last_error"]
+    assert row["delivered_at"] is None

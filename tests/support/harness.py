@@ -38,6 +38,8 @@ def settings_for(database_url: str, redis_url: str, sim_url: str, **extra: Any) 
         "retry_base_seconds": 0.05,
         "visibility_timeout_seconds": 7,
         "provider_timeout_seconds": 2,
+        # Test receivers listen on loopback; tests of the refusal turn this off.
+        "callback_allow_private_networks": True,
     }
     values.update(extra)
     return Settings(_env_file=None, **values)  # type: ignore[call-arg]

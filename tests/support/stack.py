@@ -52,6 +52,7 @@ class Stack:
             "PROVIDER_TIMEOUT_SECONDS": "2",
             "RECONCILE_INTERVAL_SECONDS": "1",
             "LOG_FORMAT": "json",
+            "CALLBACK_ALLOW_PRIVATE_NETWORKS": "true",  # test receivers listen on loopback
             **self.extra_env,
         }
 

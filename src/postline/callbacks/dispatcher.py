@@ -4,6 +4,9 @@ Runs in every worker with its own HTTP session and its own concurrency, so
 a slow or dead client endpoint never takes a slot from a message send. A
 2xx answer ends a callback; anything else, or no answer in 10 s, is retried
 with exponential backoff (capped at an hour) for 25 hours, then given up.
+
+The client chose the URL, so the session connects only to public addresses
+(`targets.public_only_socket`, unless CALLBACK_ALLOW_PRIVATE_NETWORKS).
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ import orjson
 
 from postline.callbacks import signing
 from postline.callbacks.store import CallbackStore
+from postline.callbacks.targets import public_only_socket
 from postline.store.records import public_message
 
 log = logging.getLogger("postline.callbacks")
@@ -56,8 +60,10 @@ class CallbackDispatcher:
         concurrency: int = 32,
         batch: int = 100,
         first_backoff: float = FIRST_BACKOFF_SECONDS,
+        allow_private_networks: bool = False,
     ) -> None:
         self._first_backoff = first_backoff
+        self._allow_private = allow_private_networks
         self._store = store
         self._key = key
         self._slots = asyncio.Semaphore(concurrency)
@@ -66,9 +72,10 @@ class CallbackDispatcher:
 
     async def tick(self) -> int:
         if self._session is None:
+            guard = None if self._allow_private else public_only_socket
             self._session = aiohttp.ClientSession(
                 timeout=aiohttp.ClientTimeout(total=ANSWER_TIMEOUT_SECONDS),
-                connector=aiohttp.TCPConnector(limit=64),
+                connector=aiohttp.TCPConnector(limit=64, socket_factory=guard),
             )
         rows = await self._store.lease(limit=self._batch, lease_seconds=LEASE_SECONDS)
         await asyncio.gather(*(self._deliver(row) for row in rows))

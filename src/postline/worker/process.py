@@ -75,6 +75,7 @@ def callback_dispatcher(settings: Settings, pool: asyncpg.Pool) -> CallbackDispa
         store=CallbackStore(pool),
         key=secret_key(settings.callback_signing_secret),
         first_backoff=settings.callback_retry_base_seconds,
+        allow_private_networks=settings.callback_allow_private_networks,
     )
 
 

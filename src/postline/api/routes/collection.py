@@ -10,6 +10,7 @@ from fastapi import APIRouter, Query, Request
 from pydantic import BaseModel, Field, ValidationError
 from starlette.responses import Response
 
+from postline.api.callback_urls import batch_target_errors
 from postline.api.deps import AuthDep, Components, ComponentsDep, check_api_key
 from postline.api.errors import ApiError, summary, validation_details
 from postline.api.routes.messages import ERRORS, json_response, read_json_body
@@ -88,22 +89,31 @@ async def send_batch(request: Request) -> Response:
     check_api_key(request, parts)
     items = _items(await read_json_body(request))
     now = datetime.now(UTC)
-    results: list[dict[str, Any]] = []
-    rows = []
+    errors: dict[int, dict[str, Any]] = {}
+    valid: dict[int, MessageCreate] = {}
     for index, item in enumerate(items):
         try:
             payload = MessageCreate.model_validate(item)
         except ValidationError as exc:
             details = validation_details(exc)
-            error = {"code": "validation_error", "message": summary(details), "details": details}
-            results.append({"index": index, "error": error})
+            errors[index] = {"code": "validation_error", "message": summary(details),
+                             "details": details}  # fmt: skip
             continue
         if payload.callback_url and not parts.settings.callback_signing_secret:
-            results.append({"index": index, "error": {"code": "validation_error",
+            errors[index] = {"code": "validation_error",
                 "message": "callback_url needs CALLBACK_SIGNING_SECRET on the server",
-                "details": []}})  # fmt: skip
+                "details": []}  # fmt: skip
             continue
-        row = new_row(payload, idempotency_key=None, now=now)
+        valid[index] = payload
+    callback_urls = {i: p.callback_url for i, p in valid.items() if p.callback_url}
+    errors.update(await batch_target_errors(parts.settings, callback_urls))
+    results: list[dict[str, Any]] = []
+    rows = []
+    for index in range(len(items)):
+        if index in errors:
+            results.append({"index": index, "error": errors[index]})
+            continue
+        row = new_row(valid[index], idempotency_key=None, now=now)
         rows.append(row)
         results.append({"index": index, "id": str(row.id), "status": row.status})
     if rows:

@@ -16,6 +16,7 @@ from redis.exceptions import RedisError
 from starlette.responses import Response
 
 from postline.api.bodies import read_limited
+from postline.api.callback_urls import check_callback_target
 from postline.api.deps import AuthDep, Components, ComponentsDep, check_api_key
 from postline.api.errors import ApiError, summary, validation_details
 from postline.api.schemas import ErrorEnvelope, EventPublic, MessageCreate, MessagePublic
@@ -99,6 +100,8 @@ async def send_message(
             "callback_url needs CALLBACK_SIGNING_SECRET to be set on the server",
             details=[{"loc": ["callback_url"], "msg": "no signing secret", "type": "config"}],
         )
+    if payload.callback_url:
+        await check_callback_target(parts.settings, payload.callback_url)
     row = new_row(payload, idempotency_key=idempotency_key, now=datetime.now(UTC))
     inline = parts.inline if row.status == "pending" else None
     if idempotency_key is not None:
