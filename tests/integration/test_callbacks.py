@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import secrets
 import socket
 from collections.abc import AsyncIterator
@@ -34,6 +35,8 @@ class Receiver:
     calls: list[tuple[dict[str, str], bytes]] = field(default_factory=list)
     answers: list[int] = field(default_factory=list)  # status per call; 200 when exhausted
     delay: float = 0.0
+    endless: bool = False  # answer 200 with a body that never ends
+    elsewhere: list[bytes] = field(default_factory=list)  # calls to where 3xx answers point
 
     @property
     def port(self) -> int:
@@ -45,15 +48,32 @@ async def receiver() -> AsyncIterator[Receiver]:
     port = free_port()
     state = Receiver(f"http://127.0.0.1:{port}/hook")
 
-    async def hook(request: web.Request) -> web.Response:
+    async def hook(request: web.Request) -> web.StreamResponse:
         state.calls.append((dict(request.headers), await request.read()))
         if state.delay:
             await asyncio.sleep(state.delay)
+        if state.endless:
+            return await endless(request)
         status = state.answers.pop(0) if state.answers else 200
-        return web.Response(status=status)
+        location = {"Location": "/elsewhere"} if 300 <= status < 400 else None
+        return web.Response(status=status, headers=location)
+
+    async def endless(request: web.Request) -> web.StreamResponse:
+        answer = web.StreamResponse(status=200)
+        await answer.prepare(request)
+        deadline = asyncio.get_running_loop().time() + 15
+        with contextlib.suppress(ConnectionError):
+            while asyncio.get_running_loop().time() < deadline:
+                await answer.write(b"x" * 16384)
+        return answer
+
+    async def elsewhere(request: web.Request) -> web.Response:
+        state.elsewhere.append(await request.read())
+        return web.Response(status=200)
 
     app = web.Application()
     app.router.add_post("/hook", hook)
+    app.router.add_post("/elsewhere", elsewhere)
     runner = web.AppRunner(app)
     await runner.setup()
     await web.TCPSite(runner, "127.0.0.1", port).start()
@@ -276,3 +296,36 @@ async def test_the_dispatcher_refuses_to_connect_to_a_special_address_accepted_e
     assert receiver.calls == []
     assert "may not connect to" in row["last_error"] and "loopback" in row["last_error"]
     assert row["delivered_at"] is None
+
+
+async def test_a_redirect_is_not_followed_and_counts_as_a_failure(
+    api: httpx.AsyncClient, settings: Any, receiver: Receiver, pool: asyncpg.Pool
+) -> None:
+    receiver.answers = [307, 307]
+    await api.post("/api/v1/messages/send", json=sms(receiver))
+    async with running_worker(settings):
+
+        async def delivered() -> bool:
+            row = await callback_row(pool)
+            return row is not None and row["delivered_at"] is not None
+
+        await wait_for(delivered, timeout=20, what="the callback to get a 2xx")
+    assert len(receiver.calls) == 3  # 307, 307 (each retried), then 200
+    assert receiver.elsewhere == []
+
+
+async def test_an_endless_answer_is_read_no_further_than_64_kib(
+    api: httpx.AsyncClient, settings: Any, receiver: Receiver, pool: asyncpg.Pool
+) -> None:
+    receiver.endless = True
+    await api.post("/api/v1/messages/send", json=sms(receiver))
+    async with running_worker(settings):
+
+        async def delivered() -> bool:
+            row = await callback_row(pool)
+            return row is not None and row["delivered_at"] is not None
+
+        # Reading to the end would last until the 10 s answer timeout, then fail.
+        await wait_for(delivered, timeout=8, what="the callback to count as delivered")
+    row = await callback_row(pool)
+    assert row is not None and row["attempts"] == 1 and row["last_error"] is None

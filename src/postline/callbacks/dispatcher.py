@@ -5,8 +5,11 @@ a slow or dead client endpoint never takes a slot from a message send. A
 2xx answer ends a callback; anything else, or no answer in 10 s, is retried
 with exponential backoff (capped at an hour) for 25 hours, then given up.
 
-The client chose the URL, so the session connects only to public addresses
-(`targets.public_only_socket`, unless CALLBACK_ALLOW_PRIVATE_NETWORKS).
+The client chose the URL, so the session trusts it no further than it must:
+it connects only to public addresses (`targets.public_only_socket`, unless
+CALLBACK_ALLOW_PRIVATE_NETWORKS), follows no redirect (a 3xx is not a 2xx,
+so it is retried like any other answer), reads at most `MAX_ANSWER_BYTES`
+of an answer and never decompresses one.
 """
 
 from __future__ import annotations
@@ -32,6 +35,9 @@ LEASE_SECONDS = 60.0
 KEEP_TRYING = timedelta(hours=25)
 FIRST_BACKOFF_SECONDS = 5.0
 MAX_BACKOFF_SECONDS = 3600.0
+#: What is read of an answer: enough to reuse the connection after a small
+#: body; a longer one is left unread and its connection closed.
+MAX_ANSWER_BYTES = 64 * 1024
 
 
 def backoff(tries: int, first: float = FIRST_BACKOFF_SECONDS) -> float:
@@ -76,6 +82,7 @@ class CallbackDispatcher:
             self._session = aiohttp.ClientSession(
                 timeout=aiohttp.ClientTimeout(total=ANSWER_TIMEOUT_SECONDS),
                 connector=aiohttp.TCPConnector(limit=64, socket_factory=guard),
+                auto_decompress=False,
             )
         rows = await self._store.lease(limit=self._batch, lease_seconds=LEASE_SECONDS)
         await asyncio.gather(*(self._deliver(row) for row in rows))
@@ -109,8 +116,16 @@ class CallbackDispatcher:
         assert self._session is not None
         async with self._slots:
             try:
-                async with self._session.post(url, data=body, headers=headers) as answer:
-                    await answer.read()
+                async with self._session.post(
+                    url, data=body, headers=headers, allow_redirects=False
+                ) as answer:
+                    await _read_some(answer.content, MAX_ANSWER_BYTES)
                     return None if 200 <= answer.status < 300 else f"HTTP {answer.status}"
             except (aiohttp.ClientError, TimeoutError, OSError, ValueError) as exc:
                 return f"{type(exc).__name__}: {exc}"[:500]
+
+
+async def _read_some(stream: aiohttp.StreamReader, limit: int) -> None:
+    """Reads the answer's body up to its end or `limit` bytes, whichever comes first."""
+    while limit > 0 and (chunk := await stream.read(limit)):
+        limit -= len(chunk)
