@@ -5,6 +5,12 @@ when no URLs are given, the provider simulator when no provider credentials
 are given), migrates, then runs the API and one worker as child processes.
 Ctrl-C or SIGTERM stops everything in reverse order; children also die with
 the launcher if it is killed outright (PR_SET_PDEATHSIG on Linux).
+
+Client callbacks may go to loopback and private addresses here
+(CALLBACK_ALLOW_PRIVATE_NETWORKS, unless set otherwise), since the receivers
+one tries things with run on this machine. The banner never shows a secret:
+the callback signing secret appears as a fingerprint, next to the file that
+holds it (owner-only).
 """
 
 from __future__ import annotations
@@ -12,6 +18,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import ctypes
+import hashlib
 import json
 import os
 import secrets
@@ -76,6 +83,11 @@ def read_env_file(path: Path) -> dict[str, str]:
     return values
 
 
+def fingerprint(secret: str) -> str:
+    """Names a secret without showing it: the first 8 hex digits of its SHA-256."""
+    return hashlib.sha256(secret.encode()).hexdigest()[:8]
+
+
 def _signing_secret(data_dir: Path) -> str:
     """A stable `whsec_` secret for dev callbacks, kept with the dev data."""
     saved = read_env_file(data_dir / DEV_ENV_FILE).get("CALLBACK_SIGNING_SECRET")
@@ -137,6 +149,7 @@ class _Launcher:
         print(f"migrations: {', '.join(applied) if applied else 'up to date'}", flush=True)
         env = dict(os.environ, DATABASE_URL=database_url, REDIS_URL=redis_url)
         env.setdefault("CALLBACK_SIGNING_SECRET", _signing_secret(self.data_dir))
+        env.setdefault("CALLBACK_ALLOW_PRIVATE_NETWORKS", "true")
         env.setdefault("LOG_DIR", "logs")  # tail -f logs/app.log logs/worker.log
         api_host = "127.0.0.1" if self.host in ("", "0.0.0.0", "::") else self.host  # noqa: S104
         env.setdefault("PUBLIC_BASE_URL", f"http://{api_host}:{self.port}")
@@ -188,12 +201,15 @@ def _write_dev_env(data_dir: Path, env: dict[str, str]) -> None:
     keys = (
         "DATABASE_URL", "REDIS_URL", "TWILIO_ACCOUNT_SID", "TWILIO_AUTH_TOKEN", "TWILIO_BASE_URL",
         "SENDGRID_API_KEY", "SENDGRID_BASE_URL", "CALLBACK_SIGNING_SECRET", "PUBLIC_BASE_URL",
-        "SENDGRID_WEBHOOK_PUBLIC_KEY",
+        "SENDGRID_WEBHOOK_PUBLIC_KEY", "CALLBACK_ALLOW_PRIVATE_NETWORKS",
     )  # fmt: skip
     lines = [f"{k}={env[k]}" for k in keys if k in env]
     path = data_dir / DEV_ENV_FILE
-    path.write_text("\n".join(lines) + "\n")
-    path.chmod(0o600)
+    # Created owner-only, so the secrets are never readable by others, not even briefly.
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as out:
+        out.write("\n".join(lines) + "\n")
+    path.chmod(0o600)  # a file left by an older version may have been wider
 
 
 def _stop_children(children: list[tuple[str, subprocess.Popen[bytes]]]) -> None:
@@ -212,13 +228,14 @@ def _stop_children(children: list[tuple[str, subprocess.Popen[bytes]]]) -> None:
 
 def _banner(env: dict[str, str], host: str, port: int, settings: Settings, data_dir: Path) -> None:
     base = f"http://{host}:{port}"
+    secret_print = fingerprint(env["CALLBACK_SIGNING_SECRET"])
     lines = [
         "",
         "Postline is running. Ctrl-C stops everything.",
         f"  API        {base}   (docs {base}/docs, health {base}/health)",
         f"  PostgreSQL {_redact(env['DATABASE_URL'])}"
         + ("" if settings.database_url else f"   (embedded, data in {data_dir}/postgres)"),
-        f"  Redis      {env['REDIS_URL']}"
+        f"  Redis      {_redact(env['REDIS_URL'])}"
         + ("" if settings.redis_url else f"   (embedded, AOF in {data_dir}/redis)"),
         "  Providers  "
         + (
@@ -226,7 +243,8 @@ def _banner(env: dict[str, str], host: str, port: int, settings: Settings, data_
             if settings.providers_configured
             else f"simulator at {env['TWILIO_BASE_URL']}"
         ),
-        f"  Callbacks  signed with CALLBACK_SIGNING_SECRET={env['CALLBACK_SIGNING_SECRET']}",
+        f"  Callbacks  signed with CALLBACK_SIGNING_SECRET sha256:{secret_print}"
+        f" (the secret is in {data_dir / DEV_ENV_FILE})",
         f"  More workers: `make worker` (reads {data_dir}/{DEV_ENV_FILE})",
         "",
         "Try it:",

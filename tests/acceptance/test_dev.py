@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
 import sys
+import threading
 import time
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import httpx
 import psutil
 
+from postline.dev import fingerprint, read_env_file
 from tests.support.harness import free_port
 from tests.support.processes import wait_http
 
@@ -37,6 +42,31 @@ def stop_dev(proc: subprocess.Popen[bytes], family: list[psutil.Process]) -> Non
     assert proc.wait(timeout=60) == 0
     _, alive = psutil.wait_procs(family, timeout=10)
     assert alive == [], f"left running: {[p.info for p in alive]}"
+
+
+@contextlib.contextmanager
+def loopback_receiver() -> Iterator[tuple[str, list[dict[str, str]]]]:
+    """A client's callback endpoint on loopback: (its URL, the headers of each call)."""
+    calls: list[dict[str, str]] = []
+
+    class Hook(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers.get("content-length", "0")))
+            calls.append(dict(self.headers))
+            self.send_response(204)
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Hook)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/hook", calls
+    finally:
+        server.shutdown()
+        server.server_close()
 
 
 def wait_status(api: httpx.Client, message_id: str, status: str, timeout: float = 20) -> None:
@@ -66,6 +96,15 @@ def test_dev_runs_everything_stops_cleanly_and_keeps_data(tmp_path: Path) -> Non
                     "subject": "Receipt", "body": "Thanks"}  # fmt: skip
             mail_id = api.post("/api/v1/messages/send", json=mail).json()["id"]
             wait_status(api, mail_id, "delivered")
+            # dev lets callbacks reach loopback, where a developer's receiver runs.
+            with loopback_receiver() as (hook_url, calls):
+                hooked = api.post("/api/v1/messages/send", json={**SMS, "callback_url": hook_url})
+                assert hooked.status_code == 202, hooked.text
+                deadline = time.monotonic() + 20
+                while not calls:
+                    assert time.monotonic() < deadline, "no callback reached the receiver"
+                    time.sleep(0.1)
+            assert calls[0]["webhook-signature"].startswith("v1,")
         # `make test-flow` is this command, run against `make run`.
         flow = subprocess.run(
             [sys.executable, "-m", "postline", "flow", "--url", base],
@@ -79,6 +118,9 @@ def test_dev_runs_everything_stops_cleanly_and_keeps_data(tmp_path: Path) -> Non
             stop_dev(dev, family)
     assert "Postline is running" in log.read_text()
     assert "Traceback" not in log.read_text(), log.read_text()[-4000:]
+    secret = read_env_file(tmp_path / ".postline" / "dev.env")["CALLBACK_SIGNING_SECRET"]
+    assert secret not in log.read_text()
+    assert f"sha256:{fingerprint(secret)}" in log.read_text()
 
     again = start_dev(tmp_path, api_port, sim_port)
     try:

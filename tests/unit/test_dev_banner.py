@@ -1,0 +1,48 @@
+"""What `postline dev` prints and leaves on disk: names of secrets, never the secrets."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import stat
+from pathlib import Path
+
+import pytest
+
+from postline.dev import _banner, _write_dev_env
+from postline.settings import Settings
+
+SECRET = "whsec_" + base64.b64encode(b"k" * 24).decode()
+ENV = {
+    "DATABASE_URL": "postgresql://postline:db-password@127.0.0.1:5432/postline",
+    "REDIS_URL": "redis://:redis-password@127.0.0.1:6379/0",
+    "TWILIO_BASE_URL": "http://127.0.0.1:8900",
+    "CALLBACK_SIGNING_SECRET": SECRET,
+    "CALLBACK_ALLOW_PRIVATE_NETWORKS": "true",
+}
+
+
+def test_the_banner_shows_a_fingerprint_of_the_signing_secret_and_where_it_is(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    settings = Settings(_env_file=None, database_url=None, redis_url=None)  # type: ignore[call-arg]
+
+    _banner(ENV, "127.0.0.1", 8080, settings, tmp_path)
+
+    out = capsys.readouterr().out
+    assert SECRET.removeprefix("whsec_") not in out
+    assert "sha256:" + hashlib.sha256(SECRET.encode()).hexdigest()[:8] in out
+    assert str(tmp_path / "dev.env") in out
+    assert "db-password" not in out and "redis-password" not in out
+
+
+def test_the_dev_env_file_is_owner_only_and_lets_joining_workers_allow_loopback(
+    tmp_path: Path,
+) -> None:
+    _write_dev_env(tmp_path, ENV)
+
+    path = tmp_path / "dev.env"
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    lines = path.read_text().splitlines()
+    assert f"CALLBACK_SIGNING_SECRET={SECRET}" in lines
+    assert "CALLBACK_ALLOW_PRIVATE_NETWORKS=true" in lines
