@@ -34,8 +34,9 @@ class Settings(BaseSettings):
     api_keys: str | None = None
 
     max_attempts: int = Field(default=3, ge=1, le=100)
-    retry_base_seconds: float = Field(default=2.0, gt=0)
-    retry_max_seconds: float = Field(default=300.0, gt=0)
+    # Finite, so a computed delay is always a time that can be stored.
+    retry_base_seconds: float = Field(default=2.0, gt=0, allow_inf_nan=False)
+    retry_max_seconds: float = Field(default=300.0, gt=0, allow_inf_nan=False)
     visibility_timeout_seconds: float = Field(default=30.0, gt=0)
     reconcile_interval_seconds: float = Field(default=10.0, gt=0)
     provider_timeout_seconds: float = Field(default=10.0, gt=0)

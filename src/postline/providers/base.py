@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import re
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
@@ -11,6 +13,11 @@ from typing import Any, Protocol
 import aiohttp
 
 from postline.errors import PermanentProviderError, TransientProviderError
+
+_DELTA_SECONDS = re.compile(r"[0-9]+(\.[0-9]+)?")
+# A year: far beyond any retry cap, far below anything float() cannot hold.
+_MAX_DELTA_SECONDS = 366 * 24 * 3600
+_MAX_DELTA_DIGITS = 9
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,18 +35,26 @@ class Provider(Protocol):
 
 
 def retry_after_seconds(value: str | None) -> float | None:
-    """Retry-After is delta-seconds or an HTTP date (RFC 9110 10.2.3)."""
+    """Retry-After as seconds from now: delta-seconds or an HTTP date (RFC 9110 10.2.3).
+
+    Never raises: the header comes from outside, and a garbled one must not
+    turn a retryable failure into a crash. Anything that is neither form
+    (`inf`, `nan`, `-5`, `1e9`, junk) is no Retry-After at all; the result
+    is None or a finite number >= 0 (the retry schedule caps it).
+    """
     if not value:
         return None
+    text = value.strip()
+    if _DELTA_SECONDS.fullmatch(text):
+        # Fractions are not RFC 9110 but harmless; huge values are clamped
+        # before float() could overflow.
+        if len(text.partition(".")[0]) > _MAX_DELTA_DIGITS:
+            return float(_MAX_DELTA_SECONDS)
+        return min(float(text), float(_MAX_DELTA_SECONDS))
     try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        import time
-
-        return max(0.0, parsedate_to_datetime(value).timestamp() - time.time())
-    except (TypeError, ValueError):
+        moment = parsedate_to_datetime(text)
+        return max(0.0, min(moment.timestamp() - time.time(), float(_MAX_DELTA_SECONDS)))
+    except (TypeError, ValueError, OverflowError, IndexError):
         return None
 
 
