@@ -27,6 +27,16 @@ def j(value: Any) -> bytes:
     return orjson.dumps(value)
 
 
+def raw_sms(extra: bytes) -> bytes:
+    """A valid sms body with one more member written as raw JSON text."""
+    return j(SMS)[:-1] + b", " + extra + b"}"
+
+
+def nested(levels: int) -> bytes:
+    """An object whose value nests `levels` levels of arrays: {"a": [[...]]}."""
+    return b'{"a": ' + b"[" * (levels - 1) + b"]" * (levels - 1) + b"}"
+
+
 # (raw body, expected status)
 HOSTILE: list[Any] = [
     # malformed JSON
@@ -39,6 +49,15 @@ HOSTILE: list[Any] = [
     pytest.param(b"\xff\xfe{}", 422, id="not-utf8"),
     pytest.param(b'{"from": "+15551234567", "to": "+15559876543", "type": "sms", '
                  b'"body": "\\ud800"}', 422, id="lone-surrogate"),
+    # not plain JSON, in otherwise valid sends (SPEC 3: "All bodies are JSON")
+    pytest.param(raw_sms(b'"metadata": {"a": NaN}'), 422, id="metadata-nan"),
+    pytest.param(raw_sms(b'"metadata": {"a": Infinity}'), 422, id="metadata-infinity"),
+    pytest.param(raw_sms(b'"metadata": {"a": -Infinity}'), 422, id="metadata-minus-infinity"),
+    pytest.param(raw_sms(b'"metadata": {"a": 1e999}'), 422, id="metadata-number-overflows"),
+    pytest.param(raw_sms(b'"metadata": {"\\ud800": 1}'), 422, id="metadata-key-lone-surrogate"),
+    pytest.param(raw_sms(b'"metadata": {"a": "\\udc00x"}'), 422, id="metadata-lone-low-surrogate"),
+    pytest.param(raw_sms(b'"metadata": ' + nested(32)), 422, id="nesting-33-levels"),
+    pytest.param(raw_sms(b'"metadata": ' + nested(5000)), 422, id="nesting-5000-levels"),
     # wrong types
     pytest.param(j({**SMS, "body": 42}), 422, id="body-number"),
     pytest.param(j({**SMS, "to": ["+15559876543"]}), 422, id="to-list"),
@@ -116,6 +135,41 @@ async def test_hostile_input_is_refused_and_nothing_is_kept(
     for channel in ("sms", "mms", "whatsapp", "email"):
         assert await redis.xlen(f"message_queue:{channel}") == 0
     assert await redis.hlen("postline:queued") == 0
+
+
+NOT_PLAIN_JSON = [
+    pytest.param(b'"a": NaN', id="nan"),
+    pytest.param(b'"a": -Infinity', id="minus-infinity"),
+    pytest.param(b'"a": "\\ud800"', id="lone-surrogate"),
+    pytest.param(b'"a": ' + b"[" * 40 + b"]" * 40, id="nesting-44-levels"),
+]
+
+
+@pytest.mark.parametrize("member", NOT_PLAIN_JSON)
+async def test_a_batch_with_an_item_that_is_not_plain_json_is_refused_whole(
+    api: httpx.AsyncClient, pool: asyncpg.Pool, redis: Any, member: bytes
+) -> None:
+    raw = b'{"messages": [' + j(SMS) + b", " + j(SMS)[:-1] + b', "metadata": {' + member + b"}}]}"
+    answer = await api.post(
+        "/api/v1/messages/batch", content=raw, headers={"content-type": "application/json"}
+    )
+    assert answer.status_code == 422, answer.text
+    assert answer.json()["error"]["code"] == "validation_error"
+    assert answer.json()["error"]["details"][0]["type"] == "json_invalid"
+    assert await pool.fetchval("SELECT count(*) FROM messages") == 0
+    assert await redis.xlen("message_queue:sms") == 0
+
+
+async def test_nesting_up_to_the_limit_is_stored_as_sent(
+    api: httpx.AsyncClient, pool: asyncpg.Pool
+) -> None:
+    raw = raw_sms(b'"metadata": ' + nested(31))  # 32 levels, counting the body itself
+    answer = await api.post(
+        "/api/v1/messages/send", content=raw, headers={"content-type": "application/json"}
+    )
+    assert answer.status_code == 202, answer.text
+    stored = await pool.fetchval("SELECT metadata FROM messages")
+    assert stored == orjson.loads(nested(31))
 
 
 @pytest.mark.parametrize(

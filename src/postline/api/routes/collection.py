@@ -5,7 +5,6 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
-import orjson
 from fastapi import APIRouter, Query, Request
 from pydantic import BaseModel, Field, ValidationError
 from starlette.responses import Response
@@ -16,6 +15,7 @@ from postline.api.errors import ApiError, summary, validation_details
 from postline.api.routes.messages import ERRORS, json_response, read_json_body
 from postline.api.schemas import MessageCreate, MessagePublic
 from postline.api.service import new_row
+from postline.api.strict_json import load_strict
 from postline.domain.channels import Channel
 from postline.domain.statuses import Status
 from postline.store.listing import (
@@ -56,10 +56,7 @@ class MessagePage(BaseModel):
 
 
 def _items(raw: bytes) -> list[Any]:
-    try:
-        body = orjson.loads(raw)
-    except orjson.JSONDecodeError as exc:
-        raise ApiError(422, f"the body is not valid JSON: {exc}") from exc
+    body = load_strict(raw)
     if not isinstance(body, dict) or set(body) != {"messages"}:
         raise ApiError(422, 'the body must be {"messages": [ ...send bodies ]}')
     items = body["messages"]

@@ -21,6 +21,7 @@ from postline.api.deps import AuthDep, Components, ComponentsDep, check_api_key
 from postline.api.errors import ApiError, summary, validation_details
 from postline.api.schemas import ErrorEnvelope, EventPublic, MessageCreate, MessagePublic
 from postline.api.service import new_row, row_view
+from postline.api.strict_json import load_strict
 from postline.domain.channels import Channel
 from postline.logs import message_log
 from postline.queue.streams import Enqueue
@@ -50,8 +51,10 @@ async def read_json_body(request: Request) -> bytes:
 
 
 def parse_send(raw: bytes) -> MessageCreate:
+    """The send body, validated; 422 if it is not plain JSON or breaks a rule."""
+    document = load_strict(raw)
     try:
-        return MessageCreate.model_validate_json(raw)
+        return MessageCreate.model_validate(document)
     except ValidationError as exc:
         details = validation_details(exc)
         raise ApiError(422, summary(details), details=details) from exc
