@@ -27,6 +27,10 @@ def j(value: Any) -> bytes:
     return orjson.dumps(value)
 
 
+def attachment(**fields: str) -> dict[str, str]:
+    return {"filename": "a.txt", "content_type": "text/plain", "content": "eA==", **fields}
+
+
 def raw_sms(extra: bytes) -> bytes:
     """A valid sms body with one more member written as raw JSON text."""
     return j(SMS)[:-1] + b", " + extra + b"}"
@@ -83,6 +87,34 @@ HOSTILE: list[Any] = [
     pytest.param(j({**MAIL, "to": "Name <a@b.com"}), 422, id="email-unclosed-angle"),
     pytest.param(j({**MAIL, "to": "b@example.com\r\nBcc: x@evil.com"}), 422, id="email-header-inj"),
     pytest.param(j({**MAIL, "from": "<script>@x.com"}), 422, id="email-script"),
+    pytest.param(j({**MAIL, "from": "Evil\r\nBcc: x@evil.com <a@example.com>"}), 422,
+                 id="display-name-header-injection"),
+    pytest.param(j({**MAIL, "to": "Bob\nX-Spam: yes <b@example.com>"}), 422,
+                 id="display-name-lf"),
+    pytest.param(j({**MAIL, "to": "Bo\u0000b <b@example.com>"}), 422, id="display-name-nul"),
+    pytest.param(j({**MAIL, "from": "Bo\x1bb <a@example.com>"}), 422, id="display-name-escape"),
+    pytest.param(j({**MAIL, "to": "Bob\u2028Bcc: x <b@example.com>"}), 422,
+                 id="display-name-line-separator"),
+    pytest.param(j({**MAIL, "to": "Bob, x@evil.com <b@example.com>"}), 422,
+                 id="display-name-hides-another-address"),
+    pytest.param(j({**MAIL, "attachments": [attachment(content_type="text/plain\u0000")]}), 422,
+                 id="attachment-type-nul"),
+    pytest.param(j({**MAIL, "attachments": [attachment(content_type="text/plain\r\nX: y")]}),
+                 422, id="attachment-type-crlf"),
+    pytest.param(j({**MAIL, "attachments": [attachment(content_type="plain")]}), 422,
+                 id="attachment-type-not-a-media-type"),
+    pytest.param(j({**MAIL, "attachments": [attachment(filename="a\u0000.txt")]}), 422,
+                 id="attachment-filename-nul"),
+    pytest.param(j({**MAIL, "attachments": [attachment(filename="a.txt\r\nX: y")]}), 422,
+                 id="attachment-filename-crlf"),
+    pytest.param(j({**MAIL, "attachments": [attachment(filename="a" * 256)]}), 422,
+                 id="attachment-filename-256"),
+    pytest.param(j({**SMS, "send_at": "0001-01-01T00:00:00+01:00"}), 422,
+                 id="send-at-before-year-1-in-utc"),
+    pytest.param(j({**SMS, "send_at": "9999-12-31T23:00:00-02:00"}), 422,
+                 id="send-at-after-year-9999-in-utc"),
+    pytest.param(j({**SMS, "ordering_key": "key\nother"}), 422, id="ordering-key-newline"),
+    pytest.param(j({**SMS, "ordering_key": "key\tother"}), 422, id="ordering-key-tab"),
     # oversize fields
     pytest.param(j({**MAIL, "subject": "s" * 999}), 422, id="subject-999"),
     pytest.param(j({**MAIL, "body": "x" * 1_000_001}), 422, id="email-body-over-1mb"),

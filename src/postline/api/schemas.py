@@ -68,13 +68,11 @@ class MessageCreate(BaseModel):
             )
             if self.callback_url is not None:
                 check_url("callback_url", self.callback_url)
+            self.send_at = _utc(self.send_at)
         except SendRuleError as exc:
             raise PydanticCustomError(
                 "send_rule", "{field}: {message}", {"field": exc.field, "message": exc.message}
             ) from exc
-        if self.send_at is not None and self.send_at.tzinfo is None:
-            # A time without a zone is read as UTC, as the answers are written.
-            self.send_at = self.send_at.replace(tzinfo=UTC)
         return self
 
     @property
@@ -82,6 +80,24 @@ class MessageCreate(BaseModel):
         return self._checked
 
     _checked: CheckedSend
+
+
+def _utc(moment: datetime | None) -> datetime | None:
+    """`send_at` in UTC, as it is stored and answered.
+
+    A time without a zone is read as UTC. A time whose UTC form falls
+    outside years 1..9999 (`0001-01-01T00:00:00+01:00`) cannot be stored;
+    left to the database driver it would fail the whole group of requests
+    stored with it.
+    """
+    if moment is None:
+        return None
+    if moment.tzinfo is None:
+        return moment.replace(tzinfo=UTC)
+    try:
+        return moment.astimezone(UTC)
+    except OverflowError as exc:
+        raise SendRuleError("send_at", "must fall within years 1 to 9999 in UTC") from exc
 
 
 class ErrorBody(BaseModel):

@@ -11,6 +11,8 @@ from email.utils import parseaddr
 
 from email_validator import EmailNotValidError, validate_email
 
+from postline.domain.text import HEADER_UNSAFE
+
 E164 = re.compile(r"\+[1-9][0-9]{7,14}")
 WHATSAPP_PREFIX = "whatsapp:"
 _DISPLAY_NAME_FORM = re.compile(r"^\s*(?P<name>[^<>]*?)\s*<(?P<addr>[^<>]+)>\s*$")
@@ -33,16 +35,29 @@ def whatsapp(value: str) -> str:
 
 
 def email(value: str) -> str:
-    """Accepts `addr` or `Name <addr>`; returns it with surrounding space trimmed."""
+    """Accepts `addr` or `Name <addr>`; returns it with surrounding space trimmed.
+
+    The display name becomes a mail header, so it may hold no control
+    character or line break (`Name\r\nBcc: x <addr>` would add a header).
+    And the address a provider will read back out of the value
+    (`email_parts`) must be the one validated here: in `Bob, Jr <a@b.com>`
+    an RFC 5322 parser sees the address `Bob`, so such a name must be quoted.
+    """
     stripped = value.strip()
+    if HEADER_UNSAFE.search(stripped):
+        raise AddressError("must not contain control characters or line breaks")
     match = _DISPLAY_NAME_FORM.match(stripped)
     addr = match.group("addr").strip() if match else stripped
-    if any(ch in addr for ch in "<>\r\n") or not addr:
+    if any(ch in addr for ch in "<>") or not addr:
         raise AddressError("must be an email address: 'addr' or 'Name <addr>'")
     try:
         validate_email(addr, check_deliverability=False)
     except EmailNotValidError as exc:
         raise AddressError(f"is not a valid email address: {exc}") from exc
+    if email_parts(stripped)[1] != addr:
+        raise AddressError(
+            "a display name with , ; : @ ( [ or a quote must be quoted: '\"Name, Jr\" <addr>'"
+        )
     return stripped
 
 

@@ -18,6 +18,7 @@ import orjson
 
 from postline.domain import addresses
 from postline.domain.channels import Channel
+from postline.domain.text import ANY_CONTROL, CONTROL, HEADER_UNSAFE
 
 MAX_TEXT_CHARS = 1600
 MAX_EMAIL_BYTES = 1_000_000
@@ -27,10 +28,9 @@ MAX_URL_CHARS = 2048
 MAX_ORDERING_KEY_CHARS = 256
 MAX_SUBJECT_CHARS = 998  # RFC 5322 line limit
 
-# C0/C1 controls other than tab, newline and carriage return: PostgreSQL cannot
-# store NUL at all and no provider wants the others.
-_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
-_HEADER_UNSAFE = re.compile(r"[\r\n]")
+MAX_ATTACHMENT_NAME_CHARS = 255
+# type "/" subtype, then parameters (RFC 6838 4.2 restricted names).
+_MEDIA_TYPE = re.compile(r"[A-Za-z0-9][\w!#$&^.+-]*/[A-Za-z0-9][\w!#$&^.+-]*(\s*;.*)?", re.ASCII)
 
 
 class SendRuleError(ValueError):
@@ -65,7 +65,7 @@ class CheckedSend:
 
 
 def _no_controls(field: str, value: str | None) -> None:
-    if value is not None and _CONTROL.search(value):
+    if value is not None and CONTROL.search(value):
         raise SendRuleError(field, "must not contain control characters")
 
 
@@ -74,7 +74,7 @@ def _http_url(field: str, value: Any) -> str:
         raise SendRuleError(field, "must be an http or https URL")
     if len(value) > MAX_URL_CHARS or len(value) <= len("https://"):
         raise SendRuleError(field, f"must be a URL of at most {MAX_URL_CHARS} characters")
-    if _CONTROL.search(value) or any(ch.isspace() for ch in value):
+    if CONTROL.search(value) or any(ch.isspace() for ch in value):
         raise SendRuleError(field, "must not contain spaces or control characters")
     return value
 
@@ -111,8 +111,10 @@ def _email_attachments(attachments: Sequence[Any]) -> list[dict[str, str]]:
             )
         if not all(isinstance(v, str) and v for v in item.values()):
             raise SendRuleError(field, "filename, content_type and content must be strings")
-        if _CONTROL.search(item["filename"]) or _HEADER_UNSAFE.search(item["content_type"]):
-            raise SendRuleError(field, "filename and content_type must be plain text")
+        _attachment_header(f"{field}.filename", item["filename"])
+        _attachment_header(f"{field}.content_type", item["content_type"])
+        if not _MEDIA_TYPE.fullmatch(item["content_type"]):
+            raise SendRuleError(f"{field}.content_type", "must be a media type: 'type/subtype'")
         try:
             base64.b64decode(item["content"], validate=True)
         except (binascii.Error, ValueError) as exc:
@@ -121,8 +123,19 @@ def _email_attachments(attachments: Sequence[Any]) -> list[dict[str, str]]:
     return checked
 
 
+def _attachment_header(field: str, value: str) -> None:
+    # Both go into the attachment's MIME headers.
+    if len(value) > MAX_ATTACHMENT_NAME_CHARS:
+        raise SendRuleError(field, f"must be at most {MAX_ATTACHMENT_NAME_CHARS} characters")
+    if HEADER_UNSAFE.search(value):
+        raise SendRuleError(field, "must be one line without control characters")
+
+
 def _metadata(metadata: dict[str, Any]) -> dict[str, Any]:
-    encoded = orjson.dumps(metadata)
+    try:
+        encoded = orjson.dumps(metadata)
+    except orjson.JSONEncodeError as exc:  # an integer past 64 bits, a NaN object key...
+        raise SendRuleError("metadata", "must be plain JSON (numbers within 64 bits)") from exc
     if len(encoded) > MAX_METADATA_BYTES:
         raise SendRuleError("metadata", f"must be at most {MAX_METADATA_BYTES} bytes as JSON")
     if b"\\u0000" in encoded:
@@ -147,7 +160,7 @@ def _no_email_fields(channel: Channel, subject: str | None, html: str | None) ->
 def _email_content(subject: str | None, body: str | None, html: str | None) -> None:
     if not subject or not subject.strip():
         raise SendRuleError("subject", "email needs a subject")
-    if len(subject) > MAX_SUBJECT_CHARS or _HEADER_UNSAFE.search(subject):
+    if len(subject) > MAX_SUBJECT_CHARS or HEADER_UNSAFE.search(subject):
         raise SendRuleError("subject", "must be one line of at most 998 characters")
     if not body and not html:
         raise SendRuleError("body", "email needs a body, an html part or both")
@@ -186,8 +199,10 @@ def check_send(
     metadata: dict[str, Any],
 ) -> CheckedSend:
     """Applies every rule of SPEC 3 for `channel`; raises SendRuleError on the first broken."""
-    for field, value in (("body", body), ("subject", subject), ("ordering_key", ordering_key)):
+    for field, value in (("body", body), ("subject", subject)):
         _no_controls(field, value)
+    if ordering_key is not None and ANY_CONTROL.search(ordering_key):
+        raise SendRuleError("ordering_key", "must not contain control characters")
     _no_controls("html", html.replace("\x0c", "") if html else None)
     frm = _address(channel, "from", from_addr)
     to = _address(channel, "to", to_addr)
