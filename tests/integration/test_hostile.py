@@ -6,6 +6,7 @@ is stored and sent byte for byte.
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import asyncpg
@@ -251,3 +252,47 @@ async def test_odd_but_legitimate_text_is_kept_and_sent_byte_for_byte(
     assert {r["to"]: r["body"] for r in received} == ids
     stored = await pool.fetch("SELECT to_addr, body FROM messages")
     assert {r["to_addr"]: r["body"] for r in stored} == ids
+
+
+async def raw_send(base_url: str, header_lines: bytes, body: bytes) -> tuple[int, Any]:
+    """POSTs a send with header bytes as given (httpx refuses to send some of them)."""
+    host, port = httpx.URL(base_url).host, httpx.URL(base_url).port
+    reader, writer = await asyncio.open_connection(host, port)
+    writer.write(
+        b"POST /api/v1/messages/send HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+        b"Content-Type: application/json\r\nContent-Length: %d\r\n%s\r\n%s"
+        % (len(body), header_lines, body)
+    )
+    answer = await reader.read()
+    writer.close()
+    head, _, payload = answer.partition(b"\r\n\r\n")
+    return int(head.split()[1]), orjson.loads(payload)
+
+
+@pytest.mark.parametrize(
+    "key",
+    [b"", b"   ", b"\t \t", b"k" * 256, b"a\x85b", b"a\xa0\x9fb"],
+    ids=["empty", "spaces", "tabs", "256-chars", "c1-control", "nbsp-and-c1"],
+)
+async def test_a_bad_idempotency_key_is_400_and_nothing_is_kept(
+    api: httpx.AsyncClient, pool: asyncpg.Pool, redis: Any, key: bytes
+) -> None:
+    status, answer = await raw_send(str(api.base_url), b"Idempotency-Key: " + key + b"\r\n", j(SMS))
+    assert status == 400, answer
+    error = answer["error"]
+    assert error["code"] == "invalid_idempotency_key"
+    assert "Idempotency-Key" in error["message"]
+    assert await pool.fetchval("SELECT count(*) FROM messages") == 0
+    assert await pool.fetchval("SELECT count(*) FROM idempotency_keys") == 0
+    assert await redis.xlen("message_queue:sms") == 0
+
+
+async def test_an_idempotency_key_of_255_characters_with_inner_spaces_is_fine(
+    api: httpx.AsyncClient, pool: asyncpg.Pool
+) -> None:
+    key = "booking 42 " + "k" * 244
+    first = await api.post("/api/v1/messages/send", json=SMS, headers={"Idempotency-Key": key})
+    assert first.status_code == 202, first.text
+    again = await api.post("/api/v1/messages/send", json=SMS, headers={"Idempotency-Key": key})
+    assert again.status_code == 200
+    assert await pool.fetchval("SELECT key FROM idempotency_keys") == key
