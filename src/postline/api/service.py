@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+import asyncpg
 from redis.exceptions import RedisError
 
 from postline.api.errors import ApiError
@@ -29,7 +30,7 @@ from postline.domain.statuses import Status
 from postline.logs import message_log, message_log_enabled
 from postline.providers.base import Provider
 from postline.queue.streams import Enqueue, RedisQueue
-from postline.store.availability import DB_UNAVAILABLE
+from postline.store.availability import DB_UNAVAILABLE, refused_values, unavailable
 from postline.store.messages import MessageStore, NewMessage
 from postline.store.records import public_message
 from postline.worker.attempts import attempt
@@ -39,12 +40,15 @@ log = logging.getLogger("postline.api")
 events = message_log()
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Pending:
     """One request's rows: they are stored together, in one transaction."""
 
     rows: Sequence[NewMessage]
     enqueue: bool
+    # Set when the flush had to store its requests one by one and this one
+    # could not be stored; the others of the flush were.
+    failure: Exception | None = None
 
 
 def new_row(request: MessageCreate, *, idempotency_key: str | None, now: datetime) -> NewMessage:
@@ -100,12 +104,23 @@ class Acceptor:
         await self._commits.close()
 
     async def accept(self, rows: Sequence[NewMessage], *, enqueue: bool = True) -> None:
-        """Returns once every row is committed; raises ApiError(503) if it cannot be."""
+        """Returns once every row is committed.
+
+        Raises ApiError 503 if PostgreSQL is unavailable, 422 if it refused
+        these rows' values (requests stored in the same flush are not hurt).
+        """
+        pending = Pending(rows, enqueue)
         try:
-            await self._commits.submit(Pending(rows, enqueue))
+            await self._commits.submit(pending)
+            if pending.failure is not None:
+                raise pending.failure
         except DB_UNAVAILABLE as exc:
             log.warning("database unavailable: %s", exc)
             raise ApiError(503, "the database is unavailable", code="database_unavailable") from exc
+        except asyncpg.PostgresError as exc:
+            if refused_values(exc):
+                raise refused(exc) from exc
+            raise
         log_accepted(rows)
 
     async def accept_idempotent(
@@ -121,6 +136,10 @@ class Acceptor:
         except DB_UNAVAILABLE as exc:
             log.warning("database unavailable: %s", exc)
             raise ApiError(503, "the database is unavailable", code="database_unavailable") from exc
+        except asyncpg.PostgresError as exc:
+            if refused_values(exc):
+                raise refused(exc) from exc
+            raise
         if created[0]:
             log_accepted([row])
             if enqueue:
@@ -128,8 +147,32 @@ class Acceptor:
         return created
 
     async def _flush(self, batch: Sequence[Pending]) -> None:
-        await self.store.insert([row for p in batch for row in p.rows])
+        try:
+            await self.store.insert([row for p in batch for row in p.rows])
+        except asyncpg.PostgresError as exc:
+            if len(batch) == 1 or unavailable(exc):
+                raise
+            # Most likely one request's values were refused (validation
+            # missed something): a request must not fail for its neighbour.
+            log.warning(
+                "a group insert of %d requests was refused (%s, SQLSTATE %s); "
+                "storing them one by one",
+                len(batch), type(exc).__name__, exc.sqlstate,
+            )  # fmt: skip
+            batch = await self._insert_one_by_one(batch)
         await self._queue_rows([row for p in batch if p.enqueue for row in p.rows])
+
+    async def _insert_one_by_one(self, batch: Sequence[Pending]) -> list[Pending]:
+        """Stores each request in its own statement; returns those stored."""
+        stored = []
+        for pending in batch:
+            try:
+                await self.store.insert(pending.rows)
+            except Exception as exc:  # whatever it is, it is this request's answer alone
+                pending.failure = exc
+            else:
+                stored.append(pending)
+        return stored
 
     async def _queue_rows(self, rows: Sequence[NewMessage]) -> None:
         due = [r for r in rows if r.status == Status.PENDING]
@@ -144,6 +187,16 @@ class Acceptor:
         except (RedisError, OSError) as exc:
             # Stored is what counts: the reconciler queues these when Redis is back.
             log.warning("redis unavailable, %d messages left to the reconciler: %s", len(rows), exc)
+
+
+def refused(exc: asyncpg.PostgresError) -> ApiError:
+    """422 for a request whose values PostgreSQL refused; a bug of validation, logged."""
+    log.error("the database refused a validated message: %s (SQLSTATE %s)",
+              type(exc).__name__, exc.sqlstate)  # fmt: skip
+    message = "the database refused this message's content"
+    detail = {"loc": ["body"], "msg": f"{message} (SQLSTATE {exc.sqlstate})",
+              "type": "database_refused"}  # fmt: skip
+    return ApiError(422, message, details=[detail])
 
 
 def log_accepted(rows: Sequence[NewMessage]) -> None:

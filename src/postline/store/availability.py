@@ -34,3 +34,22 @@ DB_ERRORS: tuple[type[BaseException], ...] = (*DB_UNAVAILABLE, asyncpg.PostgresE
 
 def unavailable(exc: BaseException) -> bool:
     return isinstance(exc, DB_UNAVAILABLE)
+
+
+# SQLSTATE classes that blame the values: 22 data exception (NUL in text or
+# jsonb, a value out of range; asyncpg also raises 22000 for an argument it
+# cannot encode), 23 integrity constraint violation, 54 program limit
+# exceeded (a value too large for an index row).
+_REFUSED_CLASSES = frozenset({"22", "23", "54"})
+
+
+def refused_values(exc: BaseException) -> bool:
+    """True if PostgreSQL (or the driver) refused a statement's values, not the statement.
+
+    The API answers such a request 422 (its content cannot be stored; trying
+    again will not help), and a group commit refused this way is retried
+    request by request, so only the request that caused it fails.
+    """
+    if not isinstance(exc, asyncpg.PostgresError) or unavailable(exc):
+        return False
+    return str(exc.sqlstate or "")[:2] in _REFUSED_CLASSES
