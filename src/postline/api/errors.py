@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import logging
+import traceback
 from typing import Any
 
+import asyncpg
 import orjson
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
+
+from postline.store.availability import DB_UNAVAILABLE
 
 log = logging.getLogger("postline.api")
 
@@ -95,7 +99,34 @@ def install(app: FastAPI) -> None:
             response.headers[name] = value
         return response
 
+    async def _unavailable(_: Request, exc: Exception) -> Response:
+        # Once for every route: a read, a list, a cancel or a retry that
+        # cannot reach PostgreSQL is a 503 like a send, never a 500.
+        if from_database(exc):
+            log.warning("database unavailable: %s: %s", type(exc).__name__, exc)
+            return envelope(503, "database_unavailable", "the database is unavailable")
+        log.warning("a dependency is unavailable", exc_info=exc)
+        return envelope(503, "service_unavailable", "a server Postline needs is unavailable")
+
+    for kind in DB_UNAVAILABLE:
+        if issubclass(kind, Exception):
+            app.add_exception_handler(kind, _unavailable)
+
     @app.exception_handler(Exception)
     async def _unexpected(_: Request, exc: Exception) -> Response:
         log.exception("unexpected error")
         return envelope(500, "internal_error", "an unexpected error occurred")
+
+
+def from_database(exc: BaseException) -> bool:
+    """True if `exc` is asyncpg's, or a socket error raised inside asyncpg.
+
+    A connection PostgreSQL refuses surfaces as a bare OSError from the
+    driver; one from anywhere else must not be reported as the database.
+    """
+    if isinstance(exc, asyncpg.PostgresError | asyncpg.InterfaceError):
+        return True
+    return any(
+        frame.f_globals.get("__name__", "").startswith("asyncpg.")
+        for frame, _ in traceback.walk_tb(exc.__traceback__)
+    )
