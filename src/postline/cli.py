@@ -124,6 +124,11 @@ def _sim_option(name: str, env: str, **kwargs: Any) -> Callable[[F], F]:
     type=click.Choice(["delivered", "undelivered", "failed"]),
 )  # fmt: skip
 @_sim_option("--sendgrid-event-webhook-url", "SENDGRID_EVENT_WEBHOOK_URL", default=None)
+@_sim_option("--seed", "SEED", default=None, type=int, help="Seed of faults, jitter and ids.")
+@_sim_option(
+    "--request-log", "REQUEST_LOG", default=None, type=click.Path(path_type=Path),
+    help="Append every provider call to this file as a JSON line.",
+)  # fmt: skip
 def simulator(
     host: str,
     port: int,
@@ -135,6 +140,8 @@ def simulator(
     callback_delay_ms: float,
     delivery_outcome: str,
     sendgrid_event_webhook_url: str | None,
+    seed: int | None,
+    request_log: Path | None,
 ) -> None:
     """Run the Twilio + SendGrid simulator (inspect it at /_sim/requests)."""
     from postline.simulator.app import run_simulator
@@ -153,8 +160,9 @@ def simulator(
         callback_delay_ms=callback_delay_ms,
         delivery_outcome=delivery_outcome,
         sendgrid_event_webhook_url=sendgrid_event_webhook_url,
+        seed=seed,
     )
-    run_simulator(host, port, config)
+    run_simulator(host, port, config, request_log)
 
 
 @main.command()

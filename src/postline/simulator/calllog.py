@@ -1,0 +1,65 @@
+"""A durable JSON-lines log of provider calls: one line per call, when it ends.
+
+Invariant: the line of a call is handed to the operating system (an
+unbuffered `write`) before its answer is sent, so every answer a client may
+have seen has its line, even if the simulator is killed just after. Lines
+are never rewritten; a reader sees a prefix of the calls in the order they
+ended. Times are Unix seconds (float) from this machine's clock, so they can
+be compared with other logs written on the same machine.
+
+Fields: `seq`, `provider`, `received_at`, `ended_at`, `status` (the HTTP
+status answered, or null when none was: reset or client gone), `outcome`
+(see `faults.py`), `accepted`, `hung`, `to`, `body` (Twilio), `subject` and
+`text` (SendGrid), `provider_message_id`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+FIELDS = (
+    "seq",
+    "provider",
+    "received_at",
+    "ended_at",
+    "status",
+    "outcome",
+    "accepted",
+    "hung",
+    "to",
+    "body",
+    "subject",
+    "text",
+    "provider_message_id",
+)
+
+
+class CallLog:
+    """Appends call records to a file; opened once, closed with the simulator."""
+
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        # buffering=0: each record is one write(2), so nothing waits in our memory.
+        self._file = path.open("ab", buffering=0)
+
+    def write(self, record: dict[str, Any]) -> None:
+        line = orjson.dumps({name: record.get(name) for name in FIELDS})
+        self._file.write(line + b"\n")
+
+    def close(self) -> None:
+        self._file.close()
+
+
+def read_calls(path: Path) -> list[dict[str, Any]]:
+    """Every complete line of a call log (a torn last line is skipped)."""
+    calls = []
+    with path.open("rb") as log:
+        for line in log:
+            if not line.endswith(b"\n"):
+                break
+            calls.append(orjson.loads(line))
+    return calls
