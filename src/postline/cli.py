@@ -15,6 +15,7 @@ from typing import Any, TypeVar
 import click
 
 from postline import cli_ops, logs
+from postline.chaos import command as chaos_command
 from postline.errors import ConfigurationError
 from postline.settings import Settings
 
@@ -244,5 +245,6 @@ def flow(url: str, timeout: float) -> None:
         raise click.ClickException(str(exc)) from exc
 
 
-# Operations commands (`status`, `worker --check`) attach to the group last.
+# Operations commands (`status`, `worker --check`) and the fault campaign attach last.
 cli_ops.register(main)
+chaos_command.register(main)

@@ -196,14 +196,34 @@ def test_an_overlap_is_found_behind_a_retry_of_the_same_message() -> None:
     assert [o.n for o in report.overlaps] == [2, 2]
 
 
-def test_fault_kinds_are_counted() -> None:
+def test_faults_are_counted_by_kind_and_exits_by_child() -> None:
     faults = [
         FaultRecord("redis_kill", "redis", 1.0, 2.0),
         FaultRecord("redis_kill", "redis", 5.0, 6.0),
         FaultRecord("api_kill", "api", 3.0, 4.0),
+        FaultRecord("worker_exit", "worker:1", 4.0, 4.0, {"returncode": 1}),
     ]
 
-    assert check([], [], faults).faults == {"api_kill": 1, "redis_kill": 2}
+    report = check([], [], faults)
+
+    assert report.faults == {"api_kill": 1, "redis_kill": 2}
+    assert report.exits == {"worker:1": 1}
+    assert report.misfired == []
+
+
+def test_faults_that_misfired_are_listed() -> None:
+    failed = FaultRecord("redis_busy", "redis", 1.0, 2.0, {"error": "ConnectionError: refused"})
+    data_lost = FaultRecord("redis_readonly", "redis", 3.0, 4.0, {"data_kept": False})
+    fine = FaultRecord("redis_readonly", "redis", 5.0, 6.0, {"data_kept": True})
+
+    assert check([], [], [failed, data_lost, fine]).misfired == [failed, data_lost]
+
+
+def test_a_worker_that_exits_on_its_own_explains_a_duplicate_like_a_kill() -> None:
+    calls = [call("k", 1, 1.0), call("k", 1, 20.0)]
+    exited = FaultRecord("worker_exit", "worker:2", 2.0, 2.0, {"returncode": 1})
+
+    assert check([ack("k", 1, 0.0)], calls, [exited]).duplicates[0].explained_by == "worker_exit"
 
 
 def test_calls_of_other_campaigns_and_other_bodies_are_ignored() -> None:

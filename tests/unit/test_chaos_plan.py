@@ -7,7 +7,7 @@ from collections import defaultdict
 
 import pytest
 
-from postline.chaos.plan import GAP_SECONDS, KIND_NAMES, KINDS, SETTLE_SECONDS, plan_faults
+from postline.chaos.plan import GAP_SECONDS, KIND_NAMES, KINDS, SETTLE_SECONDS, plan_faults, select
 
 
 def test_the_same_seed_gives_the_same_schedule() -> None:
@@ -62,3 +62,15 @@ def test_holds_and_parameters_stay_in_their_ranges() -> None:
 
 def test_a_run_too_short_for_any_fault_has_none() -> None:
     assert plan_faults(seed=1, duration=2, workers=3) == []
+
+
+def test_a_restricted_mix_draws_only_those_kinds() -> None:
+    kinds = select({"redis_kill", "api_kill"})
+
+    plan = plan_faults(seed=5, duration=300, workers=3, kinds=kinds)
+
+    assert {f.kind for f in plan} == {"redis_kill", "api_kill"}
+    assert select(None) == KINDS
+    assert plan_faults(seed=5, duration=300, workers=3, kinds=select(set())) == []
+    with pytest.raises(ValueError, match="nope"):
+        select({"nope"})

@@ -73,7 +73,9 @@ class Report:
     duplicates: list[Duplicate]
     order: list[OrderViolation]
     overlaps: list[Overlap]
-    faults: dict[str, int]
+    faults: dict[str, int]  # injected, by kind
+    exits: dict[str, int]  # children that exited on their own, by name
+    misfired: list[FaultRecord]  # faults whose action failed, or that lost Redis' data
     delays: list[float]  # request sent -> first accept, of acknowledged deliveries
 
     @property
@@ -125,9 +127,16 @@ def check(
         duplicates=duplicates,
         order=_order_violations(acked.values(), first),
         overlaps=_overlaps(calls),
-        faults=dict(sorted(Counter(f.kind for f in faults).items())),
+        faults=dict(sorted(Counter(f.kind for f in faults if not _observed(f)).items())),
+        exits=dict(sorted(Counter(f.target for f in faults if _observed(f)).items())),
+        misfired=[f for f in faults if "error" in f.detail or f.detail.get("data_kept") is False],
         delays=sorted(first[m].received_at - r.sent for m, r in acked.items() if m in first),
     )
+
+
+def _observed(fault: FaultRecord) -> bool:
+    """An exit the campaign saw, not a fault it injected (`<child>_exit`)."""
+    return fault.kind.endswith("_exit")
 
 
 def _windows(faults: list[FaultRecord], window: float) -> list[tuple[float, float, str]]:

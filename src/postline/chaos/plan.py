@@ -51,6 +51,16 @@ KINDS = (
 KIND_NAMES = frozenset(kind.name for kind in KINDS)
 
 
+def select(names: set[str] | None) -> tuple[Kind, ...]:
+    """The mix restricted to `names` (None: all of it); ValueError on an unknown name."""
+    if names is None:
+        return KINDS
+    unknown = names - KIND_NAMES
+    if unknown:
+        raise ValueError(f"unknown fault kinds: {', '.join(sorted(unknown))}")
+    return tuple(kind for kind in KINDS if kind.name in names)
+
+
 @dataclass(frozen=True)
 class PlannedFault:
     """One fault: `at` and `hold` are seconds from the start of the load."""
@@ -89,6 +99,8 @@ def plan_faults(
     *, seed: int, duration: float, workers: int, kinds: tuple[Kind, ...] = KINDS
 ) -> list[PlannedFault]:
     """The schedule of a campaign of `duration` seconds with `workers` worker slots."""
+    if not kinds:
+        return []
     rng = random.Random(seed)
     weights = [kind.weight for kind in kinds]
     free_at: dict[str, float] = {}

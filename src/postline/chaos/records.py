@@ -79,9 +79,9 @@ class FaultRecord:
     detail: dict[str, Any] = field(default_factory=dict)
 
 
-def write_line(file: Any, record: object) -> None:
-    """Append one record (a dataclass or a dict) as a JSON line to a binary file."""
-    data = dataclasses.asdict(record) if dataclasses.is_dataclass(record) else record
+def write_line(file: Any, record: ClientRecord | FaultRecord | dict[str, Any]) -> None:
+    """Append one record as a JSON line to a binary file."""
+    data = record if isinstance(record, dict) else dataclasses.asdict(record)
     file.write(orjson.dumps(data) + b"\n")
 
 
