@@ -16,8 +16,8 @@ from typing import Any
 import aiohttp
 import pytest
 
+from postline.chaos.records import read_lines
 from postline.simulator import RunningSimulator, SimulatorConfig, running_simulator
-from postline.simulator.calllog import read_calls
 
 SENDER = "+15550001111"
 TWILIO_PATH = "/2010-04-01/Accounts/AC0/Messages.json"
@@ -55,7 +55,7 @@ async def send_sms(http: aiohttp.ClientSession, body: str, timeout: float = 5.0)
 
 
 def calls(tmp_path: Path) -> list[dict[str, Any]]:
-    return read_calls(tmp_path / "calls.jsonl")
+    return list(read_lines(tmp_path / "calls.jsonl"))
 
 
 async def test_every_call_is_a_durable_line_with_its_times_and_outcome(

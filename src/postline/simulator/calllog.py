@@ -52,14 +52,3 @@ class CallLog:
 
     def close(self) -> None:
         self._file.close()
-
-
-def read_calls(path: Path) -> list[dict[str, Any]]:
-    """Every complete line of a call log (a torn last line is skipped)."""
-    calls = []
-    with path.open("rb") as log:
-        for line in log:
-            if not line.endswith(b"\n"):
-                break
-            calls.append(orjson.loads(line))
-    return calls
