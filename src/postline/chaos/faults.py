@@ -55,7 +55,6 @@ class FaultDriver:
     def __init__(self, stack: ChaosStack, log_path: Path) -> None:
         self._stack = stack
         self._log = log_path.open("ab")
-        self.injected: list[FaultRecord] = []
 
     def close(self) -> None:
         self._log.close()
@@ -73,14 +72,18 @@ class FaultDriver:
             if events and time.monotonic() - t0 >= events[0][0]:
                 _, _, i, what = heapq.heappop(events)
                 if what == "start":
-                    undo[i] = (time.time(), self._do(plan[i], self._start))
+                    undo[i] = (time.time(), self._do("start", self._start, plan[i]))
                 else:
                     started, state = undo.pop(i)
-                    detail = {**plan[i].params, **self._do(plan[i], self._end, state)}
-                    detail = {k: v for k, v in detail.items() if not k.startswith("_")}
-                    self._write(
-                        FaultRecord(plan[i].kind, plan[i].target, started, time.time(), detail)
-                    )
+                    # Undone even when the start failed half-way: a restart or a
+                    # SIGCONT too many is harmless, one too few ruins the run.
+                    ended = self._do("end", self._end, plan[i], state)
+                    errors = [e for e in (state.get("error"), ended.pop("error", None)) if e]
+                    detail = {**plan[i].params, **ended}
+                    if errors:
+                        detail["error"] = "; ".join(errors)
+                    fault = plan[i]
+                    self._write(FaultRecord(fault.kind, fault.target, started, time.time(), detail))
                 continue
             time.sleep(POLL_SECONDS)
 
@@ -92,16 +95,15 @@ class FaultDriver:
             self._write(FaultRecord(kind, name, now, now, {"returncode": code, "restarted": again}))
 
     def _write(self, record: FaultRecord) -> None:
-        self.injected.append(record)
         write_line(self._log, record)
         self._log.flush()
 
     @staticmethod
-    def _do(fault: PlannedFault, action: Any, *args: Any) -> dict[str, Any]:
+    def _do(step: str, action: Any, *args: Any) -> dict[str, Any]:
         try:
-            result: dict[str, Any] = action(fault, *args) or {}
+            result: dict[str, Any] = action(*args) or {}
         except Exception as exc:  # a failed action is logged, the campaign goes on
-            return {"error": f"{type(exc).__name__}: {exc}"}
+            return {"error": f"{step}: {type(exc).__name__}: {exc}"}
         return result
 
     # -- the faults ------------------------------------------------------------
@@ -120,7 +122,7 @@ class FaultDriver:
             with self._redis() as client:
                 client.flushall()
         elif kind == "redis_busy":
-            return {"_thread": self._busy(fault.hold)}
+            return {"thread": self._busy(fault.hold)}
         elif kind == "redis_readonly":
             return self._readonly()
         elif kind == "postgres_restart":
@@ -131,21 +133,21 @@ class FaultDriver:
 
     def _end(self, fault: PlannedFault, state: dict[str, Any]) -> dict[str, Any] | None:
         stack, kind = self._stack, fault.kind
-        if "error" in state:
-            return state
         if kind in ("worker_kill", "api_kill"):
             stack.restart(fault.target)
         elif kind == "worker_stop":
             stack.send(fault.target, signal.SIGCONT)
         elif kind in ("redis_kill", "redis_down"):
             stack.restart_redis()
-        elif kind == "redis_busy":
-            thread: _Busy = state["_thread"]
+        elif kind == "redis_busy" and "thread" in state:
+            thread: _Busy = state["thread"]
             thread.join(timeout=fault.hold + 15)
             return {"script": thread.outcome}
         elif kind == "redis_readonly":
             with self._redis() as client:
                 client.execute_command("REPLICAOF", "NO", "ONE")
+                if "sentinel" not in state:
+                    return None
                 kept = client.get(SENTINEL_KEY) == state["sentinel"]
                 client.delete(SENTINEL_KEY)
             return {"data_kept": kept}

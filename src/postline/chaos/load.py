@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import random
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -63,6 +64,20 @@ def payload(spec: LoadSpec, index: int, n: int) -> dict[str, Any]:
     }
 
 
+def arrivals(spec: LoadSpec) -> Iterator[tuple[float, int, int]]:
+    """(offset in seconds, key index, n within the key): the seeded arrival schedule."""
+    rng = random.Random(f"load-{spec.seed}")
+    sequence = [0] * spec.keys
+    offset = 0.0
+    while True:
+        offset += rng.expovariate(spec.rate)
+        if offset >= spec.duration:
+            return
+        index = rng.randrange(spec.keys)
+        sequence[index] += 1
+        yield offset, index, sequence[index]
+
+
 class Load:
     """One run of the load; `run()` blocks until it is over (call it from a thread)."""
 
@@ -93,20 +108,11 @@ class Load:
                 await asyncio.gather(*senders)
 
     async def _arrivals(self, queues: list[asyncio.Queue[int | None]], t0: float) -> None:
-        spec = self.spec
-        rng = random.Random(f"load-{spec.seed}")
-        sequence = [0] * spec.keys
-        offset = 0.0
-        while True:
-            offset += rng.expovariate(spec.rate)
-            if offset >= spec.duration:
-                break
-            index = rng.randrange(spec.keys)
+        for offset, index, n in arrivals(self.spec):
             delay = t0 + offset - time.monotonic()
             if delay > 0:
                 await asyncio.sleep(delay)
-            sequence[index] += 1
-            queues[index].put_nowait(sequence[index])
+            queues[index].put_nowait(n)
         for queue in queues:
             queue.put_nowait(None)
 
