@@ -91,6 +91,11 @@ async def test_a_hang_a_client_gives_up_on_is_logged_client_gone_and_not_accepte
     )  # fmt: skip
     assert call["body"] == "held"
     assert 0.25 < call["ended_at"] - started < 1.0
+    # The inspection log keeps only decided calls, each with an integer status.
+    async with http.get("/_sim/requests") as resp:
+        assert (await resp.json())["requests"] == []
+    async with http.get("/_sim/stats") as resp:
+        assert (await resp.json())["abandoned"] == 1
 
 
 async def test_a_hang_a_client_waits_out_is_answered_normally(
@@ -115,7 +120,8 @@ async def test_a_reset_accepts_the_message_and_the_client_sees_no_answer(
     assert await send_sms(http, "dropped") == "ServerDisconnectedError"
 
     (call,) = calls(tmp_path)
-    assert (call["outcome"], call["accepted"], call["status"]) == ("reset", True, None)
+    assert (call["outcome"], call["accepted"], call["answered"]) == ("reset", True, False)
+    assert call["status"] == 201  # decided, never sent
     assert call["provider_message_id"].startswith("SM")
 
 
@@ -171,5 +177,5 @@ async def test_the_inspection_log_shows_the_same_outcomes(
     async with http.get("/_sim/requests") as resp:
         (record,) = (await resp.json())["requests"]
 
-    assert (record["outcome"], record["accepted"], record["status"]) == ("reset", True, None)
+    assert (record["outcome"], record["accepted"], record["status"]) == ("reset", True, 201)
     assert record["ended_at"].endswith("Z")

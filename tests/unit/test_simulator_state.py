@@ -135,6 +135,7 @@ def test_log_filters_and_pages_forward() -> None:
         "received": 4,
         "in_flight": 0,
         "max_in_flight": 0,
+        "abandoned": 0,
         "by_provider": {"twilio": 3, "sendgrid": 1},
         "by_status": {"201": 2, "202": 1, "500": 1},
     }
@@ -228,15 +229,22 @@ def test_chaos_knobs_at_zero_draw_nothing_from_the_seeded_sequence() -> None:
     ]
 
 
-def test_records_get_an_outcome_and_calls_without_answer_are_not_counted() -> None:
+def test_records_get_an_outcome_and_abandoned_calls_stay_out_of_the_inspection_log() -> None:
     state = SimulatorState(SimulatorConfig())
     _record(state, status=201)
     _record(state, status=503)
+    state.record({"seq": 0, "provider": "twilio", "received_at": time.time(), "status": 201,
+                  "to": "+1555", "outcome": "reset"})  # fmt: skip
     state.record({"seq": 0, "provider": "twilio", "received_at": time.time(), "status": None,
                   "to": "+1555", "outcome": "client_gone"})  # fmt: skip
 
-    outcomes = [(r["outcome"], r["accepted"]) for r in state.requests()]
+    outcomes = [(r["outcome"], r["accepted"], r["answered"]) for r in state.requests()]
 
-    assert outcomes == [("accepted", True), ("refused", False), ("client_gone", False)]
-    assert state.stats()["by_status"] == {"201": 1, "503": 1}
+    assert outcomes == [
+        ("accepted", True, True),
+        ("refused", False, True),
+        ("reset", True, False),
+    ]
+    assert state.stats()["by_status"] == {"201": 2, "503": 1}
+    assert state.stats()["abandoned"] == 1
     assert all(r["ended_at"].endswith("Z") for r in state.requests())

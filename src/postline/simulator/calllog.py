@@ -8,9 +8,10 @@ ended. Times are Unix seconds (float) from this machine's clock, so they can
 be compared with other logs written on the same machine.
 
 Fields: `seq`, `provider`, `received_at`, `ended_at`, `status` (the HTTP
-status answered, or null when none was: reset or client gone), `outcome`
-(see `faults.py`), `accepted`, `hung`, `to`, `body` (Twilio), `subject` and
-`text` (SendGrid), `provider_message_id`.
+status the provider decided on; null when the client left first),
+`outcome` (see `faults.py`), `accepted`, `answered` (false for a reset and
+a client gone), `hung`, `to`, `body` (Twilio), `subject` and `text`
+(SendGrid), `provider_message_id`.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ FIELDS = (
     "status",
     "outcome",
     "accepted",
+    "answered",
     "hung",
     "to",
     "body",

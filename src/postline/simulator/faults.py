@@ -14,7 +14,9 @@ know whether the message went out. The simulator can
 
 Each call ends with exactly one outcome, and `ACCEPTING` says which outcomes
 mean the provider took the message: that set, not the HTTP status, is what
-a checker of "was it delivered" must read.
+a checker of "was it delivered" must read. A call's `status` is the one the
+provider decided on (a reset's is the 201/202 it never sent: `answered` is
+false); a `client_gone` call decided nothing and has none.
 """
 
 from __future__ import annotations
@@ -39,10 +41,10 @@ def outcome_for(status: int | None) -> str:
     return ACCEPTED if 200 <= status < 300 else REFUSED
 
 
-def after_accept(fault: str | None, ok_status: int) -> tuple[int | None, str]:
-    """(status to answer, outcome) for a message just accepted; None: no answer at all."""
+def after_accept(fault: str | None, ok_status: int) -> tuple[int, str]:
+    """(status decided, outcome) for a message just accepted; a RESET answers nothing."""
     if fault == RESET:
-        return None, RESET
+        return ok_status, RESET
     if fault == ACCEPTED_ERROR:
         return 500, ACCEPTED_ERROR
     return ok_status, ACCEPTED

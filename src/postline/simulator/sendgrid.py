@@ -337,11 +337,13 @@ class SendGridEndpoint(ProviderEndpoint):
             )
         status, outcome = faults.after_accept(plan.after_accept, 202)
         answer(status, message_id, True, outcome)
-        return _accepted_response(request, status, message_id)
+        return _accepted_response(request, status, outcome, message_id)
 
 
-def _accepted_response(request: web.Request, status: int | None, message_id: str) -> web.Response:
-    if status is None:
+def _accepted_response(
+    request: web.Request, status: int, outcome: str, message_id: str
+) -> web.Response:
+    if outcome == faults.RESET:
         return faults.drop_connection(request)
     if status != 202:
         return web.Response(body=error_for(ScriptItem(status)), status=status, content_type=_JSON)

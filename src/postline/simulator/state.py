@@ -70,6 +70,7 @@ class SimulatorState:
         # clear: how a test sees the concurrency a worker really achieved.
         self.in_flight = 0
         self.max_in_flight = 0
+        self.abandoned = 0  # calls whose client left before an answer was decided
 
     def reseed(self) -> None:
         """Restart the random source from `config.seed` (fresh entropy when None)."""
@@ -164,27 +165,32 @@ class SimulatorState:
     def record(self, record: Record) -> None:
         """Log one finished provider call (in memory, and durably when configured).
 
-        `outcome` defaults from `status` (see `faults.outcome_for`); a call
-        with no answer (`status` None) is not counted by status.
+        `outcome` defaults from `status` (see `faults.outcome_for`). A call
+        whose client left before any decision (`client_gone`, no status) goes
+        only to the durable log and the `abandoned` count: the inspection log
+        keeps holding only decided calls, each with an integer status.
         """
         record.setdefault("ended_at", time.time())
         outcome = record.setdefault("outcome", faults.outcome_for(record["status"]))
         record["accepted"] = outcome in faults.ACCEPTING
+        record["answered"] = outcome not in (faults.RESET, faults.CLIENT_GONE)
+        self._seq += 1
+        record["seq"] = self._seq
+        if self.call_log is not None:
+            self.call_log.write(record)
+        if outcome == faults.CLIENT_GONE:
+            self.abandoned += 1
+            return
         log = self._log
         if log.maxlen != self.config.keep_requests:
             # keep_requests can change at runtime; keep the newest entries.
             log = self._log = deque(log, maxlen=self.config.keep_requests)
-        self._seq += 1
-        record["seq"] = self._seq
         log.append(record)
         self.received += 1
         provider = record["provider"]
         status = record["status"]
         self.by_provider[provider] = self.by_provider.get(provider, 0) + 1
-        if status is not None:
-            self.by_status[status] = self.by_status.get(status, 0) + 1
-        if self.call_log is not None:
-            self.call_log.write(record)
+        self.by_status[status] = self.by_status.get(status, 0) + 1
 
     # -- inspection -----------------------------------------------------------
 
@@ -227,6 +233,7 @@ class SimulatorState:
             "received": self.received,
             "in_flight": self.in_flight,
             "max_in_flight": self.max_in_flight,
+            "abandoned": self.abandoned,
             "by_provider": dict(self.by_provider),
             "by_status": {str(status): n for status, n in sorted(self.by_status.items())},
         }
@@ -238,6 +245,7 @@ class SimulatorState:
         self.by_provider.clear()
         self.by_status.clear()
         self.max_in_flight = self.in_flight
+        self.abandoned = 0
 
 
 def _recipient_matches(recorded: object, wanted: str) -> bool:

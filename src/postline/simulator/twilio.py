@@ -386,9 +386,9 @@ class TwilioEndpoint(ProviderEndpoint):
                 outcome=plan.receipt,
             )
         status, outcome = faults.after_accept(plan.after_accept, 201)
-        late = error_for(ScriptItem(status)) if status not in (None, 201) else None
+        late = error_for(ScriptItem(status)) if status != 201 else None
         answer(status, sid, late, True, outcome)
-        if status is None:
+        if outcome == faults.RESET:
             return faults.drop_connection(request)
         if late is not None:
             return web.Response(body=late.body(), status=late.status, content_type=_JSON)
