@@ -36,8 +36,9 @@ class FakeStack:
         if call[0] in self.fail:
             raise RuntimeError(f"{call[0]} failed")
 
-    def kill(self, name: str) -> None:
+    def kill(self, name: str) -> bool:
         self._call("kill", name)
+        return True
 
     def restart(self, name: str) -> None:
         self._call("restart", name)
@@ -102,6 +103,7 @@ def test_faults_start_and_heal_in_time_order_and_are_logged_once_healed(tmp_path
     assert all(r.start <= r.end for r in records)
     assert records[0].detail == {"reset_rate": 0.3}
     kill = records[1]
+    assert kill.detail == {"was_running": True}
     assert kill.end - kill.start >= 0.1  # healed after its hold, not at once
 
 

@@ -78,8 +78,9 @@ class FaultDriver:
                     # Undone even when the start failed half-way: a restart or a
                     # SIGCONT too many is harmless, one too few ruins the run.
                     ended = self._do("end", self._end, plan[i], state)
-                    errors = [e for e in (state.get("error"), ended.pop("error", None)) if e]
-                    detail = {**plan[i].params, **ended}
+                    errors = [e for e in (state.pop("error", None), ended.pop("error", None)) if e]
+                    public = {k: v for k, v in state.items() if not k.startswith("_")}
+                    detail = {**plan[i].params, **public, **ended}
                     if errors:
                         detail["error"] = "; ".join(errors)
                     fault = plan[i]
@@ -111,8 +112,9 @@ class FaultDriver:
     def _start(self, fault: PlannedFault) -> dict[str, Any] | None:
         stack, kind = self._stack, fault.kind
         if kind in ("worker_kill", "api_kill"):
-            stack.kill(fault.target)
-        elif kind == "worker_stop":
+            # A child that had already exited on its own is started again all the same.
+            return {"was_running": stack.kill(fault.target)}
+        if kind == "worker_stop":
             stack.send(fault.target, signal.SIGSTOP)
         elif kind == "redis_kill":
             stack.kill_redis()
@@ -122,7 +124,7 @@ class FaultDriver:
             with self._redis() as client:
                 client.flushall()
         elif kind == "redis_busy":
-            return {"thread": self._busy(fault.hold)}
+            return {"_thread": self._busy(fault.hold)}
         elif kind == "redis_readonly":
             return self._readonly()
         elif kind == "postgres_restart":
@@ -139,16 +141,16 @@ class FaultDriver:
             stack.send(fault.target, signal.SIGCONT)
         elif kind in ("redis_kill", "redis_down"):
             stack.restart_redis()
-        elif kind == "redis_busy" and "thread" in state:
-            thread: _Busy = state["thread"]
+        elif kind == "redis_busy" and "_thread" in state:
+            thread: _Busy = state["_thread"]
             thread.join(timeout=fault.hold + 15)
             return {"script": thread.outcome}
         elif kind == "redis_readonly":
             with self._redis() as client:
                 client.execute_command("REPLICAOF", "NO", "ONE")
-                if "sentinel" not in state:
+                if "_sentinel" not in state:
                     return None
-                kept = client.get(SENTINEL_KEY) == state["sentinel"]
+                kept = client.get(SENTINEL_KEY) == state["_sentinel"]
                 client.delete(SENTINEL_KEY)
             return {"data_kept": kept}
         elif kind == "postgres_restart":
@@ -176,7 +178,7 @@ class FaultDriver:
             client.set(SENTINEL_KEY, sentinel)
             # A master that cannot be reached: writes get READONLY, the data set stays.
             client.execute_command("REPLICAOF", "127.0.0.1", str(free_port()))
-        return {"sentinel": sentinel}
+        return {"_sentinel": sentinel}
 
 
 class _Busy(threading.Thread):

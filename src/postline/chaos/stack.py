@@ -174,13 +174,15 @@ class ChaosStack:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(proc.pid, sig)
 
-    def kill(self, name: str) -> None:
-        """kill -9 the child and reap it."""
+    def kill(self, name: str) -> bool:
+        """kill -9 the child and reap it; False when it was not running any more."""
         child = self.children[name]
+        running = child.proc is not None and child.proc.poll() is None
         child.killed = True
         self.send(name, signal.SIGKILL)
         if child.proc is not None:
             child.proc.wait(timeout=30)
+        return running
 
     def restart(self, name: str) -> None:
         """Start the child again, like an operator who then checks it came up.
