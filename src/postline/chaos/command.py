@@ -56,7 +56,8 @@ def _option(name: str, env: str, **kwargs: Any) -> Callable[[F], F]:
     "DRAIN",
     default=None,
     type=click.FloatRange(min=0),
-    help="Most seconds to wait for the work to settle. [default: 37]",
+    help="Most seconds to wait for the work to settle. [default: reconcile interval + "
+    "visibility timeout + 30]",
 )
 @_option(
     "--faults",

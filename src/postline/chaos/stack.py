@@ -34,7 +34,11 @@ from postline.embedded import EmbeddedPostgres, EmbeddedRedis, free_port
 from postline.settings import Settings
 from postline.store.migrate import upgrade
 
-VISIBILITY_TIMEOUT_SECONDS = 5.0
+# A lease (the visibility timeout) must outlive a send plus its renewal room
+# (PROVIDER_TIMEOUT_SECONDS + 5, which Postline's settings enforce): a live
+# send is never taken over, and a frozen worker's sends are within seconds.
+PROVIDER_TIMEOUT_SECONDS = 3.0
+VISIBILITY_TIMEOUT_SECONDS = 8.0
 RECONCILE_INTERVAL_SECONDS = 2.0
 CHILD_SETTINGS = {
     "MAX_ATTEMPTS": "100",  # transient faults must never exhaust a message's budget
@@ -42,8 +46,8 @@ CHILD_SETTINGS = {
     "RETRY_MAX_SECONDS": "2",
     "VISIBILITY_TIMEOUT_SECONDS": str(VISIBILITY_TIMEOUT_SECONDS),
     "RECONCILE_INTERVAL_SECONDS": str(RECONCILE_INTERVAL_SECONDS),
-    "RECONCILE_QUIET_SECONDS": "2",
-    "PROVIDER_TIMEOUT_SECONDS": "8",
+    "RECONCILE_QUIET_SECONDS": "2",  # ignored by a Postline that no longer has it
+    "PROVIDER_TIMEOUT_SECONDS": str(PROVIDER_TIMEOUT_SECONDS),
     "WORKER_CONCURRENCY": "64",
     "LOG_FORMAT": "json",
     "LOG_LEVEL": "INFO",
