@@ -5,8 +5,10 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.synced
 PYTEST_ARGS ?=
+CHAOS_DURATION ?= 600
+CHAOS_SEED ?= 1
 
-.PHONY: setup run test worker migrate test-flow lint format bench clean
+.PHONY: setup run test worker migrate test-flow lint format bench chaos clean
 
 setup: $(STAMP)
 
@@ -43,6 +45,9 @@ format: $(STAMP)
 
 bench: $(STAMP)  ## throughput and latency figures (see BENCHMARKS.md)
 	$(VENV)/bin/postline bench
+
+chaos: $(STAMP)  ## fault campaign: load under seeded faults, then check (see RELIABILITY.md)
+	$(VENV)/bin/postline chaos --duration $(CHAOS_DURATION) --seed $(CHAOS_SEED)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .coverage

@@ -16,6 +16,7 @@ import click
 from pydantic import ValidationError
 
 from postline import cli_ops, logs
+from postline.chaos import command as chaos_command
 from postline.errors import ConfigurationError
 from postline.settings import Settings
 
@@ -137,6 +138,11 @@ def _sim_option(name: str, env: str, **kwargs: Any) -> Callable[[F], F]:
     type=click.Choice(["delivered", "undelivered", "failed"]),
 )  # fmt: skip
 @_sim_option("--sendgrid-event-webhook-url", "SENDGRID_EVENT_WEBHOOK_URL", default=None)
+@_sim_option("--seed", "SEED", default=None, type=int, help="Seed of faults, jitter and ids.")
+@_sim_option(
+    "--request-log", "REQUEST_LOG", default=None, type=click.Path(path_type=Path),
+    help="Append every provider call to this file as a JSON line.",
+)  # fmt: skip
 def simulator(
     host: str,
     port: int,
@@ -148,6 +154,8 @@ def simulator(
     callback_delay_ms: float,
     delivery_outcome: str,
     sendgrid_event_webhook_url: str | None,
+    seed: int | None,
+    request_log: Path | None,
 ) -> None:
     """Run the Twilio + SendGrid simulator (inspect it at /_sim/requests)."""
     from postline.simulator.app import run_simulator
@@ -166,8 +174,9 @@ def simulator(
         callback_delay_ms=callback_delay_ms,
         delivery_outcome=delivery_outcome,
         sendgrid_event_webhook_url=sendgrid_event_webhook_url,
+        seed=seed,
     )
-    run_simulator(host, port, config)
+    run_simulator(host, port, config, request_log)
 
 
 @main.command()
@@ -249,5 +258,6 @@ def flow(url: str, timeout: float) -> None:
         raise click.ClickException(str(exc)) from exc
 
 
-# Operations commands (`status`, `worker --check`) attach to the group last.
+# Operations commands (`status`, `worker --check`) and the fault campaign attach last.
 cli_ops.register(main)
+chaos_command.register(main)

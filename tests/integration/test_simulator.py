@@ -567,6 +567,7 @@ async def test_inspection_filters_stats_and_clear(http: aiohttp.ClientSession) -
             "received": 5,
             "in_flight": 0,
             "max_in_flight": 1,
+            "abandoned": 0,
             "by_provider": {"twilio": 4, "sendgrid": 1},
             "by_status": {"201": 3, "202": 1, "400": 1},
         }

@@ -50,6 +50,10 @@ def test_defaults_are_quiet_and_unauthenticated() -> None:
         "delivery_error_code": None,
         "sendgrid_event_webhook_url": None,
         "sendgrid_webhook_private_key": None,
+        "hang_rate": 0.0,
+        "hang_ms": 0.0,
+        "reset_rate": 0.0,
+        "accepted_error_rate": 0.0,
     }
 
 
@@ -61,6 +65,10 @@ def test_defaults_are_quiet_and_unauthenticated() -> None:
         {"error_rate": 1.01},
         {"rate_429": -0.1},
         {"error_rate": True},
+        {"hang_rate": 1.5},
+        {"hang_ms": -1},
+        {"reset_rate": -0.1},
+        {"accepted_error_rate": 2},
         {"retry_after_seconds": 1.5},
         {"retry_after_seconds": -1},
         {"keep_requests": 0},

@@ -135,6 +135,7 @@ def test_log_filters_and_pages_forward() -> None:
         "received": 4,
         "in_flight": 0,
         "max_in_flight": 0,
+        "abandoned": 0,
         "by_provider": {"twilio": 3, "sendgrid": 1},
         "by_status": {"201": 2, "202": 1, "500": 1},
     }
@@ -174,3 +175,76 @@ def test_in_flight_tracks_the_peak_until_cleared() -> None:
     assert (state.stats()["in_flight"], state.stats()["max_in_flight"]) == (1, 3)
     state.clear_requests()
     assert state.stats()["max_in_flight"] == 1
+
+
+# -- ambiguous-outcome faults -----------------------------------------------------
+
+
+def test_hang_rate_holds_that_fraction_for_hang_ms() -> None:
+    state = SimulatorState(SimulatorConfig(hang_rate=0.5, hang_ms=3000, latency_ms=10, seed=5))
+
+    plans = [state.plan("+1") for _ in range(2000)]
+    hung = [p for p in plans if p.hang]
+
+    assert 900 < len(hung) < 1100
+    assert all(p.hang == 3.0 and p.delay == 3.01 for p in hung)
+    assert all(p.delay == 0.01 for p in plans if not p.hang)
+
+
+def test_reset_and_accepted_error_split_one_draw() -> None:
+    state = SimulatorState(SimulatorConfig(reset_rate=0.2, accepted_error_rate=0.3, seed=9))
+
+    after = [state.plan("+1").after_accept for _ in range(4000)]
+
+    assert 700 < after.count("reset") < 900
+    assert 1100 < after.count("accepted_error") < 1300
+
+
+def test_a_refused_request_is_never_also_accepted() -> None:
+    state = SimulatorState(SimulatorConfig(error_rate=1.0, reset_rate=1.0))
+
+    plan = state.plan("+1")
+
+    assert plan.fault == ScriptItem(500)
+    assert plan.after_accept is None
+
+
+def test_scripted_items_override_the_chaos_knobs() -> None:
+    state = SimulatorState(SimulatorConfig(hang_rate=1.0, hang_ms=5000, reset_rate=1.0))
+    state.scripts.set("+1", [ScriptItem(201)])
+
+    plan = state.plan("+1")
+
+    assert (plan.hang, plan.after_accept, plan.delay) == (0.0, None, 0.0)
+
+
+def test_chaos_knobs_at_zero_draw_nothing_from_the_seeded_sequence() -> None:
+    plain = SimulatorState(SimulatorConfig(error_rate=0.5, seed=2))
+    knobs_off = SimulatorState(
+        SimulatorConfig(error_rate=0.5, seed=2, hang_rate=0.0, reset_rate=0.0)
+    )
+
+    assert [plain.plan(None).fault for _ in range(50)] == [
+        knobs_off.plan(None).fault for _ in range(50)
+    ]
+
+
+def test_records_get_an_outcome_and_abandoned_calls_stay_out_of_the_inspection_log() -> None:
+    state = SimulatorState(SimulatorConfig())
+    _record(state, status=201)
+    _record(state, status=503)
+    state.record({"seq": 0, "provider": "twilio", "received_at": time.time(), "status": 201,
+                  "to": "+1555", "outcome": "reset"})  # fmt: skip
+    state.record({"seq": 0, "provider": "twilio", "received_at": time.time(), "status": None,
+                  "to": "+1555", "outcome": "client_gone"})  # fmt: skip
+
+    outcomes = [(r["outcome"], r["accepted"], r["answered"]) for r in state.requests()]
+
+    assert outcomes == [
+        ("accepted", True, True),
+        ("refused", False, True),
+        ("reset", True, False),
+    ]
+    assert state.stats()["by_status"] == {"201": 2, "503": 1}
+    assert state.stats()["abandoned"] == 1
+    assert all(r["ended_at"].endswith("Z") for r in state.requests())

@@ -1,14 +1,17 @@
 """Build, start and run the provider simulator.
 
-- `create_app(config)` wires the Twilio and SendGrid endpoints and the
-  `/_sim` control routes around one `SimulatorState`.
+- `create_app(config, request_log=None)` wires the Twilio and SendGrid
+  endpoints and the `/_sim` control routes around one `SimulatorState`;
+  with `request_log`, every provider call is also appended there as a JSON
+  line (see `calllog.py`).
 - `running_simulator(config, host, port)` serves it in the current event
   loop for as long as the `async with` block lasts (tests, `postline dev`).
 - `run_simulator(host, port, config)` is the blocking entry point behind
   `postline simulator`: uvloop when installed, stops cleanly on SIGTERM/SIGINT.
 
 The request path has no access log and no middleware: a worker benchmark
-pushes thousands of requests a second through it.
+pushes thousands of requests a second through it. Handlers are cancelled
+when their client goes away, so a call's record says when it really ended.
 """
 
 from __future__ import annotations
@@ -20,9 +23,11 @@ import signal
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from pathlib import Path
 
 from aiohttp import web
 
+from postline.simulator.calllog import CallLog
 from postline.simulator.config import SimulatorConfig
 from postline.simulator.control import ControlRoutes
 from postline.simulator.receipts import ReceiptSender
@@ -40,9 +45,10 @@ RECEIPTS_KEY = web.AppKey("simulator_receipts", ReceiptSender)
 SHUTDOWN_TIMEOUT_SECONDS = 5.0
 
 
-def create_app(config: SimulatorConfig) -> web.Application:
+def create_app(config: SimulatorConfig, request_log: Path | None = None) -> web.Application:
     """The simulator as an aiohttp application; `config` stays live (it is not copied)."""
-    state = SimulatorState(config)
+    call_log = CallLog(request_log) if request_log is not None else None
+    state = SimulatorState(config, call_log)
     app = web.Application(client_max_size=MAX_REQUEST_BYTES)
     receipts = ReceiptSender(state)
     app[STATE_KEY] = state
@@ -51,6 +57,12 @@ def create_app(config: SimulatorConfig) -> web.Application:
     app.router.add_post(MAIL_SEND_PATH, SendGridEndpoint(state, receipts).handle)
     ControlRoutes(state).add_to(app)
     receipts.add_to(app)
+    if call_log is not None:
+
+        async def close_log(_: web.Application) -> None:
+            call_log.close()
+
+        app.on_cleanup.append(close_log)
     return app
 
 
@@ -75,12 +87,20 @@ def _url_host(host: str) -> str:
 
 @asynccontextmanager
 async def running_simulator(
-    config: SimulatorConfig, host: str = "127.0.0.1", port: int = 0
+    config: SimulatorConfig,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    *,
+    request_log: Path | None = None,
 ) -> AsyncIterator[RunningSimulator]:
     """Serve the simulator in the current loop; port 0 picks a free port."""
-    app = create_app(config)
+    app = create_app(config, request_log)
     runner = web.AppRunner(
-        app, access_log=None, handle_signals=False, shutdown_timeout=SHUTDOWN_TIMEOUT_SECONDS
+        app,
+        access_log=None,
+        handle_signals=False,
+        shutdown_timeout=SHUTDOWN_TIMEOUT_SECONDS,
+        handler_cancellation=True,
     )
     await runner.setup()
     try:
@@ -105,7 +125,9 @@ def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
     return uvloop.new_event_loop
 
 
-async def _serve_until_signalled(host: str, port: int, config: SimulatorConfig) -> None:
+async def _serve_until_signalled(
+    host: str, port: int, config: SimulatorConfig, request_log: Path | None
+) -> None:
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     handled: list[signal.Signals] = []
@@ -116,7 +138,7 @@ async def _serve_until_signalled(host: str, port: int, config: SimulatorConfig) 
             loop.add_signal_handler(sig, stop.set)
             handled.append(sig)
     try:
-        async with running_simulator(config, host, port) as sim:
+        async with running_simulator(config, host, port, request_log=request_log) as sim:
             logger.info("simulator listening base_url=%s", sim.base_url)
             await stop.wait()
             logger.info("simulator stopping")
@@ -125,7 +147,9 @@ async def _serve_until_signalled(host: str, port: int, config: SimulatorConfig) 
             loop.remove_signal_handler(sig)
 
 
-def run_simulator(host: str, port: int, config: SimulatorConfig) -> None:
+def run_simulator(
+    host: str, port: int, config: SimulatorConfig, request_log: Path | None = None
+) -> None:
     """Serve until SIGTERM or SIGINT, then drain in-flight requests and return."""
     with asyncio.Runner(loop_factory=_loop_factory()) as runner:
-        runner.run(_serve_until_signalled(host, port, config))
+        runner.run(_serve_until_signalled(host, port, config, request_log))

@@ -59,6 +59,15 @@ class SimulatorConfig:
     sendgrid_event_webhook_url: str | None = None
     # PEM EC P-256 key that signs SendGrid events; None: one is generated at start.
     sendgrid_webhook_private_key: str | None = None
+    # Ambiguous-outcome faults, for fault campaigns (see `faults.py`):
+    # a fraction of requests held `hang_ms` before being handled (a client
+    # that gives up meanwhile gets nothing and nothing is sent); a fraction
+    # accepted and then dropped without an answer; a fraction accepted and
+    # then answered 500. The last two share one draw, like the error rates.
+    hang_rate: float = 0.0
+    hang_ms: float = 0.0
+    reset_rate: float = 0.0
+    accepted_error_rate: float = 0.0
 
     def __post_init__(self) -> None:
         _validate(self)
@@ -67,8 +76,8 @@ class SimulatorConfig:
             setattr(self, name, float(getattr(self, name)))
 
 
-_NON_NEGATIVE_FLOATS = ("latency_ms", "latency_jitter_ms", "callback_delay_ms")
-_FRACTIONS = ("error_rate", "rate_429")
+_NON_NEGATIVE_FLOATS = ("latency_ms", "latency_jitter_ms", "callback_delay_ms", "hang_ms")
+_FRACTIONS = ("error_rate", "rate_429", "hang_rate", "reset_rate", "accepted_error_rate")
 _OPTIONAL_STRINGS = ("twilio_account_sid", "twilio_auth_token", "sendgrid_api_key")
 _FLOATS = (*_NON_NEGATIVE_FLOATS, *_FRACTIONS)
 FIELD_NAMES = frozenset(field.name for field in dataclasses.fields(SimulatorConfig))

@@ -27,8 +27,9 @@ from typing import Any
 import orjson
 from aiohttp import web
 
+from postline.simulator import faults
 from postline.simulator.config import SimulatorConfig
-from postline.simulator.endpoint import ProviderEndpoint
+from postline.simulator.endpoint import Call, ProviderEndpoint
 from postline.simulator.scripts import ScriptItem
 
 MAIL_SEND_PATH = "/v3/mail/send"
@@ -261,8 +262,9 @@ _JSON = "application/json"
 class SendGridEndpoint(ProviderEndpoint):
     """The aiohttp handler for Mail Send, bound to the simulator state."""
 
-    async def _respond(self, request: web.Request) -> web.Response:
-        received_at = time.time()
+    provider = "sendgrid"
+
+    async def _respond(self, request: web.Request, call: Call) -> web.Response:
         state = self._state
         too_large = False
         try:
@@ -272,23 +274,24 @@ class SendGridEndpoint(ProviderEndpoint):
         except web.HTTPRequestEntityTooLarge:
             mail, too_large = None, True
         fields = summarize(mail)
+        call.fields = {
+            "body": None,
+            "media_urls": [],
+            "status_callback": None,
+            **fields,
+            "json": mail,
+        }
 
-        def answer(status: int, message_id: str | None, ok: bool) -> None:
-            state.record(
-                {
-                    "seq": 0,
-                    "provider": "sendgrid",
-                    "received_at": received_at,
-                    "status": status,
-                    "provider_message_id": message_id,
-                    "error_code": None,
-                    "body": None,
-                    "media_urls": [],
-                    "status_callback": None,
-                    **fields,
-                    "json": mail,
-                    "auth_ok": ok,
-                }
+        def answer(
+            status: int | None, message_id: str | None, ok: bool, outcome: str | None = None
+        ) -> None:
+            self._record(
+                call,
+                status=status,
+                provider_message_id=message_id,
+                error_code=None,
+                auth_ok=ok,
+                outcome=outcome or faults.outcome_for(status),
             )
 
         denied = auth_error(state.config, request.headers.get("Authorization"))
@@ -304,6 +307,7 @@ class SendGridEndpoint(ProviderEndpoint):
             return web.Response(body=body, status=413, content_type=_JSON)
 
         plan = state.plan(fields["to"])
+        call.fields["hung"] = bool(plan.hang)
         if plan.delay:
             await asyncio.sleep(plan.delay)
         if plan.fault is not None:
@@ -324,7 +328,6 @@ class SendGridEndpoint(ProviderEndpoint):
             return web.Response(body=errors_body(*errors), status=400, content_type=_JSON)
 
         message_id = state.new_sendgrid_id()
-        answer(202, message_id, True)
         if self._receipts is not None:
             self._receipts.sendgrid(
                 message_id=message_id,
@@ -332,7 +335,19 @@ class SendGridEndpoint(ProviderEndpoint):
                 custom_args=fields["custom_args"],
                 outcome=plan.receipt,
             )
-        return web.Response(status=202, headers={"X-Message-Id": message_id})
+        status, outcome = faults.after_accept(plan.after_accept, 202)
+        answer(status, message_id, True, outcome)
+        return _accepted_response(request, status, outcome, message_id)
+
+
+def _accepted_response(
+    request: web.Request, status: int, outcome: str, message_id: str
+) -> web.Response:
+    if outcome == faults.RESET:
+        return faults.drop_connection(request)
+    if status != 202:
+        return web.Response(body=error_for(ScriptItem(status)), status=status, content_type=_JSON)
+    return web.Response(status=202, headers={"X-Message-Id": message_id})
 
 
 def _retry_headers(retry_after: int) -> dict[str, str]:

@@ -11,7 +11,9 @@ Twilio's synchronous validation (400 with Twilio's error codes), and finally
 the success answer. Every answer is recorded for `/_sim/requests`.
 
 After a `201`, delivery-status callbacks go to `StatusCallback` (see
-`receipts.py`); they never delay the answer.
+`receipts.py`); they never delay the answer. The ambiguous-outcome faults
+of `faults.py` (hang, reset or 500 after acceptance) fit into the same
+order: a hang before the script or knobs, the others in place of the 201.
 """
 
 from __future__ import annotations
@@ -22,7 +24,6 @@ import binascii
 import hmac
 import math
 import re
-import time
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
@@ -30,9 +31,10 @@ from urllib.parse import parse_qsl, urlsplit
 import orjson
 from aiohttp import web
 
+from postline.simulator import faults
 from postline.simulator.clock import rfc2822_now
 from postline.simulator.config import SimulatorConfig
-from postline.simulator.endpoint import ProviderEndpoint
+from postline.simulator.endpoint import Call, ProviderEndpoint
 from postline.simulator.scripts import ScriptItem
 
 MESSAGES_PATH = "/2010-04-01/Accounts/{AccountSid}/Messages.json"
@@ -282,8 +284,9 @@ _JSON = "application/json"
 class TwilioEndpoint(ProviderEndpoint):
     """The aiohttp handler for CreateMessage, bound to the simulator state."""
 
-    async def _respond(self, request: web.Request) -> web.Response:
-        received_at = time.time()
+    provider = "twilio"
+
+    async def _respond(self, request: web.Request, call: Call) -> web.Response:
         state = self._state
         account_sid = request.match_info["AccountSid"]
         form = parse_form(await request.read())
@@ -293,31 +296,36 @@ class TwilioEndpoint(ProviderEndpoint):
         media_urls = _all(form, "MediaUrl")
         status_callback = _first(form, "StatusCallback")
         service_sid = _first(form, "MessagingServiceSid")
+        call.fields = {
+            "account_sid": account_sid,
+            "to": to,
+            "from": sender,
+            "body": body,
+            "media_urls": media_urls,
+            "status_callback": status_callback,
+            "messaging_service_sid": service_sid,
+            "subject": None,
+            "html": None,
+            "text": None,
+            "attachments": [],
+            "custom_args": {},
+            "form": form,
+        }
 
-        def answer(status: int, sid: str | None, error: TwilioError | None, ok: bool) -> None:
-            state.record(
-                {
-                    "seq": 0,
-                    "provider": "twilio",
-                    "received_at": received_at,
-                    "status": status,
-                    "provider_message_id": sid,
-                    "error_code": error.code if error else None,
-                    "account_sid": account_sid,
-                    "to": to,
-                    "from": sender,
-                    "body": body,
-                    "media_urls": media_urls,
-                    "status_callback": status_callback,
-                    "messaging_service_sid": service_sid,
-                    "subject": None,
-                    "html": None,
-                    "text": None,
-                    "attachments": [],
-                    "custom_args": {},
-                    "form": form,
-                    "auth_ok": ok,
-                }
+        def answer(
+            status: int | None,
+            sid: str | None,
+            error: TwilioError | None,
+            ok: bool,
+            outcome: str | None = None,
+        ) -> None:
+            self._record(
+                call,
+                status=status,
+                provider_message_id=sid,
+                error_code=error.code if error else None,
+                auth_ok=ok,
+                outcome=outcome or faults.outcome_for(status),
             )
 
         if not auth_ok(state.config, request.headers.get("Authorization"), account_sid):
@@ -331,6 +339,7 @@ class TwilioEndpoint(ProviderEndpoint):
             )
 
         plan = state.plan(to)
+        call.fields["hung"] = bool(plan.hang)
         if plan.delay:
             await asyncio.sleep(plan.delay)
         if plan.fault is not None:
@@ -367,7 +376,6 @@ class TwilioEndpoint(ProviderEndpoint):
             media_count=len(media_urls),
             messaging_service_sid=service_sid,
         )
-        answer(201, sid, None, True)
         if self._receipts is not None:
             self._receipts.twilio(
                 sid=sid,
@@ -377,4 +385,11 @@ class TwilioEndpoint(ProviderEndpoint):
                 callback_url=status_callback,
                 outcome=plan.receipt,
             )
+        status, outcome = faults.after_accept(plan.after_accept, 201)
+        late = error_for(ScriptItem(status)) if status != 201 else None
+        answer(status, sid, late, True, outcome)
+        if outcome == faults.RESET:
+            return faults.drop_connection(request)
+        if late is not None:
+            return web.Response(body=late.body(), status=late.status, content_type=_JSON)
         return web.Response(body=orjson.dumps(resource), status=201, content_type=_JSON)

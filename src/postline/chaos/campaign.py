@@ -1,0 +1,185 @@
+"""One fault campaign, from nothing to a verdict.
+
+Order, every step bounded in time: start the stack; from one common start
+instant run the load (a thread) and play the fault plan (the main thread);
+wait for the load; drain (until every acknowledged message reached the
+provider and the provider has been quiet for `QUIET_SECONDS`, at most
+`drain` seconds); stop every child, so the logs are final; judge the three
+logs; stop the servers.
+
+The run folder keeps `run.json` (seed, token, settings), `client.jsonl`,
+`provider.jsonl`, `faults.jsonl`, `report.json` and every child's log, so
+`check_run` can judge any run again without starting anything.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import secrets
+import shutil
+import signal
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from postline.chaos.checker import check
+from postline.chaos.faults import FaultDriver
+from postline.chaos.load import Load, LoadSpec
+from postline.chaos.plan import KINDS, Kind, plan_faults
+from postline.chaos.records import client_records, fault_records, provider_calls, read_lines
+from postline.chaos.stack import RECONCILE_INTERVAL_SECONDS, VISIBILITY_TIMEOUT_SECONDS, ChaosStack
+from postline.chaos.summary import report_json, summary_lines
+
+DRAIN_SECONDS = RECONCILE_INTERVAL_SECONDS + VISIBILITY_TIMEOUT_SECONDS + 30
+QUIET_SECONDS = VISIBILITY_TIMEOUT_SECONDS + 2  # long enough for a take-over to show
+START_DELAY = 0.5  # between starting the load thread and its first arrival
+
+Echo = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class CampaignSpec:
+    duration: float
+    seed: int
+    rate: float
+    keys: int
+    workers: int
+    run_dir: Path
+    drain: float = DRAIN_SECONDS
+    keep_data: bool = False
+    kinds: tuple[Kind, ...] = KINDS
+
+
+def run(spec: CampaignSpec, echo: Echo) -> int:
+    """Run the campaign; 0 when the four counts are zero, 1 otherwise."""
+    run_dir = spec.run_dir
+    run_dir.mkdir(parents=True, exist_ok=True)
+    begun = time.monotonic()
+
+    def say(line: str) -> None:
+        echo(f"[{time.monotonic() - begun:5.1f}s] {line}")
+
+    info: dict[str, Any] = {
+        "seed": spec.seed,
+        "duration": spec.duration,
+        "rate": spec.rate,
+        "keys": spec.keys,
+        "workers": spec.workers,
+        "token": secrets.token_hex(6),
+        "mix": sorted(kind.name for kind in spec.kinds),
+        "started": time.time(),
+    }
+    _write_json(run_dir / "run.json", info)
+    plan = plan_faults(
+        seed=spec.seed, duration=spec.duration, workers=spec.workers, kinds=spec.kinds
+    )
+    say(f"chaos: seed {spec.seed}, {len(plan)} faults planned, logs in {run_dir}")
+    data_dir = Path(tempfile.mkdtemp(prefix="postline-chaos-"))
+    try:
+        with (
+            _sigterm_unwinds(),
+            ChaosStack(
+                run_dir=run_dir, data_dir=data_dir, workers=spec.workers, seed=spec.seed
+            ) as stack,
+        ):
+            say(f"stack up: api {stack.api_url}, simulator {stack.sim_url}")
+            load = Load(
+                LoadSpec(stack.api_url, spec.rate, spec.keys, spec.duration, spec.seed,
+                         info["token"]),
+                run_dir / "client.jsonl",
+            )  # fmt: skip
+            driver = FaultDriver(stack, run_dir / "faults.jsonl")
+            try:
+                t0 = time.monotonic() + START_DELAY
+                thread = threading.Thread(target=load.run, args=(t0,), name="load", daemon=True)
+                thread.start()
+                driver.run(plan, t0=t0, until=spec.duration)
+                thread.join(timeout=spec.duration + 60)
+                say(f"load done: {load.result}; draining (at most {spec.drain:g}s)")
+                info["drain"] = _drain(stack, driver, run_dir, info["token"], spec.drain)
+                say(f"drain: {info['drain']}")
+            finally:
+                driver.close()
+            stack.stop_children()
+    finally:
+        for server_log in (*data_dir.glob("*/redis.log*"), *data_dir.glob("*/postgres.log*")):
+            shutil.copy(server_log, run_dir / "logs" / server_log.name)
+        if not spec.keep_data:
+            shutil.rmtree(data_dir, ignore_errors=True)
+    info["skipped"] = load.result.skipped
+    _write_json(run_dir / "run.json", info)
+    return check_run(run_dir, echo)
+
+
+def check_run(run_dir: Path, echo: Echo) -> int:
+    """Judge a run folder's logs; prints the summary, writes report.json."""
+    info = orjson.loads((run_dir / "run.json").read_bytes())
+    report = check(
+        client_records(read_lines(run_dir / "client.jsonl")),
+        provider_calls(read_lines(run_dir / "provider.jsonl"), info["token"]),
+        fault_records(read_lines(run_dir / "faults.jsonl")),
+    )
+    for line in summary_lines(report, info):
+        echo(line)
+    _write_json(run_dir / "report.json", report_json(report, info))
+    return 0 if report.ok else 1
+
+
+def _drain(stack: ChaosStack, driver: FaultDriver, run_dir: Path, token: str, limit: float) -> str:
+    """Wait until the acknowledged messages reached the provider and it went quiet."""
+    client = client_records(read_lines(run_dir / "client.jsonl"))
+    waiting = {(r.key, r.n) for r in client if r.acknowledged}
+    tail = _Tail(stack.call_log)
+    started = last_call = time.monotonic()
+    while True:
+        driver.watch()
+        rows = tail.read()
+        if rows:
+            last_call = time.monotonic()
+            waiting -= {(c.key, c.n) for c in provider_calls(rows, token) if c.accepted}
+        now = time.monotonic()
+        if not waiting and now - last_call >= QUIET_SECONDS:
+            return f"settled after {now - started:.1f}s"
+        if now - started >= limit:
+            return f"gave up after {limit:g}s with {len(waiting)} acknowledged not delivered"
+        time.sleep(0.5)
+
+
+class _Tail:
+    """The complete lines appended to a file since the last read."""
+
+    def __init__(self, path: Path) -> None:
+        self._path = path
+        self._offset = 0
+
+    def read(self) -> list[dict[str, Any]]:
+        with self._path.open("rb") as log:
+            log.seek(self._offset)
+            data = log.read()
+        complete = data[: data.rfind(b"\n") + 1]
+        self._offset += len(complete)
+        return [orjson.loads(line) for line in complete.splitlines() if line.strip()]
+
+
+@contextlib.contextmanager
+def _sigterm_unwinds() -> Iterator[None]:
+    """SIGTERM unwinds like Ctrl-C, so the stack is stopped either way."""
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _write_json(path: Path, value: object) -> None:
+    path.write_bytes(orjson.dumps(value, option=orjson.OPT_INDENT_2) + b"\n")
