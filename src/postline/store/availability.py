@@ -24,6 +24,9 @@ DB_UNAVAILABLE: tuple[type[BaseException], ...] = (
     pg.SerializationError,
     pg.LockNotAvailableError,
     asyncpg.InterfaceError,
+    # The driver's own state broke with the connection (seen during a fast
+    # shutdown: "cannot switch to state 12"); the next connection is fine.
+    pg.InternalClientError,
     OSError,
     asyncio.TimeoutError,
 )

@@ -50,15 +50,22 @@ class Done:
 
 
 async def persist(
-    what: str, action: Callable[[], Awaitable[T]], errors: tuple[type[BaseException], ...]
+    what: str,
+    action: Callable[[], Awaitable[T]],
+    errors: tuple[type[BaseException], ...],
+    *,
+    other_tries: int = 5,
 ) -> T:
     """Retries `action` while it fails with `errors`: an outcome the provider
     already saw must be recorded, or the message would be sent again.
 
     Backoff is jittered and capped at 2 s, so the write lands soon after the
-    dependency is back; the outage is logged once, and so is its end.
+    dependency is back; the outage is logged once, and so is its end. Any
+    other error is tried `other_tries` times in all, then raised: a driver in
+    a state it never saw before is worth a few more tries, a bug is not
+    worth spinning on forever.
     """
-    delay, failures = 0.05, 0
+    delay, failures, others = 0.05, 0, 0
     while True:
         try:
             result = await action()
@@ -66,12 +73,17 @@ async def persist(
             failures += 1
             if failures == 1:
                 log.warning("%s failed, retrying until it succeeds: %s", what, exc)
-            await asyncio.sleep(random.uniform(delay / 2, delay))
-            delay = min(delay * 2, 2.0)
-            continue
-        if failures:
-            log.warning("%s succeeded after %d failed tries", what, failures)
-        return result
+        except Exception:
+            others += 1
+            if others >= other_tries:
+                raise
+            log.exception("%s failed unexpectedly (try %d of %d)", what, others, other_tries)
+        else:
+            if failures or others:
+                log.warning("%s succeeded after %d failed tries", what, failures + others)
+            return result
+        await asyncio.sleep(random.uniform(delay / 2, delay))
+        delay = min(delay * 2, 2.0)
 
 
 async def queue_next_heads(store: MessageStore, queue: RedisQueue, keys: Sequence[str]) -> None:
