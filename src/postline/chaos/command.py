@@ -102,7 +102,8 @@ def chaos(
         rate=rate,
         keys=keys,
         workers=workers,
-        run_dir=out or Path(".postline") / "chaos" / f"{stamp}-seed{seed}",
+        # Absolute: the children run inside it, so a relative path would resolve twice.
+        run_dir=(out or Path(".postline") / "chaos" / f"{stamp}-seed{seed}").resolve(),
         drain=campaign.DRAIN_SECONDS if drain is None else drain,
         keep_data=keep_data,
         kinds=kinds,
