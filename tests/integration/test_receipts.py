@@ -356,7 +356,7 @@ async def test_undelivered_may_still_become_delivered(
 
 
 async def test_one_sendgrid_batch_applies_the_strongest_report_per_message(
-    api: httpx.AsyncClient, sim: RunningSimulator, worker_settings: Settings
+    api: httpx.AsyncClient, sim: RunningSimulator, worker_settings: Settings, redis: Any
 ) -> None:
     first = await sent_quietly(api, sim, worker_settings, EMAIL)
     second = await sent_quietly(api, sim, worker_settings, {**EMAIL, "to": "bo@example.org"})
@@ -379,6 +379,9 @@ async def test_one_sendgrid_batch_applies_the_strongest_report_per_message(
         "failed",
         {"code": "dropped", "message": "Bounced Address"},
     )
+    # Every message that ends failed has its dead letter, a receipt's failure too.
+    dead = [fields["id"] for _, fields in await redis.xrange("message_queue:dead")]
+    assert dead == [second["id"]]
 
 
 async def test_the_sg_message_id_finds_the_message_without_postline_id(

@@ -36,6 +36,7 @@ from urllib.parse import parse_qsl
 import orjson
 from cryptography.hazmat.primitives.asymmetric import ec
 from fastapi import APIRouter, Depends, FastAPI, Request
+from redis.exceptions import RedisError
 from starlette.responses import Response
 
 from postline.api.bodies import read_limited
@@ -44,6 +45,7 @@ from postline.api.errors import ApiError
 from postline.api.schemas import ErrorEnvelope
 from postline.batching import GroupCommit
 from postline.domain.receipts import Receipt, sendgrid_receipts, twilio_receipt
+from postline.domain.statuses import Status
 from postline.providers.signatures import (
     SENDGRID_MAX_SKEW_SECONDS,
     SENDGRID_SIGNATURE_HEADER,
@@ -55,8 +57,9 @@ from postline.providers.signatures import (
     sendgrid_timestamp_fresh,
     twilio_signature_valid,
 )
+from postline.queue.streams import RedisQueue
 from postline.store.availability import DB_UNAVAILABLE
-from postline.store.receipts import ApplyResult, ReceiptStore
+from postline.store.receipts import Applied, ApplyResult, ReceiptStore
 
 log = logging.getLogger("postline.receipts")
 
@@ -81,9 +84,14 @@ class ReceiptIntake:
     """
 
     def __init__(
-        self, store: ReceiptStore, *, settle_every: float = SETTLE_INTERVAL_SECONDS
+        self,
+        store: ReceiptStore,
+        *,
+        queue: RedisQueue | None = None,
+        settle_every: float = SETTLE_INTERVAL_SECONDS,
     ) -> None:
         self.store = store
+        self._queue = queue
         self._commits: GroupCommit[list[Receipt]] = GroupCommit(
             self._flush, max_batch=100, parallel=2
         )
@@ -113,7 +121,21 @@ class ReceiptIntake:
             raise ApiError(503, "the database is unavailable", code="database_unavailable") from exc
 
     async def _flush(self, batch: Sequence[list[Receipt]]) -> None:
-        _log(await self.store.apply([r for receipts in batch for r in receipts]))
+        result = await self.store.apply([r for receipts in batch for r in receipts])
+        _log(result)
+        await self._dead_letter(result.applied)
+
+    async def _dead_letter(self, applied: Sequence[Applied]) -> None:
+        """A message a receipt failed gets its dead letter too (SPEC 3.1), best effort."""
+        failed = [a for a in applied if a.status == Status.FAILED]
+        if not failed or self._queue is None:
+            return
+        try:
+            await self._queue.dead_letter(
+                [{"id": str(a.message_id), "source": "receipt"} for a in failed]
+            )
+        except (RedisError, OSError) as exc:
+            log.warning("dead letters of %d receipt failures not written: %s", len(failed), exc)
 
     async def _settle_forever(self) -> None:
         while True:
@@ -124,6 +146,7 @@ class ReceiptIntake:
             except Exception:  # a bug must not stop the settler; the next pass tries again
                 log.exception("applying parked receipts crashed")
             else:
+                await self._dead_letter(settled.applied)
                 if settled.applied:
                     log.info("applied %d receipts that arrived before sent", len(settled.applied))
                 if settled.expired:
@@ -162,7 +185,8 @@ def _log(result: ApplyResult) -> None:
 @contextlib.asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     """Runs inside the app's own lifespan, which has built the components by now."""
-    intake = ReceiptIntake(ReceiptStore(app.state.components.pool))
+    parts = app.state.components
+    intake = ReceiptIntake(ReceiptStore(parts.pool), queue=parts.queue)
     intake.start()
     app.state.receipts = intake
     try:
