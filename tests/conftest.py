@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 
 import asyncpg
 import httpx
 import pytest
 import redis.asyncio as aioredis
 
+from postline.embedded import EmbeddedRedis, free_port
 from postline.queue.streams import RedisQueue, connect
 from postline.settings import Settings
 from postline.simulator.app import RunningSimulator, running_simulator
@@ -43,6 +45,17 @@ async def pool(database_url: str) -> AsyncIterator[asyncpg.Pool]:
     await pool.execute("TRUNCATE messages CASCADE")
     yield pool
     await pool.close()
+
+
+@pytest.fixture
+def own_redis(tmp_path: Path) -> Iterator[EmbeddedRedis]:
+    """A Redis of the test's own, which it may stop, kill, flush or reconfigure."""
+    server = EmbeddedRedis(tmp_path / "own-redis", port=free_port())
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
 
 
 @pytest.fixture

@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import collections
 import itertools
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -24,17 +23,6 @@ from postline.store.migrate import upgrade
 from tests.support.stack import Stack, count_status, send_many, sms, wait_all
 
 pytestmark = pytest.mark.timeout(240)
-
-
-@pytest.fixture
-def stack(
-    database_url: str, redis_url: str, pool: asyncpg.Pool, redis: Any, tmp_path: Path
-) -> Iterator[Stack]:
-    running = Stack(database_url, redis_url, tmp_path)
-    try:
-        yield running
-    finally:
-        running.stop_all()
 
 
 async def sending_count(database_url: str) -> int:

@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import uvicorn
+from fastapi import FastAPI
 
 from postline.api.app import create_app
 from postline.metrics import WorkerMetrics
@@ -53,10 +54,15 @@ def free_port() -> int:
 
 @contextlib.asynccontextmanager
 async def running_api(settings: Settings) -> AsyncIterator[str]:
+    async with serving(create_app(settings)) as base:
+        yield base
+
+
+@contextlib.asynccontextmanager
+async def serving(app: FastAPI) -> AsyncIterator[str]:
+    """Serves a built app (whose parts a test may reach into); yields its base URL."""
     port = free_port()
-    config = uvicorn.Config(
-        create_app(settings), host="127.0.0.1", port=port, log_config=None, access_log=False
-    )
+    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, access_log=False)
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve())
     try:
