@@ -1,0 +1,146 @@
+"""Per-key order is PostgreSQL's: Redis losing, missing or refusing writes never reorders a key.
+
+Each test sends keyed messages in three phases around a Redis fault, then
+reads the order of provider calls per key from the simulator. Phase 1 is
+still being sent when the fault hits (heads of some keys are in backoff,
+the provider is slow), phase 2 is what the fault makes Redis lose or never
+hold, phase 3 comes after it: phase 2 must still go out before phase 3.
+
+Redis is the test's own here (it is flushed, killed and stopped); the API
+and two workers run in-process.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import asyncpg
+import pytest
+import redis.asyncio as aioredis
+from redis.exceptions import ConnectionError as RedisConnectionError
+
+from postline.embedded import EmbeddedRedis
+from postline.queue.streams import Enqueue, RedisQueue
+from postline.settings import Settings
+from tests.support.faults import (
+    Service,
+    aof_size,
+    in_process,
+    in_thread,
+    kill_9,
+    lose_writes_after,
+    script,
+    wait_final,
+)
+from tests.support.harness import settings_for
+from tests.support.order import CallRecorder, KeyedLoad, judge
+
+pytestmark = pytest.mark.timeout(120)
+
+KEYS = 16
+PER_PHASE = 3
+
+
+@pytest.fixture
+def settings(database_url: str, own_redis: EmbeddedRedis, sim: Any, pool: asyncpg.Pool) -> Settings:
+    sim.config.latency_ms = 40  # a key's phase takes a while: the fault finds it half sent
+    return settings_for(database_url, own_redis.url, sim.base_url, reconcile_interval_seconds=1)
+
+
+@pytest.fixture
+async def service(settings: Settings) -> AsyncIterator[Service]:
+    async with in_process(settings, workers=2) as running:
+        yield running
+
+
+async def heads_in_backoff(sim: Any, load: KeyedLoad) -> None:
+    """The first message of every third key fails once and must wait 2 s (Retry-After)."""
+    await script(
+        sim.base_url, {load.to[k]: [{"status": 500, "retry_after": 2}] for k in load.keys[::3]}
+    )
+
+
+async def finish(
+    load: KeyedLoad, calls: CallRecorder, pool: asyncpg.Pool, fault: str, healed: float
+) -> None:
+    assert load.refused == 0, f"{load.refused} sends were refused"
+    took = await wait_final(pool, load.ids, within=60)
+    report = judge(calls.calls, load.accepted)
+    print(f"\n{fault}: {report.line()}; all sent {time.monotonic() - healed:.1f}s after "
+          f"the fault ({took:.1f}s of waiting)")  # fmt: skip
+    assert report.overtakes == 0
+    assert report.duplicates == 0
+    assert report.missing == []
+
+
+@pytest.mark.parametrize("fault", ["flushall", "kill-9 losing the last writes"])
+async def test_order_holds_when_redis_loses_its_data(
+    fault: str, own_redis: EmbeddedRedis, service: Service, sim: Any, pool: asyncpg.Pool
+) -> None:
+    load, calls = KeyedLoad(KEYS), CallRecorder(sim.state)
+    await heads_in_backoff(sim, load)
+    await load.send(service.api, PER_PHASE)
+    synced = aof_size(own_redis)
+    # Phase 2: stored and queued, and then Redis forgets the queueing.
+    await load.send(service.api, PER_PHASE)
+    if fault == "flushall":
+        client = aioredis.Redis.from_url(own_redis.url)
+        await client.flushall()
+        await client.aclose()
+    else:
+        kill_9(own_redis)
+        lost = lose_writes_after(own_redis, synced)
+        assert lost > 0
+        await in_thread(own_redis.start)
+    healed = time.monotonic()
+    await load.send(service.api, PER_PHASE)
+    await finish(load, calls, pool, fault, healed)
+
+
+async def test_messages_accepted_while_redis_was_down_go_before_later_ones(
+    own_redis: EmbeddedRedis, service: Service, sim: Any, pool: asyncpg.Pool
+) -> None:
+    load, calls = KeyedLoad(KEYS), CallRecorder(sim.state)
+    await heads_in_backoff(sim, load)
+    await load.send(service.api, PER_PHASE)
+    await in_thread(own_redis.stop)
+    # Phase 2: answered 202 and stored, never queued.
+    assert await load.send(service.api, PER_PHASE) == KEYS * PER_PHASE
+    await in_thread(own_redis.start)
+    healed = time.monotonic()
+    await load.send(service.api, PER_PHASE)
+    await finish(load, calls, pool, "redis down while accepting", healed)
+
+
+class RefusedPushes:
+    """The API's queue with every push failing, as on a dropped connection."""
+
+    def __init__(self, real: RedisQueue) -> None:
+        self.real = real
+        self.refused = 0
+
+    async def push(self, items: list[Enqueue]) -> int:
+        self.refused += len(items)
+        raise RedisConnectionError("push refused by the test")
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.real, name)
+
+
+async def test_a_failed_push_on_accept_never_lets_later_messages_overtake(
+    service: Service, sim: Any, pool: asyncpg.Pool
+) -> None:
+    """Workers keep reading meanwhile: phase 3's entries reach them before phase 2's."""
+    load, calls = KeyedLoad(KEYS), CallRecorder(sim.state)
+    await heads_in_backoff(sim, load)
+    acceptor = service.app.state.components.acceptor
+    await load.send(service.api, PER_PHASE)
+    acceptor.queue = refused = RefusedPushes(acceptor.queue)
+    await load.send(service.api, PER_PHASE)
+    acceptor.queue = refused.real
+    healed = time.monotonic()
+    await load.send(service.api, PER_PHASE)
+    assert refused.refused == KEYS * PER_PHASE
+    await finish(load, calls, pool, "failed pushes on accept", healed)
