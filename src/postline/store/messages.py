@@ -77,9 +77,16 @@ SELECT id, status, 0, 'accepted', created_at FROM ins
 
 #: Takes the claimable ones of $1 for holder $2, leased for $3 seconds.
 #: Claimable: pending, a retry that is due, or a `sending` whose lease ran out
-#: (its holder is gone) -- and only while no other open message of the same
-#: key is ahead of it or being sent. Runs after `postline_lock_keys`, in the
-#: same transaction, so two claims of one key never both pass the check.
+#: (its holder is gone) -- and only while no other message of the same key is
+#: being sent, nor (for the first two) open ahead of it. Runs after
+#: `postline_lock_keys`, in the same transaction, so two claims of one key
+#: never both pass the check.
+#:
+#: A lost `sending` message goes again before anything ahead of it by
+#: position: it was its key's first open message when it was claimed, so a
+#: message now ahead of it drew its position earlier but committed later (a
+#: large accept batch still running), and was accepted after it. Refusing it
+#: would stall the key for good: each of the two would wait for the other.
 _CLAIM = f"""
 WITH p AS (
     SELECT m.id, m.status AS previous FROM messages m
@@ -93,7 +100,7 @@ WITH p AS (
           WHERE o.ordering_key = m.ordering_key
             AND o.status IN ('pending', 'sending', 'retrying')
             AND o.id <> m.id
-            AND (o.position < m.position OR o.status = 'sending'))
+            AND (o.status = 'sending' OR (o.position < m.position AND m.status <> 'sending')))
     ORDER BY m.id
     FOR UPDATE OF m
 ), c AS (
@@ -222,8 +229,10 @@ class MessageStore:
     async def open_heads(
         self, *, after_key: str | None, limit: int, lease_grace: float
     ) -> list[asyncpg.Record]:
-        """The first open message of each key after `after_key`, in key order.
+        """The message each key after `after_key` waits for, in key order.
 
+        That is the key's `sending` message if it has one (nothing else of the
+        key can go meanwhile, see `_CLAIM`), else its first open one.
         `lease_lost` is true for a `sending` head whose lease ran out more
         than `lease_grace` seconds ago: its holder is gone.
         """
@@ -234,7 +243,7 @@ class MessageStore:
                 "    < now() - $3::float8 * interval '1 second' AS lease_lost "
                 "FROM messages WHERE status IN ('pending', 'sending', 'retrying') "
                 "AND ($1::text IS NULL OR ordering_key > $1) "
-                "ORDER BY ordering_key, position LIMIT $2",
+                "ORDER BY ordering_key, status = 'sending' DESC, position LIMIT $2",
                 after_key,
                 limit,
                 lease_grace,
