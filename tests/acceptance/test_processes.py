@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import base64
+import os
 import signal
+import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -120,3 +123,20 @@ def test_worker_finishes_sends_in_flight_on_sigterm(env: dict[str, str], tmp_pat
         assert stop(worker) == 0
         statuses = {api.get(f"/api/v1/messages/{i}").json()["status"] for i in ids}
         assert statuses == {"sent"}
+
+
+def test_worker_refuses_a_lease_shorter_than_a_send(env: dict[str, str]) -> None:
+    """Exits non-zero with the reason in one line: no traceback, no setting's value echoed."""
+    bad = {**env, "VISIBILITY_TIMEOUT_SECONDS": "5", "PROVIDER_TIMEOUT_SECONDS": "10"}
+    done = subprocess.run(
+        [sys.executable, "-m", "postline", "worker"],
+        env={**os.environ, **bad}, capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    output = done.stdout + done.stderr
+    assert done.returncode != 0
+    assert (
+        "VISIBILITY_TIMEOUT_SECONDS (5) must be at least PROVIDER_TIMEOUT_SECONDS (10) + 5"
+        in output
+    ), output
+    assert "Traceback" not in output
+    assert env["DATABASE_URL"] not in output
