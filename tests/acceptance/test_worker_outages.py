@@ -1,0 +1,155 @@
+"""A `postline worker` process rides out whatever Redis and PostgreSQL do, and never exits.
+
+Each test runs the real processes against servers of its own, misbehaves
+them, and then checks: every acknowledged message was sent (in its key's
+order), the worker is the very process it started with, and its log names
+each outage once and its end once per loop, not once per retry.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import json
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import httpx
+import pytest
+import redis
+import redis.asyncio as aioredis
+
+from postline.embedded import EmbeddedRedis, free_port
+from tests.support.order import KeyedLoad, calls_from_requests, judge
+from tests.support.stack import Stack, wait_all
+
+pytestmark = pytest.mark.timeout(240)
+
+#: RECONCILE_INTERVAL + VISIBILITY_TIMEOUT + 30 s of the stack's settings.
+BOUND = 1 + 7 + 30
+
+
+def outages(log: Path) -> dict[str, list[int]]:
+    """Per worker loop: [outages logged, recoveries logged]."""
+    counts: dict[str, list[int]] = collections.defaultdict(lambda: [0, 0])
+    for line in log.read_text().splitlines():
+        try:
+            event = str(json.loads(line).get("event", ""))
+        except ValueError:
+            event = line
+        loop = event.split(":", 1)[0]
+        if ": dependency unavailable" in event:
+            counts[loop][0] += 1
+        elif ": recovered after" in event:
+            counts[loop][1] += 1
+    return dict(counts)
+
+
+async def deliver(stack: Stack, load: KeyedLoad, healed: float, what: str) -> None:
+    """Every acknowledged message is sent within the bound, in its key's order."""
+    await wait_all(stack.database_url, load.ids, "sent", within=BOUND)
+    report = judge(calls_from_requests(stack.sim_requests()), load.accepted)
+    print(f"\n{what}: {len(load.ids)} acknowledged, all sent {time.monotonic() - healed:.1f}s "
+          f"after the fault ended; {report.line()}")  # fmt: skip
+    assert report.overtakes == 0 and report.missing == []
+
+
+def same_worker(stack: Stack, pid: int) -> None:
+    (worker,) = stack.workers
+    assert worker.poll() is None, f"the worker exited with {worker.returncode}"
+    assert worker.pid == pid
+
+
+async def started(stack: Stack) -> int:
+    """Waits until the stack's one worker says it started; returns its pid."""
+    (worker,) = stack.workers
+    log = stack.logs / "worker1.log"
+    deadline = time.monotonic() + 60
+    while "started, concurrency" not in (log.read_text() if log.exists() else ""):
+        assert worker.poll() is None, log.read_text()
+        assert time.monotonic() < deadline, "the worker did not start within 60s"
+        await asyncio.sleep(0.1)
+    return worker.pid
+
+
+async def spell(
+    name: str, stack: Stack, load: KeyedLoad, start: Callable[[], Awaitable[Any]],
+    end: Callable[[], Awaitable[Any]],
+) -> None:  # fmt: skip
+    """Sends, starts the fault, sends through it for 3 s, ends it, checks delivery.
+
+    Also checks that the worker logged the fault (some loop met it) and that
+    no loop logged it more than once, or its end more than once.
+    """
+    log = stack.logs / "worker1.log"
+    before = outages(log)
+    async with httpx.AsyncClient(base_url=stack.api_url, timeout=30) as api:
+        await load.send(api, 2)  # in flight (slow provider) when the fault starts
+        fault = asyncio.create_task(start())
+        for _ in range(3):  # stored and answered 202 while Redis refuses the pushes
+            await asyncio.gather(load.send(api, 1), asyncio.sleep(1))
+        await end()
+        await fault
+        healed = time.monotonic()
+        await load.send(api, 1)
+    assert load.refused == 0
+    await deliver(stack, load, healed, name)
+    after = outages(log)
+    logged = {
+        loop: (down - before.get(loop, [0, 0])[0], up - before.get(loop, [0, 0])[1])
+        for loop, (down, up) in after.items()
+    }
+    logged = {loop: counts for loop, counts in logged.items() if counts != (0, 0)}
+    print(f"{name}: outages and recoveries logged per loop: {logged}")
+    assert logged, f"the worker never met the {name} fault"
+    assert all(counts == (1, 1) for counts in logged.values()), logged
+
+
+async def test_a_worker_rides_out_busy_readonly_and_flushall(
+    database_url: str, own_redis: EmbeddedRedis, pool: asyncpg.Pool, tmp_path: Path
+) -> None:
+    stack = Stack(database_url, own_redis.url, tmp_path)
+    client = aioredis.Redis.from_url(own_redis.url)
+    try:
+        stack.start_simulator("--latency-ms", "100")
+        stack.start_api()
+        stack.start_worker()
+        pid = await started(stack)
+        load = KeyedLoad(10)
+        await client.config_set("lua-time-limit", 100)
+
+        def busy_script() -> Any:  # BUSY for everyone else while it runs
+            with redis.Redis.from_url(own_redis.url, socket_timeout=30) as blocking:
+                return blocking.eval(BUSY_LOOP, 0, 3.5)
+
+        await spell("BUSY", stack, load, lambda: asyncio.to_thread(busy_script), _nothing)
+        same_worker(stack, pid)
+        # A replica of a master that is not there: READONLY to writes, UNBLOCKED to blocked
+        # readers; it keeps its data until it syncs, which it never does.
+        await spell(
+            "READONLY", stack, load,
+            lambda: client.replicaof("127.0.0.1", free_port()),
+            lambda: client.replicaof("NO", "ONE"),
+        )  # fmt: skip
+        same_worker(stack, pid)
+        # FLUSHALL while the worker waits in XREADGROUP: NOGROUP, and everything lost.
+        await spell("FLUSHALL", stack, load, client.flushall, _nothing)
+        same_worker(stack, pid)
+    finally:
+        await client.aclose()
+        stack.stop_all()
+
+
+async def _nothing() -> None:
+    return None
+
+
+BUSY_LOOP = """
+local function now() local t = redis.call('TIME') return t[1] + t[2] / 1000000 end
+local start = now()
+while now() - start < tonumber(ARGV[1]) do end
+return 1
+"""
