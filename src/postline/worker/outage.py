@@ -21,9 +21,18 @@ from postline.store.availability import DB_ERRORS
 #: NOGROUP), every database error, and the OS's own.
 DEPENDENCY_ERRORS: tuple[type[BaseException], ...] = (RedisError, OSError, *DB_ERRORS)
 
+REDIS, POSTGRESQL = "redis", "postgresql"
+
 
 class Outage:
-    """Backoff and log-once bookkeeping for one loop."""
+    """Backoff and log-once bookkeeping for one loop.
+
+    `cause` names the dependency whose error started or continued the
+    outage. A loop's round can succeed without touching it (no entry needed
+    a claim, another worker held the reconciler's lock), so the loop checks
+    that `cause` answers again before it calls `ok`; else each such round
+    would log a recovery, and the next failure a new outage.
+    """
 
     def __init__(self, what: str, log: logging.Logger, *, first: float = 0.05, cap: float = 2.0):
         self._what = what
@@ -33,12 +42,14 @@ class Outage:
         self._delay = first
         self._since: float | None = None
         self.failures = 0
+        self.cause: str | None = None
 
     def failed(self, exc: BaseException) -> float:
         """Records a failure; returns how long to wait before trying again."""
         if self._since is None:
             self._since = time.monotonic()
             self._log.warning("%s: dependency unavailable, retrying: %s", self._what, _short(exc))
+        self.cause = dependency_of(exc)
         self.failures += 1
         delay = random.uniform(self._delay / 2, self._delay)
         self._delay = min(self._delay * 2, self._cap)
@@ -52,10 +63,20 @@ class Outage:
         self._since = None
         self._delay = self._first
         self.failures = 0
+        self.cause = None
 
     @property
     def ongoing(self) -> bool:
         return self._since is not None
+
+
+def dependency_of(exc: BaseException) -> str | None:
+    """REDIS or POSTGRESQL for a dependency error, None for anything else (a bug)."""
+    if isinstance(exc, RedisError):
+        return REDIS
+    if isinstance(exc, DB_ERRORS):  # OSError included: the client wraps its own
+        return POSTGRESQL
+    return None
 
 
 def _short(exc: BaseException) -> str:

@@ -45,7 +45,7 @@ from postline.store.messages import MessageStore
 from postline.worker import recovery
 from postline.worker.attempts import attempt
 from postline.worker.completion import Completer, Done
-from postline.worker.outage import DEPENDENCY_ERRORS, Outage
+from postline.worker.outage import DEPENDENCY_ERRORS, POSTGRESQL, REDIS, Outage
 from postline.worker.reconciler import Reconciler
 
 log = logging.getLogger("postline.worker")
@@ -160,7 +160,7 @@ class Worker:
                 entries = await self._queue.read(self.name, count=min(free, 500), block_ms=500)
                 if entries:
                     await self._dispatch(entries)
-                outage.ok()
+                await self._succeeded(outage)
             except DEPENDENCY_ERRORS as exc:
                 if isinstance(exc, ResponseError) and _groups_gone(exc):
                     # FLUSHALL or a Redis that lost its data: recreate the
@@ -255,13 +255,29 @@ class Worker:
             wait = seconds
             try:
                 await action()
-                outage.ok()
+                await self._succeeded(outage)
             except DEPENDENCY_ERRORS as exc:
                 wait = min(seconds, outage.failed(exc))
             except Exception as exc:  # a bug in a side loop must show, and not stop the loop
                 log.exception("%s crashed", name)
                 wait = max(seconds, outage.failed(exc))
             await _first(asyncio.sleep(wait), stop.wait())
+
+    async def _succeeded(self, outage: Outage) -> None:
+        """A round went through: the outage is over once its cause answers again."""
+        if outage.ongoing and not await self._answers(outage.cause):
+            return
+        outage.ok()
+
+    async def _answers(self, dependency: str | None) -> bool:
+        try:
+            if dependency == REDIS:
+                await self._queue.client.ping()
+            elif dependency == POSTGRESQL:
+                await self._store.pool.fetchval("SELECT 1")
+        except DEPENDENCY_ERRORS:
+            return False
+        return True
 
     async def _promote(self) -> None:
         """Due retries back to their streams; due scheduled sends into their key's queue."""
