@@ -22,7 +22,8 @@ import pytest
 import redis
 import redis.asyncio as aioredis
 
-from postline.embedded import EmbeddedRedis, free_port
+from postline.embedded import EmbeddedPostgres, EmbeddedRedis, free_port
+from postline.store.migrate import upgrade
 from tests.support.order import KeyedLoad, calls_from_requests, judge
 from tests.support.stack import Stack, wait_all
 
@@ -141,6 +142,69 @@ async def test_a_worker_rides_out_busy_readonly_and_flushall(
     finally:
         await client.aclose()
         stack.stop_all()
+
+
+OUTAGE_SECONDS = 60
+
+
+async def ride_out(
+    name: str, stack: Stack, stop: Callable[[], Any], start: Callable[[], Any]
+) -> tuple[KeyedLoad, int]:
+    """One dependency down for a minute under a running stack; returns the load and
+    how many sends the API refused (503) meanwhile."""
+    stack.start_simulator("--latency-ms", "200")
+    stack.start_api()
+    stack.start_worker()
+    pid = await started(stack)
+    load = KeyedLoad(10)
+    async with httpx.AsyncClient(base_url=stack.api_url, timeout=30) as api:
+        await load.send(api, 2)  # in flight (slow provider) when the server stops
+        await asyncio.to_thread(stop)
+        down = time.monotonic()
+        for _ in range(3):
+            await asyncio.gather(load.send(api, 1), asyncio.sleep(1))
+        refused = load.refused
+        await asyncio.sleep(OUTAGE_SECONDS - (time.monotonic() - down))  # the outage itself
+        await asyncio.to_thread(start)
+        healed = time.monotonic()
+        while (await api.get("/health")).status_code != 200:
+            assert time.monotonic() - healed < 30, "the API did not recover within 30s"
+            await asyncio.sleep(0.1)
+        await load.send(api, 2)
+    await deliver(stack, load, healed, f"{name} for {OUTAGE_SECONDS}s")
+    same_worker(stack, pid)
+    logged = outages(stack.logs / "worker1.log")
+    print(f"{name}: outages and recoveries logged per loop: {logged}")
+    assert logged, f"the worker never met the outage ({name})"
+    assert all(counts == [1, 1] for counts in logged.values()), logged
+    return load, refused
+
+
+async def test_a_worker_rides_out_a_minute_without_redis_and_a_minute_without_postgres(
+    database_url: str, redis_url: str, own_redis: EmbeddedRedis, pool: asyncpg.Pool,
+    redis: aioredis.Redis, tmp_path: Path,
+) -> None:  # fmt: skip
+    """Two stacks side by side, to spend the minute once: one loses its Redis, the other
+    its PostgreSQL. Sends accepted while Redis is down are answered 202 and go out;
+    while PostgreSQL is down the API answers 503 and nothing is acknowledged."""
+    own_pg = EmbeddedPostgres(tmp_path / "own-pg", port=free_port(), fast=True)
+    pg_url = own_pg.start()
+    await asyncio.to_thread(upgrade, pg_url)
+    (tmp_path / "redis-down").mkdir()
+    (tmp_path / "postgres-down").mkdir()
+    no_redis = Stack(database_url, own_redis.url, tmp_path / "redis-down")
+    no_postgres = Stack(pg_url, redis_url, tmp_path / "postgres-down")
+    try:
+        (_, refused_without_redis), (_, refused_without_postgres) = await asyncio.gather(
+            ride_out("Redis stopped", no_redis, own_redis.stop, own_redis.start),
+            ride_out("PostgreSQL stopped", no_postgres, own_pg.stop, own_pg.start),
+        )
+    finally:
+        no_redis.stop_all()
+        no_postgres.stop_all()
+        own_pg.stop()
+    assert refused_without_redis == 0
+    assert refused_without_postgres == 30  # three rounds of ten, all answered 503
 
 
 async def _nothing() -> None:
