@@ -122,7 +122,7 @@ async def test_exhausted_retries_fail_then_manual_retry_gets_a_fresh_budget(
 
 
 async def test_scheduled_send_goes_out_on_time_and_can_be_cancelled(
-    api: httpx.AsyncClient, settings: Any
+    api: httpx.AsyncClient, settings: Any, sim: Any
 ) -> None:
     at = datetime.now(UTC) + timedelta(seconds=2)
     answer = await api.post("/api/v1/messages/send", json={**SMS, "send_at": at.isoformat()})
@@ -138,10 +138,17 @@ async def test_scheduled_send_goes_out_on_time_and_can_be_cancelled(
     assert cancel.status_code == 200 and cancel.json()["status"] == "cancelled"
     async with running_worker(settings):
         sent = await wait_status(api, later["id"], "sent")
-        await asyncio.sleep(0)  # give the cancelled one a chance to be (wrongly) sent
+        # The cancelled one was due with it: it would have gone by the time a promote
+        # round (0.2 s) and a reconciler pass (0.5 s) have passed its send_at.
+        chance = at + timedelta(seconds=0.2 + settings.reconcile_interval_seconds + 0.5)
+
+        async def past_its_chance() -> bool:
+            return datetime.now(UTC) > chance
+
+        await wait_for(past_its_chance, timeout=10, what="the cancelled one's chance to go")
     late = parse(sent["sent_at"]) - at
     assert timedelta(0) <= late < timedelta(seconds=1), late
-    assert (await api.get(f"/api/v1/messages/{never['id']}")).json()["status"] == "cancelled"
+    assert [r["to"] for r in sim.state.requests()] == [SMS["to"]]  # never the cancelled one
     again = await api.post(f"/api/v1/messages/{later['id']}/cancel")
     assert again.status_code == 409
     assert again.json()["error"]["code"] == "not_cancellable"
