@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import signal
 import subprocess
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -73,6 +75,19 @@ class Stack:
         )
         self.workers.append(proc)
         return proc
+
+    async def worker_name(self, n: int, *, timeout: float = 60) -> str:
+        """The name worker `n` (from 1) logs when it starts: its consumer name and held_by."""
+        log = self.logs / f"worker{n}.log"
+        deadline = time.monotonic() + timeout
+        while True:
+            text = log.read_text() if log.exists() else ""
+            found = re.search(r"worker (\S+) started", text)
+            if found:
+                return found.group(1)
+            assert self.workers[n - 1].poll() is None, f"worker {n} exited:\n{text[-3000:]}"
+            assert time.monotonic() < deadline, f"worker {n} did not start in {timeout}s"
+            await asyncio.sleep(0.1)
 
     def kill(self, proc: subprocess.Popen[bytes]) -> None:
         os.kill(proc.pid, signal.SIGKILL)
