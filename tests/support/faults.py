@@ -127,3 +127,52 @@ async def in_thread(action: Any, *args: Any) -> Any:
 CUT_BY_DEADLINE = (
     "SELECT count(*) FROM message_events WHERE status = 'retrying' AND error_code = 'timeout'"
 )
+
+
+class Partition:
+    """A TCP relay to a server that a test can cut (a network partition) and heal.
+
+    Only the clients pointed at the relay lose the server; everyone else keeps it.
+    """
+
+    def __init__(self, host: str, port: int) -> None:
+        self._target = (host, port)
+        self._server: asyncio.Server | None = None
+        self._links: set[asyncio.StreamWriter] = set()
+        self.cut = False
+
+    async def start(self) -> int:
+        self._server = await asyncio.start_server(self._relay, "127.0.0.1", 0)
+        return int(self._server.sockets[0].getsockname()[1])
+
+    async def _relay(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if self.cut:
+            writer.close()
+            return
+        up_reader, up_writer = await asyncio.open_connection(*self._target)
+        self._links |= {writer, up_writer}
+
+        async def pipe(source: asyncio.StreamReader, sink: asyncio.StreamWriter) -> None:
+            with contextlib.suppress(ConnectionError, OSError):
+                while data := await source.read(65536):
+                    sink.write(data)
+                    await sink.drain()
+            sink.close()
+
+        await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
+        self._links -= {writer, up_writer}
+
+    def sever(self) -> None:
+        """Drops every link and refuses new ones, as a partition would."""
+        self.cut = True
+        for link in self._links:
+            link.close()
+
+    def heal(self) -> None:
+        self.cut = False
+
+    async def close(self) -> None:
+        self.sever()
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
