@@ -42,7 +42,7 @@ async def test_a_slow_send_outliving_its_first_lease_is_renewed_not_taken_over(
     """
     valid = settings_for(database_url, redis_url, sim.base_url, reconcile_interval_seconds=1)
     settings = valid.model_copy(
-        update={"visibility_timeout_seconds": 3.0, "provider_timeout_seconds": 5.0}
+        update={"visibility_timeout_seconds": 3.0, "provider_timeout_seconds": 8.0}
     )
     sim.config.latency_ms = 4000
     load = KeyedLoad(16)
