@@ -19,7 +19,6 @@ import asyncpg
 import pytest
 import redis.asyncio as aioredis
 
-from postline.settings import Settings
 from postline.store.messages import MessageStore
 from postline.worker import recovery
 from tests.support.faults import in_process, wait_final
@@ -67,7 +66,7 @@ async def test_a_slow_send_outliving_its_first_lease_is_renewed_not_taken_over(
         took = await wait_final(pool, load.ids, within=30)
         stop.set()
         taken = await rivalry
-    per_message = collections.Counter(r["body"] for r in sim.state.requests() if r["status"] < 300)
+    per_message = collections.Counter(r["body"] for r in sim.state.requests() if accepted(r))
     claims = await pool.fetch(
         "SELECT count(*) AS n FROM message_events WHERE status = 'sending' GROUP BY message_id"
     )
@@ -138,11 +137,3 @@ async def test_a_provider_that_never_answers_is_given_up_at_the_deadline(
 async def _when(fetch: Any, ready: Any) -> Any:
     rows = await fetch()
     return rows if ready(rows) else None
-
-
-def test_settings_refuse_a_lease_shorter_than_a_send() -> None:
-    with pytest.raises(ValueError, match=r"VISIBILITY_TIMEOUT_SECONDS \(5\) must be at least "
-                       r"PROVIDER_TIMEOUT_SECONDS \(10\) \+ 5"):  # fmt: skip
-        Settings(_env_file=None, visibility_timeout_seconds=5, provider_timeout_seconds=10)  # type: ignore[call-arg]
-    ok = Settings(_env_file=None, visibility_timeout_seconds=7, provider_timeout_seconds=2)  # type: ignore[call-arg]
-    assert ok.visibility_timeout_seconds == 7

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-import time
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -37,18 +36,23 @@ class Call:
     answered: float = 0.0  # unix seconds the simulator answered (0: not known)
 
 
+def accepted(record: Mapping[str, Any]) -> bool:
+    """Whether the provider took the message (its outcome, not the HTTP status, says so)."""
+    return bool(record["accepted"])
+
+
 def calls_from_requests(requests: Iterable[Mapping[str, Any]]) -> list[Call]:
     """Calls from `GET /_sim/requests` records whose body is a tag, in answer order."""
     calls = []
     for r in requests:
         body = r.get("body") or ""
         if ":" in body:
-            calls.append(Call(body.split(":", 1)[0], body, r["status"] < 300, r["seq"]))
+            calls.append(Call(body.split(":", 1)[0], body, accepted(r), r["seq"]))
     return sorted(calls, key=lambda c: c.seq)
 
 
 class CallRecorder:
-    """Records every call an in-process simulator answers, with its answer time."""
+    """Records every call an in-process simulator ends, with its arrival and end times."""
 
     def __init__(self, state: SimulatorState) -> None:
         self.calls: list[Call] = []
@@ -60,7 +64,7 @@ class CallRecorder:
             if ":" in body:
                 key = body.split(":", 1)[0]
                 self.calls.append(
-                    Call(key, body, r["status"] < 300, r["seq"], r["received_at"], time.time())
+                    Call(key, body, accepted(r), r["seq"], r["received_at"], r["ended_at"])
                 )
 
         state.record = record  # type: ignore[method-assign]

@@ -8,11 +8,13 @@ from pydantic import ValidationError
 from postline.settings import Settings
 
 
-def test_a_lease_shorter_than_a_send_is_refused() -> None:
+@pytest.mark.parametrize("visibility", [5, 12])
+def test_a_lease_shorter_than_a_send_is_refused(visibility: int) -> None:
     with pytest.raises(ValidationError) as caught:
-        Settings(_env_file=None, visibility_timeout_seconds=12, provider_timeout_seconds=10)  # type: ignore[call-arg]
-    assert "VISIBILITY_TIMEOUT_SECONDS (12) must be at least PROVIDER_TIMEOUT_SECONDS (10)" in str(
-        caught.value
+        Settings(_env_file=None, visibility_timeout_seconds=visibility, provider_timeout_seconds=10)  # type: ignore[call-arg]
+    assert (
+        f"VISIBILITY_TIMEOUT_SECONDS ({visibility}) must be at least PROVIDER_TIMEOUT_SECONDS (10)"
+        in str(caught.value)
     )
 
 
