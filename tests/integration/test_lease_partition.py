@@ -1,23 +1,19 @@
 """A live worker that cannot write to PostgreSQL for longer than its lease.
 
-Known gap, kept as a strict xfail so that it shows in every run and flips
-to a failure (remove the mark) once fixed. SPEC 2 allows a duplicate
-provider call only when a worker dies between the provider's answer and the
-status write; a worker that merely cannot reach PostgreSQL for longer than
-its lease also gets its sends taken over and sent again, though it is alive
-(its heartbeat in Redis goes on) and holds the provider's answers.
-
-The same race follows any PostgreSQL outage longer than the lease: when the
-database is back, the reconciler re-queues the in-flight sends (lease lost)
-and another worker can claim them before their holder's status write
-lands. In one run of the 60 s outage test the reconciler re-queued ten
-in-flight sends 0.3 s before their holder's write landed; with a second
-worker those ten could have gone out twice.
+Its lease runs out, but its heartbeat in Redis goes on: it is alive, holds
+the provider's answers and will write them when PostgreSQL is back. So its
+sends are not taken over (no second provider call) until the hard bound,
+`HARD_BOUND_LEASES` leases after the lease ran out; past that bound a holder
+that lives on but cannot finish loses them, and they go out again (a window
+the README lists).
 """
 
 from __future__ import annotations
 
 import collections
+import contextlib
+import uuid
+from collections.abc import AsyncIterator
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -26,6 +22,8 @@ import httpx
 import pytest
 import redis.asyncio as aioredis
 
+from postline.settings import Settings
+from postline.worker.runner import HARD_BOUND_LEASES
 from tests.support.faults import Partition, wait_final
 from tests.support.harness import running_api, running_worker, settings_for, wait_for
 from tests.support.order import KeyedLoad, accepted
@@ -33,27 +31,24 @@ from tests.support.order import KeyedLoad, accepted
 pytestmark = pytest.mark.timeout(90)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="an expired lease is taken over even while its holder is alive (heartbeat) and "
-    "only waiting for PostgreSQL: its sends go out twice",
-)
-async def test_a_worker_cut_off_from_postgresql_keeps_its_answered_sends(
-    database_url: str, redis_url: str, sim: Any, pool: asyncpg.Pool, redis: aioredis.Redis
-) -> None:
-    """Worker A reaches PostgreSQL through a link the test cuts while A's provider calls
-    are in flight; worker B reaches it directly. A's calls are answered, its status
-    writes wait for the link. The lease is 3 s (shorter than Settings allow, to save
-    time; renewal is not what is tested). No message may be sent twice."""
+LEASE = 3.0  # shorter than Settings allow, to save time; renewal is not what is tested
+
+
+@contextlib.asynccontextmanager
+async def cut_off_worker(
+    database_url: str, redis_url: str, sim: Any, pool: asyncpg.Pool, load: KeyedLoad
+) -> AsyncIterator[tuple[Partition, Settings]]:
+    """Worker A reaches PostgreSQL through a link, holds every message of `load` with
+    its provider calls in flight, then the link is cut. Yields the link and the
+    settings of a worker that reaches PostgreSQL directly."""
     parts = urlsplit(database_url)
     link = Partition(parts.hostname or "127.0.0.1", parts.port or 5432)
     port = await link.start()
     through_link = urlunsplit(parts._replace(netloc=f"{parts.username}@127.0.0.1:{port}"))
     direct = settings_for(database_url, redis_url, sim.base_url, reconcile_interval_seconds=1)
-    direct = direct.model_copy(update={"visibility_timeout_seconds": 3.0})
+    direct = direct.model_copy(update={"visibility_timeout_seconds": LEASE})
     cut_off = direct.model_copy(update={"database_url": through_link})
     sim.config.latency_ms = 1500
-    load = KeyedLoad(8)
     try:
         async with (
             running_api(direct) as base,
@@ -71,12 +66,62 @@ async def test_a_worker_cut_off_from_postgresql_keeps_its_answered_sends(
 
             await wait_for(all_held_by_a, timeout=20, what="A to hold every message")
             link.sever()  # A's provider calls are still going on
-            async with running_worker(direct):
-                await wait_final(pool, load.ids, within=30)
-            link.heal()
+            yield link, direct
     finally:
         await link.close()
+
+
+def sent_twice(sim: Any) -> int:
     per_message = collections.Counter(r["body"] for r in sim.state.requests() if accepted(r))
-    twice = sum(n - 1 for n in per_message.values())
+    return sum(n - 1 for n in per_message.values())
+
+
+async def leases_expired_for(pool: asyncpg.Pool, seconds: float) -> bool:
+    """Every `sending` lease ran out at least `seconds` ago (and some are sending)."""
+    row = await pool.fetchrow(
+        "SELECT count(*) AS n, bool_and(lease_until < now() - $1::float8 * interval '1 second') "
+        "AS expired FROM messages WHERE status = 'sending'",
+        seconds,
+    )
+    return bool(row["n"] and row["expired"])
+
+
+async def test_a_worker_cut_off_from_postgresql_keeps_its_answered_sends(
+    database_url: str, redis_url: str, sim: Any, pool: asyncpg.Pool, redis: aioredis.Redis
+) -> None:
+    """B runs while A's leases are expired for 3 reconciler passes and several
+    takeover rounds; A is alive, so B takes nothing. The link heals before the
+    hard bound: A writes its outcomes, and no message is sent twice."""
+    load = KeyedLoad(8)
+    async with cut_off_worker(database_url, redis_url, sim, pool, load) as (link, direct):  # noqa: SIM117
+        async with running_worker(direct):
+            await wait_for(
+                lambda: leases_expired_for(pool, 3.0), timeout=20, what="A's leases to expire"
+            )
+            link.heal()
+            await wait_final(pool, load.ids, within=30)
+    attempts = await pool.fetchval(
+        "SELECT max(attempts) FROM messages WHERE id = ANY($1::uuid[])",
+        [uuid.UUID(i) for i in load.ids],
+    )
+    twice = sent_twice(sim)
     print(f"\nA cut off from PostgreSQL mid-send: {len(load.ids)} messages, {twice} sent twice")
-    assert twice == 0
+    assert twice == 0 and attempts == 1
+
+
+async def test_past_the_hard_bound_a_cut_off_holder_loses_its_sends(
+    database_url: str, redis_url: str, sim: Any, pool: asyncpg.Pool, redis: aioredis.Redis
+) -> None:
+    """A stays cut off: B takes A's sends over once their leases ran out
+    HARD_BOUND_LEASES leases ago, and the history says they were attempted again."""
+    load = KeyedLoad(8)
+    async with cut_off_worker(database_url, redis_url, sim, pool, load) as (link, direct):  # noqa: SIM117
+        async with running_worker(direct):
+            took = await wait_final(pool, load.ids, within=LEASE * (HARD_BOUND_LEASES + 1) + 20)
+            link.heal()  # so that A can finish and stop: its late outcomes are fenced off
+    again = await pool.fetchval(
+        "SELECT count(DISTINCT message_id) FROM message_events WHERE detail LIKE 'attempted again%'"
+    )
+    print(f"\nA cut off for good: {len(load.ids)} messages taken over in {took:.1f}s")
+    assert again == len(load.ids)
+    assert took >= LEASE * HARD_BOUND_LEASES  # not before the hard bound

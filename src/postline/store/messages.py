@@ -77,7 +77,9 @@ SELECT id, status, 0, 'accepted', created_at FROM ins
 
 #: Takes the claimable ones of $1 for holder $2, leased for $3 seconds.
 #: Claimable: pending, a retry that is due, or a `sending` whose lease ran out
-#: (its holder is gone) -- and only while no other message of the same key is
+#: and whose holder is gone (not among the live workers $4), or whose lease
+#: ran out more than $5 seconds ago (a hard bound, for a holder that lives
+#: on but cannot finish) -- and only while no other message of the same key is
 #: being sent, nor (for the first two) open ahead of it. Runs after
 #: `postline_lock_keys`, in the same transaction, so two claims of one key
 #: never both pass the check.
@@ -94,7 +96,10 @@ WITH p AS (
       AND (m.status = 'pending'
            OR (m.status = 'retrying'
                AND coalesce(m.next_attempt_at, now()) <= now() + interval '1 second')
-           OR (m.status = 'sending' AND coalesce(m.lease_until, '-infinity') < now()))
+           OR (m.status = 'sending' AND coalesce(m.lease_until, '-infinity') < now()
+               -- a live holder (heartbeat) keeps it until the hard bound
+               AND (m.held_by IS NULL OR NOT (m.held_by = ANY($4::text[]))
+                    OR m.lease_until < now() - $5::float8 * interval '1 second')))
       AND NOT EXISTS (
           SELECT 1 FROM messages o
           WHERE o.ordering_key = m.ordering_key
@@ -185,19 +190,39 @@ class MessageStore:
         )
 
     async def claim(
-        self, ids: Sequence[uuid.UUID], *, holder: str, lease: float
+        self,
+        ids: Sequence[uuid.UUID],
+        *,
+        holder: str,
+        lease: float,
+        live: Sequence[str] = (),
+        hard_bound: float = 0.0,
     ) -> list[asyncpg.Record]:
         """Moves the claimable ones of `ids` to `sending` (attempts + 1), leased to `holder`.
 
         A message is claimable when it may be sent now and is the first open
         message of its ordering key (see `_CLAIM`); a `sending` one only once
-        its lease has expired.
+        its lease has expired and its holder is not in `live`, or its lease
+        expired more than `hard_bound` seconds ago.
         """
         if not ids:
             return []
         async with self.pool.acquire() as connection, connection.transaction():
             await connection.execute("SELECT postline_lock_keys($1::uuid[])", list(ids))
-            return list(await connection.fetch(_CLAIM, list(ids), holder, lease))
+            return list(
+                await connection.fetch(_CLAIM, list(ids), holder, lease, list(live), hard_bound)
+            )
+
+    async def release(self, message_id: uuid.UUID, *, holder: str) -> None:
+        """Gives up `holder`'s claim on a message it will not send: once the
+        lease runs out, another worker may take it without waiting for the
+        hard bound."""
+        await self.pool.execute(
+            "UPDATE messages SET held_by = NULL "
+            "WHERE id = $1 AND held_by = $2 AND status = 'sending'",
+            message_id,
+            holder,
+        )
 
     async def renew(self, ids: Sequence[uuid.UUID], *, holder: str, lease: float) -> int:
         """Extends `holder`'s leases on `ids`; returns how many it still holds."""
@@ -227,26 +252,37 @@ class MessageStore:
         )
 
     async def open_heads(
-        self, *, after_key: str | None, limit: int, lease_grace: float
+        self,
+        *,
+        after_key: str | None,
+        limit: int,
+        lease_grace: float,
+        live: Sequence[str] = (),
+        hard_bound: float = 0.0,
     ) -> list[asyncpg.Record]:
         """The message each key after `after_key` waits for, in key order.
 
         That is the key's `sending` message if it has one (nothing else of the
         key can go meanwhile, see `_CLAIM`), else its first open one.
-        `lease_lost` is true for a `sending` head whose lease ran out more
-        than `lease_grace` seconds ago: its holder is gone.
+        `lease_lost` is true for a `sending` head that a claim would take
+        over: its lease ran out more than `lease_grace` seconds ago and its
+        holder is not in `live`, or it ran out more than `hard_bound` ago.
         """
         return list(
             await self.pool.fetch(
                 "SELECT DISTINCT ON (ordering_key) id, type, status, ordering_key, "
                 "next_attempt_at, coalesce(lease_until, '-infinity') "
-                "    < now() - $3::float8 * interval '1 second' AS lease_lost "
+                "    < now() - $3::float8 * interval '1 second' "
+                "  AND (held_by IS NULL OR NOT (held_by = ANY($4::text[])) "
+                "       OR lease_until < now() - $5::float8 * interval '1 second') AS lease_lost "
                 "FROM messages WHERE status IN ('pending', 'sending', 'retrying') "
                 "AND ($1::text IS NULL OR ordering_key > $1) "
                 "ORDER BY ordering_key, status = 'sending' DESC, position LIMIT $2",
                 after_key,
                 limit,
                 lease_grace,
+                list(live),
+                hard_bound,
             )
         )
 

@@ -11,7 +11,8 @@ Each pass, for every ordering key with open messages, in key order:
   Redis lost), and the ones due soon are put in the delay set if missing;
 - the head is checked (`domain.ordering.plan_repairs`): in its stream
   (the queued index, checked against the stream itself), in the delay set,
-  or in a live worker's hands (lease); a head that is nowhere is queued.
+  or in a worker's hands (a lease, or an expired lease whose holder still
+  heartbeats, up to a hard bound); a head that is nowhere is queued.
   Nothing else of the key needs to be in Redis: when the head finishes, its
   completion queues the next one.
 
@@ -29,6 +30,7 @@ from postline.domain.channels import Channel
 from postline.domain.ordering import Head, needs_queue_check, plan_repairs
 from postline.domain.statuses import Status
 from postline.queue.streams import Enqueue, RedisQueue
+from postline.queue.workers import live_workers
 from postline.store.messages import MessageStore
 
 log = logging.getLogger("postline.reconciler")
@@ -52,6 +54,7 @@ class Reconciler:
         owner: str,
         interval: float,
         lease_grace: float = 5.0,
+        hard_bound: float = 0.0,
         max_per_pass: int = 100_000,
     ) -> None:
         self._store = store
@@ -59,6 +62,7 @@ class Reconciler:
         self._owner = owner
         self._interval = interval
         self._lease_grace = lease_grace
+        self._hard_bound = hard_bound
         self._max = max_per_pass
         self._passes = 0
 
@@ -101,10 +105,12 @@ class Reconciler:
     async def _heads(self) -> int:
         after: str | None = None
         seen = repaired = 0
+        live = [beat.name for beat in await live_workers(self._queue.client)]
         while seen < self._max:
             rows = await self._store.open_heads(
-                after_key=after, limit=PAGE, lease_grace=self._lease_grace
-            )
+                after_key=after, limit=PAGE, lease_grace=self._lease_grace,
+                live=live, hard_bound=self._hard_bound,
+            )  # fmt: skip
             if not rows:
                 break
             after = rows[-1]["ordering_key"]

@@ -40,6 +40,7 @@ from postline.logs import message_log, message_log_enabled
 from postline.metrics import WorkerMetrics
 from postline.providers.base import Provider
 from postline.queue.streams import Enqueue, Entry, RedisQueue, consumer_name
+from postline.queue.workers import live_workers
 from postline.runtime import settle_garbage_collector
 from postline.store.messages import MessageStore
 from postline.worker import recovery
@@ -55,6 +56,11 @@ HEARTBEAT_PREFIX = recovery.HEARTBEAT_PREFIX
 HEARTBEAT_SECONDS = 2.0
 #: A send stops calling the provider this close to its lease's end.
 LEASE_MARGIN_SECONDS = 2.0
+#: An expired lease whose holder still heartbeats (alive, but cut off from
+#: PostgreSQL, or stuck) is taken over only this many leases after it ran out.
+HARD_BOUND_LEASES = 4
+#: How long a list of live workers (their heartbeats) is trusted.
+LIVE_REFRESH_SECONDS = 1.0
 
 
 @dataclass(slots=True)
@@ -101,9 +107,12 @@ class Worker:
         self._reconcile_interval = reconcile_interval
         self._callbacks = callbacks
         self._groups_ready = False
+        self._hard_bound = HARD_BOUND_LEASES * self._lease
+        self._live: list[str] = []
+        self._live_at = float("-inf")
         self.reconciler = Reconciler(
             store=store, queue=queue, owner=self.name, interval=reconcile_interval,
-            lease_grace=LEASE_MARGIN_SECONDS + HEARTBEAT_SECONDS,
+            lease_grace=LEASE_MARGIN_SECONDS + HEARTBEAT_SECONDS, hard_bound=self._hard_bound,
         )  # fmt: skip
         self._completer = GroupCommit(
             Completer(store=store, queue=queue, metrics=self.metrics), max_batch=1000, parallel=2
@@ -180,7 +189,10 @@ class Worker:
                 extra.append(entry)
             else:
                 by_id[message_id] = entry
-        rows = await self._store.claim(list(by_id), holder=self.name, lease=self._lease)
+        rows = await self._store.claim(
+            list(by_id), holder=self.name, lease=self._lease,
+            live=await self._live_holders(), hard_bound=self._hard_bound,
+        )  # fmt: skip
         log_claims = message_log_enabled()
         for row in rows:
             entry = by_id.pop(row["id"])
@@ -216,6 +228,14 @@ class Worker:
         )
         await self._queue.ack([*by_id.values(), *extra])
 
+    async def _live_holders(self) -> list[str]:
+        """Workers whose heartbeat exists (cached for a second): their expired
+        leases are not taken over before the hard bound."""
+        if time.monotonic() - self._live_at > LIVE_REFRESH_SECONDS:
+            self._live = [beat.name for beat in await live_workers(self._queue.client)]
+            self._live_at = time.monotonic()
+        return self._live
+
     def _start(self, row: Mapping[str, Any], entry: Entry) -> None:
         now = time.monotonic()
         self._held[row["id"]] = Held(entry, now, now + self._lease - LEASE_MARGIN_SECONDS)
@@ -226,6 +246,7 @@ class Worker:
 
     async def _send(self, row: Mapping[str, Any], entry: Entry) -> None:
         held = self._held[row["id"]]
+        sent = False
         try:
             if time.monotonic() > held.lease_ok_until:
                 # Paused past the lease (a stopped process, a starved loop):
@@ -240,9 +261,15 @@ class Worker:
             self.metrics.provider_duration.labels(outcome.provider or "").observe(latency)
             done = Done(outcome, entry, Channel(row["type"]), row["ordering_key"], latency)
             await self._completer.submit(done)
+            sent = True
         except Exception:  # a bug must not kill the loop; the lease runs out, then a retake
             log.exception("send of %s crashed", row["id"])
         finally:
+            if not sent:
+                # Let another worker take it once the lease runs out, without
+                # waiting for the hard bound that protects a live holder.
+                with contextlib.suppress(*DEPENDENCY_ERRORS):
+                    await self._store.release(row["id"], holder=self.name)
             self._held.pop(row["id"], None)
             self.metrics.inflight.set(self.inflight)
             self._slot_free.set()
