@@ -76,6 +76,21 @@ async def started(stack: Stack) -> int:
     return worker.pid
 
 
+async def logged_since(log: Path, before: dict[str, list[int]]) -> dict[str, tuple[int, int]]:
+    """Outages and recoveries each loop logged since `before`, once every loop that logged
+    an outage has had a round to log its end (a loop runs every 2 s at most)."""
+    deadline = time.monotonic() + 10
+    while True:
+        logged = {
+            loop: (down - before.get(loop, [0, 0])[0], up - before.get(loop, [0, 0])[1])
+            for loop, (down, up) in outages(log).items()
+        }
+        logged = {loop: counts for loop, counts in logged.items() if counts != (0, 0)}
+        if all(down <= up for down, up in logged.values()) or time.monotonic() > deadline:
+            return logged
+        await asyncio.sleep(0.1)
+
+
 async def spell(
     name: str, stack: Stack, load: KeyedLoad, start: Callable[[], Awaitable[Any]],
     end: Callable[[], Awaitable[Any]],
@@ -98,12 +113,7 @@ async def spell(
         await load.send(api, 1)
     assert load.refused == 0
     await deliver(stack, load, healed, name)
-    after = outages(log)
-    logged = {
-        loop: (down - before.get(loop, [0, 0])[0], up - before.get(loop, [0, 0])[1])
-        for loop, (down, up) in after.items()
-    }
-    logged = {loop: counts for loop, counts in logged.items() if counts != (0, 0)}
+    logged = await logged_since(log, before)
     print(f"{name}: outages and recoveries logged per loop: {logged}")
     assert logged, f"the worker never met the {name} fault"
     assert all(counts == (1, 1) for counts in logged.values()), logged
@@ -173,10 +183,10 @@ async def ride_out(
         await load.send(api, 2)
     await deliver(stack, load, healed, f"{name} for {OUTAGE_SECONDS}s")
     same_worker(stack, pid)
-    logged = outages(stack.logs / "worker1.log")
+    logged = await logged_since(stack.logs / "worker1.log", {})
     print(f"{name}: outages and recoveries logged per loop: {logged}")
     assert logged, f"the worker never met the outage ({name})"
-    assert all(counts == [1, 1] for counts in logged.values()), logged
+    assert all(counts == (1, 1) for counts in logged.values()), logged
     return load, refused
 
 
