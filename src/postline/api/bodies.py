@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from fastapi import Request
+from starlette.requests import ClientDisconnect
 
 from postline.api.errors import ApiError
 
@@ -18,8 +19,15 @@ async def read_limited(request: Request, *, limit: int, what: str = "a request")
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise too_big
     body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > limit:
-            raise too_big
+    try:
+        async for chunk in request.stream():
+            body += chunk
+            if len(body) > limit:
+                raise too_big
+    except ClientDisconnect:
+        # The client went away mid-body (it gave up, or it is shutting down):
+        # nobody is left to answer, and it is not this server's error.
+        raise ApiError(
+            400, f"{what} ended before its body did", code="client_disconnected"
+        ) from None
     return bytes(body)
