@@ -28,11 +28,6 @@ OPEN: frozenset[Status] = frozenset(
     {Status.SCHEDULED, Status.PENDING, Status.SENDING, Status.RETRYING}
 )
 
-#: Statuses after which the next message of the same ordering key may go.
-RELEASES_ORDERING_KEY: frozenset[Status] = frozenset(
-    {Status.SENT, Status.DELIVERED, Status.UNDELIVERED, Status.FAILED, Status.CANCELLED}
-)
-
 TRANSITIONS: dict[Status, frozenset[Status]] = {
     Status.SCHEDULED: frozenset({Status.PENDING, Status.SENDING, Status.CANCELLED}),
     Status.PENDING: frozenset({Status.SENDING, Status.CANCELLED}),

@@ -216,16 +216,17 @@ class Worker:
         if not by_id and not extra:
             return
         states = await self._store.states(list(by_id))
-        later = []
+        early: dict[Status, list[tuple[Enqueue, float]]] = {
+            Status.RETRYING: [],
+            Status.SCHEDULED: [],
+        }
         for message_id, row in states.items():
-            if row["status"] in (Status.RETRYING, Status.SCHEDULED):
+            if row["status"] in early:
                 item = Enqueue(str(message_id), Channel(row["type"]), row["ordering_key"])
                 due = row["next_attempt_at"] or row["send_at"] or datetime.now(UTC)
-                later.append((item, due.timestamp(), row["status"] == Status.RETRYING))
-        await self._queue.schedule_many([(i, at) for i, at, r in later if r], retry=True, keep=True)
-        await self._queue.schedule_many(
-            [(i, at) for i, at, r in later if not r], retry=False, keep=True
-        )
+                early[row["status"]].append((item, due.timestamp()))
+        await self._queue.schedule_many(early[Status.RETRYING], retry=True, keep=True)
+        await self._queue.schedule_many(early[Status.SCHEDULED], retry=False, keep=True)
         await self._queue.ack([*by_id.values(), *extra])
 
     async def _live_holders(self) -> list[str]:
