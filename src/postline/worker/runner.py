@@ -9,6 +9,10 @@ provider call or its status write is pending, the heartbeat loop renews it,
 so no other worker takes a live send over; a dead worker's leases run out
 and its messages are claimed again. Before it calls the provider, a send
 checks that its lease has not lapsed meanwhile (a process paused past it).
+A worker whose leases lapsed (cut off from PostgreSQL) reads nothing until a
+renewal goes through: what it read it could not claim, and the hints the
+reconciler queues for its held messages must reach the workers that can
+take them over.
 
 Side loops: due retries and scheduled sends are promoted from the delay set;
 entries of dead workers and entries idle past the visibility timeout are
@@ -59,6 +63,8 @@ LEASE_MARGIN_SECONDS = 2.0
 #: An expired lease whose holder still heartbeats (alive, but cut off from
 #: PostgreSQL, or stuck) is taken over only this many leases after it ran out.
 HARD_BOUND_LEASES = 4
+#: How often a worker whose leases lapsed looks again whether it may read.
+LAPSED_PAUSE_SECONDS = 0.25
 #: How long a list of live workers (their heartbeats) is trusted.
 LIVE_REFRESH_SECONDS = 1.0
 
@@ -161,6 +167,12 @@ class Worker:
             if free <= 0:
                 self._slot_free.clear()
                 await _first(self._slot_free.wait(), stop.wait())
+                continue
+            if self._leases_lapsed():
+                # It could not claim what it read, and it would take the
+                # reconciler's hints for its own held messages away from the
+                # workers that can take them over: read again once renewed.
+                await _first(asyncio.sleep(LAPSED_PAUSE_SECONDS), stop.wait())
                 continue
             try:
                 if not self._groups_ready:
@@ -330,7 +342,7 @@ class Worker:
     async def _reclaim(self) -> None:
         """Moves entries of dead workers (seconds) and idle entries here; the claim decides."""
         free = self._concurrency - self.inflight
-        if free <= 0:
+        if free <= 0 or self._leases_lapsed():
             return
         dead = await recovery.dead_consumers_entries(self._queue.client, self.name, limit=free)
         if dead:
@@ -370,14 +382,25 @@ class Worker:
                 HEARTBEAT_PREFIX + self.name, orjson.dumps(beat), ex=recovery.HEARTBEAT_TTL_SECONDS
             )
 
-    async def _renew_leases(self) -> None:
-        started = time.monotonic()
+    def _renewable(self, now: float) -> list[uuid.UUID]:
+        """What the heartbeat renews: all it holds but sends stuck past the deadline."""
         bound = self._provider_timeout + LEASE_MARGIN_SECONDS
-        ids = [
+        return [
             message_id
             for message_id, held in self._held.items()
-            if held.answered or started - held.claimed < bound
+            if held.answered or now - held.claimed < bound
         ]
+
+    def _leases_lapsed(self) -> bool:
+        """A lease this worker should have renewed has run out (margin included):
+        PostgreSQL is out of its reach, or the process was paused. Such a
+        worker takes no new work until a renewal goes through."""
+        now = time.monotonic()
+        return any(now > self._held[i].lease_ok_until for i in self._renewable(now))
+
+    async def _renew_leases(self) -> None:
+        started = time.monotonic()
+        ids = self._renewable(started)
         if not ids:
             return
         await self._store.renew(ids, holder=self.name, lease=self._lease)
