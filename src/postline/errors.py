@@ -5,6 +5,8 @@ PostlineError
  │    ├── TransientProviderError   network error, timeout, 5xx, 429: retry later
  │    │                            (honouring `retry_after` when the provider gave one)
  │    └── PermanentProviderError   4xx other than 429: fail now, keep the provider's code
+ ├── DatabaseUnavailable           PostgreSQL cannot be reached: nothing was stored
+ ├── ContentRefused                PostgreSQL refused a validated message's values
  └── ConfigurationError            the settings cannot work (refuse to start)
 """
 
@@ -13,6 +15,19 @@ from __future__ import annotations
 
 class PostlineError(Exception):
     """Base of every error Postline raises on purpose."""
+
+
+class DatabaseUnavailable(PostlineError):
+    """PostgreSQL cannot be reached now; nothing was stored (the API answers 503)."""
+
+
+class ContentRefused(PostlineError):
+    """PostgreSQL refused a message's values (the API answers 422); the
+    argument is the SQLSTATE."""
+
+    @property
+    def sqlstate(self) -> str:
+        return str(self.args[0]) if self.args else ""
 
 
 class ConfigurationError(PostlineError):

@@ -10,20 +10,20 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
 import pytest
 import redis.asyncio as aioredis
 
-from postline.domain.channels import Channel
+from postline.domain.message import Message
 from postline.embedded import EmbeddedRedis
 from postline.queue.streams import Enqueue, RedisQueue
 from postline.settings import Settings
-from postline.store.messages import MessageStore, NewMessage
+from postline.store.messages import MessageStore
 from tests.support.faults import Service, in_process, in_thread, script, wait_final
 from tests.support.harness import settings_for, wait_for
+from tests.support.messages import new_message
 from tests.support.order import CallRecorder, KeyedLoad, judge
 
 pytestmark = pytest.mark.timeout(120)
@@ -149,7 +149,7 @@ async def test_a_lost_send_behind_a_late_commit_does_not_stall_its_key(
         await queue.push([_item(x)])
         await client.xreadgroup("workers", "lost-worker", {"message_queue:sms": ">"})
         claimed = await store.claim([x.id], holder="lost-worker", lease=1)  # step 3
-        assert [r["id"] for r in claimed] == [x.id]
+        assert [m.id for m, _ in claimed] == [x.id]
         await late.commit()  # step 4
     await queue.push([_item(y)])  # the batch's own push, after its commit
     if redis_too:
@@ -167,13 +167,9 @@ async def test_a_lost_send_behind_a_late_commit_does_not_stall_its_key(
     assert report.overtakes == 0 and report.missing == []
 
 
-def _row(to: str, body: str) -> NewMessage:
-    return NewMessage(
-        id=uuid.uuid4(), type="sms", status="pending", from_addr="+15550000000", to_addr=to,
-        body=body, subject=None, html=None, attachments=[], ordering_key=to, send_at=None,
-        metadata={}, callback_url=None, idempotency_key=None, created_at=datetime.now(UTC),
-    )  # fmt: skip
+def _row(to: str, body: str) -> Message:
+    return new_message(to, from_addr="+15550000000", body=body)
 
 
-def _item(row: NewMessage) -> Enqueue:
-    return Enqueue(str(row.id), Channel(row.type), row.ordering_key)
+def _item(row: Message) -> Enqueue:
+    return Enqueue(str(row.id), row.type, row.ordering_key)

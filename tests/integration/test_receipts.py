@@ -20,10 +20,12 @@ import orjson
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from postline.domain.outcomes import Outcome
+from postline.domain.statuses import Status
 from postline.providers.signatures import public_key_base64, sendgrid_sign, twilio_signature
 from postline.settings import Settings
 from postline.simulator import RunningSimulator, SimulatorConfig, running_simulator
-from postline.store.messages import MessageStore, Outcome
+from postline.store.messages import MessageStore
 from postline.store.receipts import ReceiptStore
 from tests.support.harness import (
     SIM_KEY,
@@ -420,7 +422,7 @@ async def test_a_receipt_before_the_send_is_recorded_is_applied_once_it_is(
     store = MessageStore(pool)
     email_id, sms_id = await send(api, EMAIL), await send(api, SMS)
     claimed = await store.claim([uuid.UUID(email_id), uuid.UUID(sms_id)], holder="w1", lease=30)
-    assert {r["status"] for r in claimed} == {"sending"}
+    assert {m.status for m, _ in claimed} == {Status.SENDING}
     email = {"id": email_id, "to": EMAIL["to"], "provider_message_id": "early-sg-id"}
     sid = "SM" + uuid.uuid4().hex
 
@@ -435,8 +437,8 @@ async def test_a_receipt_before_the_send_is_recorded_is_applied_once_it_is(
     # The worker's own write still lands: the receipt did not take the row from it.
     landed = await store.complete(
         [
-            Outcome(uuid.UUID(email_id), 1, "sent", "sendgrid", "early-sg-id"),
-            Outcome(uuid.UUID(sms_id), 1, "sent", "twilio", sid),
+            Outcome(uuid.UUID(email_id), 1, Status.SENT, "sendgrid", "early-sg-id"),
+            Outcome(uuid.UUID(sms_id), 1, Status.SENT, "twilio", sid),
         ]
     )
     assert landed == {uuid.UUID(email_id), uuid.UUID(sms_id)}

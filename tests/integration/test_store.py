@@ -6,21 +6,19 @@ import asyncio
 import os
 import sys
 import uuid
-from datetime import UTC, datetime
 
 import asyncpg
 
-from postline.store.messages import MessageStore, NewMessage, Outcome
+from postline.domain.message import Change, Message
+from postline.domain.outcomes import Outcome
+from postline.domain.statuses import Status
+from postline.store.messages import MessageStore
+from tests.support.messages import new_message
 from tests.support.servers import drop_database, migrated_database
 
 
-def new(ordering_key: str = "+15559876543") -> NewMessage:
-    return NewMessage(
-        id=uuid.uuid4(), type="sms", status="pending", from_addr="+15551234567",
-        to_addr="+15559876543", body="x", subject=None, html=None, attachments=[],
-        ordering_key=ordering_key, send_at=None, metadata={}, callback_url=None,
-        idempotency_key=None, created_at=datetime.now(UTC),
-    )  # fmt: skip
+def new(ordering_key: str = "+15559876543") -> Message:
+    return new_message("+15559876543", ordering_key=ordering_key)
 
 
 async def history(pool: asyncpg.Pool, message_id: uuid.UUID) -> list[tuple[str, int]]:
@@ -35,7 +33,7 @@ async def test_a_message_is_claimed_once(store: MessageStore, pool: asyncpg.Pool
     await store.insert([row])
     first = await store.claim([row.id, row.id], holder="w1", lease=30)
     second = await store.claim([row.id], holder="w1", lease=30)
-    assert [r["attempts"] for r in first] == [1]
+    assert [m.attempts for m, _ in first] == [1]
     assert second == []
     assert await history(pool, row.id) == [("pending", 0), ("sending", 1)]
 
@@ -50,16 +48,16 @@ async def test_a_late_outcome_of_an_old_attempt_does_not_land(
     # over (attempt 2) and sends it.
     await pool.execute("UPDATE messages SET lease_until = now() - interval '1 second'")
     again = await store.claim([row.id], holder="w2", lease=30)
-    assert again[0]["attempts"] == 2 and again[0]["previous"] == "sending"
-    landed = await store.complete([Outcome(id=row.id, attempt=2, status="sent", provider="t")])
+    assert again[0][0].attempts == 2 and again[0][1] is Status.SENDING
+    landed = await store.complete([Outcome(id=row.id, attempt=2, status=Status.SENT, provider="t")])
     assert landed == {row.id}
     # The lost worker wakes up late: its attempt-1 outcome must change nothing.
     late = await store.complete(
-        [Outcome(id=row.id, attempt=1, status="retrying", error_code="timeout")]
+        [Outcome(id=row.id, attempt=1, status=Status.RETRYING, error_code="timeout")]
     )
     assert late == set()
     current = await store.get(row.id)
-    assert current is not None and current["status"] == "sent"
+    assert current is not None and current.status is Status.SENT
     assert await history(pool, row.id) == [
         ("pending", 0), ("sending", 1), ("sending", 2), ("sent", 2)
     ]  # fmt: skip
@@ -77,12 +75,12 @@ async def test_nothing_moves_a_finished_message_back(
     row = new()
     await store.insert([row])
     await store.claim([row.id], holder="w1", lease=30)
-    await store.complete([Outcome(id=row.id, attempt=1, status="sent")])
+    await store.complete([Outcome(id=row.id, attempt=1, status=Status.SENT)])
     assert await store.claim([row.id], holder="w2", lease=30) == []
-    assert (await store.cancel(row.id))[0] == "conflict"
-    assert (await store.retry_failed(row.id))[0] == "conflict"
+    assert (await store.cancel(row.id))[0] is Change.CONFLICT
+    assert (await store.retry_failed(row.id))[0] is Change.CONFLICT
     current = await store.get(row.id)
-    assert current is not None and current["status"] == "sent"
+    assert current is not None and current.status is Status.SENT
     assert len(await history(pool, row.id)) == 3
 
 

@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 from hypothesis import given
 from hypothesis import strategies as st
 
+from postline.domain.channels import Channel
 from postline.domain.ordering import Head, plan_repairs
 from postline.domain.statuses import Status
 
@@ -15,7 +16,7 @@ NOW = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
 
 def head(status: Status, *, due_in: float | None = None, lease_lost: bool = False) -> Head:
     at = None if due_in is None else NOW + timedelta(seconds=due_in)
-    return Head(f"{status}-{due_in}-{lease_lost}", "sms", "k", status, at, lease_lost)
+    return Head(f"{status}-{due_in}-{lease_lost}", Channel.SMS, "k", status, at, lease_lost)
 
 
 def test_a_pending_head_that_nothing_queued_is_pushed() -> None:
@@ -67,8 +68,8 @@ def test_every_head_ends_somewhere_and_nothing_is_queued_twice(
 ) -> None:
     """After the repairs, each head is queued, delayed or leased; queued ones are not pushed."""
     heads = [
-        Head(str(i), "sms", f"k{i}", status, None if due is None else NOW + timedelta(seconds=due),
-             lost)
+        Head(str(i), Channel.SMS, f"k{i}", status,
+             None if due is None else NOW + timedelta(seconds=due), lost)
         for i, (status, due, lost, _) in enumerate(cases)
     ]  # fmt: skip
     queued = {h.id for h, (_, _, _, q) in zip(heads, cases, strict=True) if q}

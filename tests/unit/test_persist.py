@@ -5,8 +5,8 @@ from __future__ import annotations
 import asyncpg
 import pytest
 
+from postline.services.completion import persist
 from postline.store.availability import DB_UNAVAILABLE
-from postline.worker.completion import persist
 
 
 async def test_an_outage_is_ridden_out_until_the_write_lands() -> None:

@@ -21,15 +21,17 @@ from postline.api import errors
 from postline.api.deps import Components
 from postline.api.routes import collection, dashboard, messages, ops, stats, webhooks
 from postline.api.schemas import MessageCreate
-from postline.api.service import Acceptor, InlineSender
 from postline.metrics import ApiMetrics, WorkerMetrics
 from postline.providers.registry import build_providers, http_session
 from postline.queue.streams import RedisQueue, connect
 from postline.runtime import settle_garbage_collector
+from postline.services.accepting import Acceptor, InlineSender
+from postline.services.completion import Completer
+from postline.services.receipts import ReceiptIntake
 from postline.settings import Settings
 from postline.store.messages import MessageStore
 from postline.store.pool import create_pool
-from postline.worker.completion import Completer
+from postline.store.receipts import ReceiptStore
 
 log = logging.getLogger("postline.api")
 
@@ -98,7 +100,9 @@ def create_app(settings: Settings) -> FastAPI:
         store = MessageStore(pool)
         acceptor = Acceptor(store=store, queue=queue)
         acceptor.start()
-        parts = Components(settings, pool, redis, queue, store, acceptor, metrics)
+        receipts = ReceiptIntake(ReceiptStore(pool), queue=queue)
+        receipts.start()
+        parts = Components(settings, pool, redis, queue, store, acceptor, receipts, metrics)
         session = None
         if settings.sync_message_processing:
             session = http_session(settings, connections=100)
@@ -118,6 +122,7 @@ def create_app(settings: Settings) -> FastAPI:
             yield
         finally:
             await acceptor.close()
+            await receipts.close()
             if session is not None:
                 await session.close()
             await redis.aclose()

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import hmac
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Annotated
 
 import asyncpg
@@ -11,9 +11,10 @@ import redis.asyncio as aioredis
 from fastapi import Depends, Request
 
 from postline.api.errors import ApiError
-from postline.api.service import Acceptor, InlineSender
 from postline.metrics import ApiMetrics
 from postline.queue.streams import RedisQueue
+from postline.services.accepting import Acceptor, InlineSender
+from postline.services.receipts import ReceiptIntake
 from postline.settings import Settings
 from postline.store.messages import MessageStore
 
@@ -28,9 +29,9 @@ class Components:
     queue: RedisQueue
     store: MessageStore
     acceptor: Acceptor
+    receipts: ReceiptIntake
     metrics: ApiMetrics
     inline: InlineSender | None = None
-    closers: list[object] = field(default_factory=list)
 
 
 async def components(request: Request) -> Components:

@@ -14,6 +14,7 @@ from pydantic import ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
+from postline.errors import ContentRefused, DatabaseUnavailable
 from postline.store.availability import DB_UNAVAILABLE
 
 log = logging.getLogger("postline.api")
@@ -34,7 +35,7 @@ _CODES = {
 
 
 class ApiError(Exception):
-    """Raised by routes and services; rendered in the envelope."""
+    """Raised by routes; rendered in the envelope."""
 
     def __init__(
         self,
@@ -84,6 +85,17 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(ApiError)
     async def _api_error(_: Request, exc: ApiError) -> Response:
         return envelope(exc.status, exc.code, exc.message, exc.details)
+
+    @app.exception_handler(DatabaseUnavailable)
+    async def _database_unavailable(_: Request, exc: DatabaseUnavailable) -> Response:
+        return envelope(503, "database_unavailable", "the database is unavailable")
+
+    @app.exception_handler(ContentRefused)
+    async def _content_refused(_: Request, exc: ContentRefused) -> Response:
+        message = "the database refused this message's content"
+        detail = {"loc": ["body"], "msg": f"{message} (SQLSTATE {exc.sqlstate})",
+                  "type": "database_refused"}  # fmt: skip
+        return envelope(422, "validation_error", message, [detail])
 
     @app.exception_handler(RequestValidationError)
     async def _request_validation(_: Request, exc: RequestValidationError) -> Response:

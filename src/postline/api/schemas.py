@@ -7,6 +7,8 @@ OpenAPI document and the rules can never disagree on field names.
 
 from __future__ import annotations
 
+import uuid
+from dataclasses import fields
 from datetime import UTC, datetime
 from typing import Any, Literal
 
@@ -14,6 +16,8 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic_core import PydanticCustomError
 
 from postline.domain.channels import Channel
+from postline.domain.message import Message
+from postline.domain.statuses import Status
 from postline.domain.validation import CheckedSend, SendRuleError, check_send, check_url
 
 
@@ -80,6 +84,23 @@ class MessageCreate(BaseModel):
         return self._checked
 
     _checked: CheckedSend
+
+    def to_message(self, *, now: datetime) -> Message:
+        """The message to store: its checked fields, a new id, and a status
+        (`scheduled` when `send_at` is still ahead)."""
+        checked = self._checked
+        scheduled = self.send_at is not None and self.send_at > now
+        values = {f.name: getattr(checked, f.name) for f in fields(checked) if f.name != "channel"}
+        return Message(
+            **values,
+            id=uuid.uuid4(),
+            type=checked.channel,
+            status=Status.SCHEDULED if scheduled else Status.PENDING,
+            send_at=self.send_at,
+            callback_url=self.callback_url,
+            created_at=now,
+            updated_at=now,
+        )
 
 
 def _utc(moment: datetime | None) -> datetime | None:

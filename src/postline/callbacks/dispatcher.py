@@ -20,13 +20,13 @@ import time
 from datetime import UTC, datetime, timedelta
 
 import aiohttp
-import asyncpg
 import orjson
 
 from postline.callbacks import signing
-from postline.callbacks.store import CallbackStore
 from postline.callbacks.targets import public_only_socket
-from postline.store.records import public_message
+from postline.domain.message import public_view, rfc3339
+from postline.domain.retry import exponential_seconds
+from postline.store.callbacks import CallbackStore, DueCallback
 
 log = logging.getLogger("postline.callbacks")
 
@@ -41,16 +41,16 @@ MAX_ANSWER_BYTES = 64 * 1024
 
 
 def backoff(tries: int, first: float = FIRST_BACKOFF_SECONDS) -> float:
-    return float(min(MAX_BACKOFF_SECONDS, first * 2 ** (tries - 1)))
+    return exponential_seconds(tries, base=first, cap=MAX_BACKOFF_SECONDS)
 
 
-def event_body(row: asyncpg.Record) -> bytes:
+def event_body(due: DueCallback) -> bytes:
     """What the client receives; fixed at the first attempt, reused on retries."""
     return orjson.dumps(
         {
-            "type": f"message.{row['event_status']}",
-            "timestamp": row["event_at"].isoformat().replace("+00:00", "Z"),
-            "data": public_message(row),
+            "type": f"message.{due.event_status.value}",
+            "timestamp": rfc3339(due.event_at),
+            "data": public_view(due.message),
         }
     )
 
@@ -84,32 +84,32 @@ class CallbackDispatcher:
                 connector=aiohttp.TCPConnector(limit=64, socket_factory=guard),
                 auto_decompress=False,
             )
-        rows = await self._store.lease(limit=self._batch, lease_seconds=LEASE_SECONDS)
-        await asyncio.gather(*(self._deliver(row) for row in rows))
-        return len(rows)
+        due = await self._store.lease(limit=self._batch, lease_seconds=LEASE_SECONDS)
+        await asyncio.gather(*(self._deliver(d) for d in due))
+        return len(due)
 
     async def close(self) -> None:
         if self._session is not None:
             await self._session.close()
             self._session = None
 
-    async def _deliver(self, row: asyncpg.Record) -> None:
-        body = bytes(row["payload"]) if row["payload"] is not None else event_body(row)
+    async def _deliver(self, due: DueCallback) -> None:
+        body = due.payload if due.payload is not None else event_body(due)
         headers = signing.headers(
-            self._key, webhook_id=str(row["callback_id"]), timestamp=int(time.time()), body=body
+            self._key, webhook_id=str(due.id), timestamp=int(time.time()), body=body
         )
         assert self._session is not None
-        error = await self._post(row["url"], body, headers)
+        error = await self._post(due.url, body, headers)
         if error is None:
-            await self._store.delivered(row["callback_id"], body)
+            await self._store.delivered(due.id, body)
             return
         retry_at: datetime | None = datetime.now(UTC) + timedelta(
-            seconds=backoff(row["tries"], self._first_backoff)
+            seconds=backoff(due.tries, self._first_backoff)
         )
-        if retry_at is not None and retry_at - row["event_at"] > KEEP_TRYING:
-            log.warning("callback %s given up after %d tries", row["callback_id"], row["tries"])
+        if retry_at is not None and retry_at - due.event_at > KEEP_TRYING:
+            log.warning("callback %s given up after %d tries", due.id, due.tries)
             retry_at = None
-        await self._store.failed(row["callback_id"], body, error=error, next_attempt_at=retry_at)
+        await self._store.failed(due.id, body, error=error, next_attempt_at=retry_at)
 
     async def _post(self, url: str, body: bytes, headers: dict[str, str]) -> str | None:
         """None on a 2xx answer, else what went wrong."""

@@ -14,19 +14,23 @@ from collections.abc import Iterable, Set
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from postline.domain.channels import Channel
+from postline.domain.message import Message
 from postline.domain.statuses import Status
 
 
 @dataclass(frozen=True, slots=True)
 class Head:
-    """The first open message of one ordering key, as PostgreSQL sees it."""
+    """The first open message of one ordering key, as PostgreSQL sees it (or
+    any message as the queue side needs it: id, channel, key, status, times)."""
 
     id: str
-    channel: str
+    channel: Channel
     ordering_key: str
     status: Status
     next_attempt_at: datetime | None = None
     lease_lost: bool = False  # `sending`, and its holder's lease ran out
+    send_at: datetime | None = None
 
 
 @dataclass(slots=True)
@@ -63,3 +67,32 @@ def plan_repairs(heads: Iterable[Head], *, queued: Set[str], now: datetime) -> R
         elif head.status == Status.RETRYING:
             repairs.delay.append(head)
     return repairs
+
+
+@dataclass(slots=True)
+class Later:
+    """Refused entries whose message goes again at a time: (message, epoch seconds)."""
+
+    retries: list[tuple[Message, float]] = field(default_factory=list)
+    scheduled: list[tuple[Message, float]] = field(default_factory=list)
+
+
+def come_back_later(refused: Iterable[Message], *, now: datetime) -> Later:
+    """What becomes of the stream entries a claim refused, given their messages.
+
+    An entry is only a hint, so it is dropped in every case; a retry or a
+    scheduled send that came too early goes back to the delay set for its
+    time (or now, if it has none). Every other message needs no entry: it
+    is finished or cancelled; or an earlier message of its key is still
+    open (that one's completion queues it next); or a live worker holds it
+    (if that worker dies, the reconciler queues it once the lease is gone).
+    """
+    later = Later()
+    for message in refused:
+        if message.status == Status.RETRYING:
+            at = message.next_attempt_at or now
+            later.retries.append((message, at.timestamp()))
+        elif message.status == Status.SCHEDULED:
+            at = message.send_at or now
+            later.scheduled.append((message, at.timestamp()))
+    return later

@@ -3,12 +3,28 @@
 from __future__ import annotations
 
 import random
+import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from postline.domain.retry import backoff_seconds
 from postline.domain.statuses import Status
 from postline.errors import PermanentProviderError, ProviderError, TransientProviderError
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """How one attempt ended, to be written by the store's `complete`."""
+
+    id: uuid.UUID
+    attempt: int
+    status: Status  # sent | retrying | failed
+    provider: str | None = None
+    provider_message_id: str | None = None
+    error_code: str | None = None
+    error_message: str | None = None
+    next_attempt_at: datetime | None = None
+    detail: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -15,6 +15,12 @@ import random
 MAX_EXPONENT = 62
 
 
+def exponential_seconds(attempt: int, *, base: float, cap: float) -> float:
+    """`base` doubled for each attempt after the first (1-based), at most `cap`."""
+    exponent = min(max(attempt - 1, 0), MAX_EXPONENT)
+    return float(min(cap, base * 2.0**exponent))
+
+
 def backoff_seconds(
     *,
     attempt: int,
@@ -31,8 +37,7 @@ def backoff_seconds(
     provider asking for an hour must not park a message beyond the
     configured longest wait (RETRY_MAX_SECONDS).
     """
-    exponent = min(max(attempt - 1, 0), MAX_EXPONENT)
-    ceiling = min(cap, base * 2.0**exponent)
+    ceiling = exponential_seconds(attempt, base=base, cap=cap)
     delay = (rng or random).uniform(0, ceiling)
     if retry_after is not None and not math.isnan(retry_after):
         delay = max(delay, retry_after)

@@ -8,10 +8,11 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
-from typing import Any, Protocol
+from typing import Protocol
 
 import aiohttp
 
+from postline.domain.message import Message
 from postline.errors import PermanentProviderError, TransientProviderError
 
 _DELTA_SECONDS = re.compile(r"[0-9]+(\.[0-9]+)?")
@@ -27,11 +28,11 @@ class SendResult:
 
 
 class Provider(Protocol):
-    """Sends one message (a row as stored) or raises a ProviderError."""
+    """Sends one message or raises a ProviderError."""
 
     name: str
 
-    async def send(self, message: Mapping[str, Any]) -> SendResult: ...
+    async def send(self, message: Message) -> SendResult: ...
 
 
 def retry_after_seconds(value: str | None) -> float | None:

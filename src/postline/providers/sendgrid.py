@@ -8,13 +8,13 @@ webhook, so receipts find their message even before the id is stored.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Any
 
 import aiohttp
 import orjson
 
 from postline.domain.addresses import email_parts
+from postline.domain.message import Message
 from postline.providers.base import (
     TRANSPORT_ERRORS,
     SendResult,
@@ -28,28 +28,28 @@ def _address(value: str) -> dict[str, str]:
     return {"email": addr, "name": name} if name else {"email": addr}
 
 
-def mail_body(message: Mapping[str, Any]) -> dict[str, Any]:
+def mail_body(message: Message) -> dict[str, Any]:
     """The v3 mail/send JSON for `message`."""
     content = []
-    if message["body"]:
-        content.append({"type": "text/plain", "value": message["body"]})
-    if message["html"]:
-        content.append({"type": "text/html", "value": message["html"]})
+    if message.body:
+        content.append({"type": "text/plain", "value": message.body})
+    if message.html:
+        content.append({"type": "text/html", "value": message.html})
     body: dict[str, Any] = {
         "personalizations": [
             {
-                "to": [_address(message["to_addr"])],
-                "custom_args": {"postline_id": str(message["id"])},
+                "to": [_address(message.to_addr)],
+                "custom_args": {"postline_id": str(message.id)},
             }
         ],
-        "from": _address(message["from_addr"]),
-        "subject": message["subject"],
+        "from": _address(message.from_addr),
+        "subject": message.subject,
         "content": content,
     }
-    if message["attachments"]:
+    if message.attachments:
         body["attachments"] = [
             {"content": a["content"], "filename": a["filename"], "type": a["content_type"]}
-            for a in message["attachments"]
+            for a in message.attachments
         ]
     return body
 
@@ -67,7 +67,7 @@ class SendGridProvider:
             "Content-Type": "application/json",
         }
 
-    async def send(self, message: Mapping[str, Any]) -> SendResult:
+    async def send(self, message: Message) -> SendResult:
         try:
             async with self._session.post(
                 self._url, data=orjson.dumps(mail_body(message)), headers=self._headers

@@ -8,7 +8,6 @@ message's `provider_message_id`.
 from __future__ import annotations
 
 import base64
-from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlencode
 
@@ -16,6 +15,8 @@ import aiohttp
 import orjson
 
 from postline.domain.addresses import WHATSAPP_PREFIX
+from postline.domain.channels import Channel
+from postline.domain.message import Message
 from postline.providers.base import (
     TRANSPORT_ERRORS,
     SendResult,
@@ -54,20 +55,20 @@ class TwilioProvider:
             else None
         )
 
-    def form(self, message: Mapping[str, Any]) -> list[tuple[str, str]]:
+    def form(self, message: Message) -> list[tuple[str, str]]:
         """The form fields for `message` (a list: MediaUrl repeats)."""
-        to, frm = message["to_addr"], message["from_addr"]
-        if message["type"] == "whatsapp":
+        to, frm = message.to_addr, message.from_addr
+        if message.type is Channel.WHATSAPP:
             to, frm = WHATSAPP_PREFIX + to, WHATSAPP_PREFIX + frm
         fields = [("To", to), ("From", frm)]
-        if message["body"]:
-            fields.append(("Body", message["body"]))
-        fields += [("MediaUrl", url) for url in message["attachments"] or []]
+        if message.body:
+            fields.append(("Body", message.body))
+        fields += [("MediaUrl", url) for url in message.attachments or []]
         if self._status_callback:
             fields.append(("StatusCallback", self._status_callback))
         return fields
 
-    async def send(self, message: Mapping[str, Any]) -> SendResult:
+    async def send(self, message: Message) -> SendResult:
         try:
             async with self._session.post(
                 # Encoded here: aiohttp's FormData costs a tenth of a send's CPU.

@@ -12,7 +12,8 @@ from typing import Any
 
 import asyncpg
 
-from postline.store.records import MESSAGE_COLUMNS
+from postline.domain.message import Message
+from postline.store.rows import MESSAGE_COLUMNS, message_of
 
 
 class BadCursor(ValueError):
@@ -41,34 +42,39 @@ class Filters:
     ordering_key: str | None = None
 
 
-async def list_messages(
-    pool: asyncpg.Pool, filters: Filters, *, limit: int, before_seq: int | None
-) -> tuple[list[asyncpg.Record], int | None]:
-    """One page, and the seq to continue after (None on the last page).
+class MessageListing:
+    """Pages of the messages table, newest first."""
 
-    The statement holds only the filters given, so each combination gets a
-    plan that uses its own index ((status|type|to_addr|ordering_key, seq)).
-    """
-    clauses: list[str] = []
-    args: list[Any] = []
-    for column, value in (
-        ("status", filters.status),
-        ("type", filters.type),
-        ("to_addr", filters.to),
-        ("ordering_key", filters.ordering_key),
-    ):
-        if value is not None:
-            args.append(value)
-            clauses.append(f"{column} = ${len(args)}")
-    if before_seq is not None:
-        args.append(before_seq)
-        clauses.append(f"seq < ${len(args)}")
-    where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
-    args.append(limit + 1)
-    rows = await pool.fetch(
-        f"SELECT {MESSAGE_COLUMNS} FROM messages {where} ORDER BY seq DESC LIMIT ${len(args)}",
-        *args,
-    )
-    if len(rows) > limit:
-        return list(rows[:limit]), int(rows[limit - 1]["seq"])
-    return list(rows), None
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self.pool = pool
+
+    async def page(
+        self, filters: Filters, *, limit: int, before_seq: int | None
+    ) -> tuple[list[Message], int | None]:
+        """One page, and the seq to continue after (None on the last page).
+
+        The statement holds only the filters given, so each combination gets a
+        plan that uses its own index ((status|type|to_addr|ordering_key, seq)).
+        """
+        clauses: list[str] = []
+        args: list[Any] = []
+        for column, value in (
+            ("status", filters.status),
+            ("type", filters.type),
+            ("to_addr", filters.to),
+            ("ordering_key", filters.ordering_key),
+        ):
+            if value is not None:
+                args.append(value)
+                clauses.append(f"{column} = ${len(args)}")
+        if before_seq is not None:
+            args.append(before_seq)
+            clauses.append(f"seq < ${len(args)}")
+        where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
+        args.append(limit + 1)
+        rows = await self.pool.fetch(
+            f"SELECT {MESSAGE_COLUMNS} FROM messages {where} ORDER BY seq DESC LIMIT ${len(args)}",
+            *args,
+        )
+        messages = [message_of(r) for r in rows[:limit]]
+        return messages, (int(rows[limit - 1]["seq"]) if len(rows) > limit else None)

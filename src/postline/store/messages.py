@@ -10,70 +10,61 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass
-from datetime import datetime
+from dataclasses import fields
 from typing import Any
 
 import asyncpg
 import orjson
 
-from postline.store.records import MESSAGE_COLUMNS
+from postline.domain.channels import Channel
+from postline.domain.message import COLUMNS, Change, Event, Message
+from postline.domain.ordering import Head
+from postline.domain.outcomes import Outcome
+from postline.domain.statuses import Status
+from postline.store.rows import MESSAGE_COLUMNS, message_of
 
 
-@dataclass(frozen=True, slots=True)
-class NewMessage:
-    """A validated message about to be stored."""
-
-    id: uuid.UUID
-    type: str
-    status: str
-    from_addr: str
-    to_addr: str
-    body: str | None
-    subject: str | None
-    html: str | None
-    attachments: list[Any]
-    ordering_key: str
-    send_at: datetime | None
-    metadata: dict[str, Any]
-    callback_url: str | None
-    idempotency_key: str | None
-    created_at: datetime
-
-
-@dataclass(frozen=True, slots=True)
-class Outcome:
-    """How one attempt ended, to be written by `complete`."""
-
-    id: uuid.UUID
-    attempt: int
-    status: str  # sent | retrying | failed
-    provider: str | None = None
-    provider_message_id: str | None = None
-    error_code: str | None = None
-    error_message: str | None = None
-    next_attempt_at: datetime | None = None
-    detail: str | None = None
-
-
-_INSERT = """
+def _insert_sql() -> str:
+    """The INSERT of accepted messages: one array per column of `Message` (but
+    `seq`) and the idempotency key; JSON travels as text."""
+    names = [*_WRITTEN, "idempotency_key"]
+    wire = ["text" if c in _JSON else _column_type(c) for c in names]
+    arrays = ", ".join(f"${n}::{kind}[]" for n, kind in enumerate(wire, start=1))
+    values = ", ".join(f"u.{c}::jsonb" if c in _JSON else f"u.{c}" for c in names)
+    return f"""
 WITH ins AS (
-    INSERT INTO messages (id, type, status, from_addr, to_addr, body, subject, html,
-                          attachments, ordering_key, send_at, metadata, callback_url,
-                          idempotency_key, created_at, updated_at, position)
-    SELECT u.id, u.type, u.status, u.f, u.t, u.b, u.s, u.h, u.a::jsonb, u.k, u.sa,
-           u.m::jsonb, u.cb, u.ik, u.ca, u.ca,
+    INSERT INTO messages ({", ".join(names)}, position)
+    SELECT {values},
            CASE WHEN u.status = 'scheduled' THEN NULL ELSE nextval('messages_position_seq') END
-    FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[],
-                $7::text[], $8::text[], $9::text[], $10::text[], $11::timestamptz[],
-                $12::text[], $13::text[], $14::text[], $15::timestamptz[]) WITH ORDINALITY
-         AS u(id, type, status, f, t, b, s, h, a, k, sa, m, cb, ik, ca, n)
+    FROM unnest({arrays}) WITH ORDINALITY AS u({", ".join(names)}, n)
     ORDER BY u.n  -- positions are drawn in request order (a batch keeps its order)
     RETURNING id, status, created_at
 )
 INSERT INTO message_events (message_id, status, attempt, detail, at)
 SELECT id, status, 0, 'accepted', created_at FROM ins
 """
+
+
+def _column_type(column: str) -> str:
+    """The PostgreSQL type of a `Message` field's column, from its annotation."""
+    kind = _FIELD_TYPES.get(column, "str")
+    if "UUID" in kind:
+        return "uuid"
+    if "datetime" in kind:
+        return "timestamptz"
+    if kind == "int":
+        return "int4"
+    if kind.startswith(("list", "dict")):
+        return "jsonb"
+    return "text"
+
+
+_FIELD_TYPES = {f.name: str(f.type) for f in fields(Message)}
+#: What an INSERT writes: every field but `seq`, which PostgreSQL draws.
+_WRITTEN = tuple(c for c in COLUMNS if c != "seq")
+_JSON = frozenset(c for c in _WRITTEN if _column_type(c) == "jsonb")
+_INSERT = _insert_sql()
+
 
 #: Takes the claimable ones of $1 for holder $2, leased for $3 seconds.
 #: Claimable: pending, a retry that is due, or a `sending` whose lease ran out
@@ -161,33 +152,34 @@ class MessageStore:
         self.pool = pool
 
     async def insert(
-        self, rows: Sequence[NewMessage], *, connection: asyncpg.Connection | None = None
+        self,
+        messages: Sequence[Message],
+        *,
+        idempotency_key: str | None = None,
+        connection: asyncpg.Connection | None = None,
     ) -> None:
         """Stores accepted messages and their first event in one statement."""
-        columns: list[list[Any]] = [[] for _ in range(15)]
-        for r in rows:
-            values = (
-                r.id, r.type, r.status, r.from_addr, r.to_addr, r.body, r.subject, r.html,
-                _json(r.attachments), r.ordering_key, r.send_at, _json(r.metadata),
-                r.callback_url, r.idempotency_key, r.created_at,
-            )  # fmt: skip
-            for column, value in zip(columns, values, strict=True):
-                column.append(value)
+        columns: list[list[Any]] = [[] for _ in range(len(_WRITTEN) + 1)]
+        for m in messages:
+            for column, name in zip(columns, _WRITTEN, strict=False):
+                value = getattr(m, name)
+                column.append(_json(value) if name in _JSON else value)
+            columns[-1].append(idempotency_key)
         await (connection or self.pool).execute(_INSERT, *columns)
 
-    async def get(self, message_id: uuid.UUID) -> asyncpg.Record | None:
-        return await self.pool.fetchrow(
+    async def get(self, message_id: uuid.UUID) -> Message | None:
+        row = await self.pool.fetchrow(
             f"SELECT {MESSAGE_COLUMNS} FROM messages WHERE id = $1", message_id
         )
+        return message_of(row) if row is not None else None
 
-    async def events(self, message_id: uuid.UUID) -> list[asyncpg.Record]:
-        return list(
-            await self.pool.fetch(
-                "SELECT status, attempt, error_code, error_message, detail, at "
-                "FROM message_events WHERE message_id = $1 ORDER BY id",
-                message_id,
-            )
+    async def events(self, message_id: uuid.UUID) -> list[Event]:
+        rows = await self.pool.fetch(
+            "SELECT status, at, attempt, error_code, error_message, detail "
+            "FROM message_events WHERE message_id = $1 ORDER BY id",
+            message_id,
         )
+        return [Event(Status(r["status"]), *tuple(r)[1:]) for r in rows]
 
     async def claim(
         self,
@@ -197,10 +189,11 @@ class MessageStore:
         lease: float,
         live: Sequence[str] = (),
         hard_bound: float = 0.0,
-    ) -> list[asyncpg.Record]:
-        """Moves the claimable ones of `ids` to `sending` (attempts + 1), leased to `holder`.
+    ) -> list[tuple[Message, Status]]:
+        """Claims what may be sent now of `ids`; returns each message claimed
+        with the status it was claimed from (`sending`: taken over).
 
-        A message is claimable when it may be sent now and is the first open
+        Only a pending message or a due retry that is the first open
         message of its ordering key (see `_CLAIM`); a `sending` one only once
         its lease has expired and its holder is not in `live`, or its lease
         expired more than `hard_bound` seconds ago.
@@ -209,9 +202,8 @@ class MessageStore:
             return []
         async with self.pool.acquire() as connection, connection.transaction():
             await connection.execute("SELECT postline_lock_keys($1::uuid[])", list(ids))
-            return list(
-                await connection.fetch(_CLAIM, list(ids), holder, lease, list(live), hard_bound)
-            )
+            rows = await connection.fetch(_CLAIM, list(ids), holder, lease, list(live), hard_bound)
+        return [(message_of(r), Status(r["previous"])) for r in rows]
 
     async def release(self, message_id: uuid.UUID, *, holder: str) -> None:
         """Gives up `holder`'s claim on a message it will not send: once the
@@ -237,19 +229,18 @@ class MessageStore:
         )
         return int(result.split()[-1])
 
-    async def next_heads(self, keys: Sequence[str]) -> list[asyncpg.Record]:
+    async def next_heads(self, keys: Sequence[str]) -> list[Head]:
         """The first open message of each of `keys` (by position), if any."""
         if not keys:
             return []
-        return list(
-            await self.pool.fetch(
-                "SELECT DISTINCT ON (ordering_key) id, type, status, ordering_key "
-                "FROM messages WHERE ordering_key = ANY($1::text[]) "
-                "AND status IN ('pending', 'sending', 'retrying') "
-                "ORDER BY ordering_key, position",
-                list(set(keys)),
-            )
+        rows = await self.pool.fetch(
+            "SELECT DISTINCT ON (ordering_key) id, type, ordering_key, status "
+            "FROM messages WHERE ordering_key = ANY($1::text[]) "
+            "AND status IN ('pending', 'sending', 'retrying') "
+            "ORDER BY ordering_key, position",
+            list(set(keys)),
         )
+        return [_head(r) for r in rows]
 
     async def open_heads(
         self,
@@ -259,7 +250,7 @@ class MessageStore:
         lease_grace: float,
         live: Sequence[str] = (),
         hard_bound: float = 0.0,
-    ) -> list[asyncpg.Record]:
+    ) -> list[Head]:
         """The message each key after `after_key` waits for, in key order.
 
         That is the key's `sending` message if it has one (nothing else of the
@@ -268,76 +259,68 @@ class MessageStore:
         over: its lease ran out more than `lease_grace` seconds ago and its
         holder is not in `live`, or it ran out more than `hard_bound` ago.
         """
-        return list(
-            await self.pool.fetch(
-                "SELECT DISTINCT ON (ordering_key) id, type, status, ordering_key, "
-                "next_attempt_at, coalesce(lease_until, '-infinity') "
-                "    < now() - $3::float8 * interval '1 second' "
-                "  AND (held_by IS NULL OR NOT (held_by = ANY($4::text[])) "
-                "       OR lease_until < now() - $5::float8 * interval '1 second') AS lease_lost "
-                "FROM messages WHERE status IN ('pending', 'sending', 'retrying') "
-                "AND ($1::text IS NULL OR ordering_key > $1) "
-                "ORDER BY ordering_key, status = 'sending' DESC, position LIMIT $2",
-                after_key,
-                limit,
-                lease_grace,
-                list(live),
-                hard_bound,
-            )
+        rows = await self.pool.fetch(
+            "SELECT DISTINCT ON (ordering_key) id, type, ordering_key, status, "
+            "next_attempt_at, coalesce(lease_until, '-infinity') "
+            "    < now() - $3::float8 * interval '1 second' "
+            "  AND (held_by IS NULL OR NOT (held_by = ANY($4::text[])) "
+            "       OR lease_until < now() - $5::float8 * interval '1 second') AS lease_lost "
+            "FROM messages WHERE status IN ('pending', 'sending', 'retrying') "
+            "AND ($1::text IS NULL OR ordering_key > $1) "
+            "ORDER BY ordering_key, status = 'sending' DESC, position LIMIT $2",
+            after_key,
+            limit,
+            lease_grace,
+            list(live),
+            hard_bound,
         )
+        return [_head(r) for r in rows]
 
     async def make_due(
         self, ids: Sequence[uuid.UUID] | None = None, *, limit: int = 1000
-    ) -> list[asyncpg.Record]:
+    ) -> list[Head]:
         """Scheduled messages whose time has come join their key's queue (at its back).
 
         With `ids`, only those; without, any scheduled message already due
         (the reconciler's sweep). Returns the ones moved to `pending`.
         """
-        return list(await self.pool.fetch(_MAKE_DUE, ids, limit))
+        return [_head(r) for r in await self.pool.fetch(_MAKE_DUE, ids, limit)]
 
-    async def scheduled_before(self, *, until: float, limit: int) -> list[asyncpg.Record]:
+    async def scheduled_before(self, *, until: float, limit: int) -> list[Head]:
         """Scheduled messages due within `until` seconds, soonest first."""
-        return list(
-            await self.pool.fetch(
-                "SELECT id, type, ordering_key, send_at FROM messages "
-                "WHERE status = 'scheduled' AND send_at < now() + $1::float8 * interval '1 second' "
-                "ORDER BY send_at LIMIT $2",
-                until,
-                limit,
-            )
+        rows = await self.pool.fetch(
+            "SELECT id, type, ordering_key, status, send_at FROM messages "
+            "WHERE status = 'scheduled' AND send_at < now() + $1::float8 * interval '1 second' "
+            "ORDER BY send_at LIMIT $2",
+            until,
+            limit,
         )
+        return [_head(r) for r in rows]
 
     async def complete(self, outcomes: Sequence[Outcome]) -> set[uuid.UUID]:
         """Writes attempt outcomes; returns the ids whose row was still that attempt's."""
         if not outcomes:
             return set()
-        columns: list[list[Any]] = [[] for _ in range(9)]
+        columns: list[list[Any]] = [[] for _ in _OUTCOME_FIELDS]
         for o in outcomes:
-            values = (
-                o.id, o.attempt, o.status, o.provider, o.provider_message_id, o.error_code,
-                o.error_message, o.next_attempt_at, o.detail,
-            )  # fmt: skip
-            for column, value in zip(columns, values, strict=True):
-                column.append(value)
+            for column, name in zip(columns, _OUTCOME_FIELDS, strict=True):
+                column.append(getattr(o, name))
         rows = await self.pool.fetch(_COMPLETE, *columns)
         return {row["id"] for row in rows}
 
-    async def states(self, ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, asyncpg.Record]:
-        """Status, channel and ordering key of each id (for entries a claim skipped)."""
+    async def states(self, ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, Message]:
+        """Each of `ids` as it stands (for the entries a claim skipped)."""
         if not ids:
             return {}
         rows = await self.pool.fetch(
-            "SELECT id, status, type, ordering_key, send_at, next_attempt_at FROM messages "
-            "WHERE id = ANY($1::uuid[])",
-            list(ids),
+            f"SELECT {MESSAGE_COLUMNS} FROM messages WHERE id = ANY($1::uuid[])", list(ids)
         )
-        return {row["id"]: row for row in rows}
+        return {row["id"]: message_of(row) for row in rows}
 
     async def insert_idempotent(
-        self, row: NewMessage, *, key: str, request_hash: bytes
+        self, message: Message, *, key: str, request_hash: bytes
     ) -> tuple[bool, uuid.UUID, bytes]:
-        """Stores `row` unless `key` was used in the last 24 hours.
+        """Stores `message` unless `key` was used in the last 24 hours.
 
         Returns (created, message id, request hash of the key's message). Two
         identical requests at once serialise on the key's unique index: the
@@ -346,9 +329,9 @@ class MessageStore:
         for _ in range(3):
             try:
                 async with self.pool.acquire() as connection, connection.transaction():
-                    await self.insert([row], connection=connection)
-                    if await connection.fetchval(_CLAIM_KEY, key, request_hash, row.id):
-                        return True, row.id, request_hash
+                    await self.insert([message], idempotency_key=key, connection=connection)
+                    if await connection.fetchval(_CLAIM_KEY, key, request_hash, message.id):
+                        return True, message.id, request_hash
                     raise _KeyTaken  # rolls the insert back
             except _KeyTaken:
                 original = await self.idempotent_original(key)
@@ -371,25 +354,40 @@ class MessageStore:
         )
         return int(result.split()[-1])
 
-    async def cancel(self, message_id: uuid.UUID) -> tuple[str, asyncpg.Record | None]:
+    async def cancel(self, message_id: uuid.UUID) -> tuple[Change, Message | None]:
         """Cancels a scheduled, pending or retrying message.
 
-        Returns ("cancelled", row), ("conflict", row) when its status does not
-        allow it, or ("missing", None).
+        Returns (DONE, the message), (CONFLICT, it) when its status does not
+        allow it, or (MISSING, None).
         """
-        row = await self.pool.fetchrow(_CANCEL, message_id)
-        if row is not None:
-            return "cancelled", row
-        current = await self.get(message_id)
-        return ("conflict", current) if current is not None else ("missing", None)
+        return await self._change(_CANCEL, message_id)
 
-    async def retry_failed(self, message_id: uuid.UUID) -> tuple[str, asyncpg.Record | None]:
+    async def retry_failed(self, message_id: uuid.UUID) -> tuple[Change, Message | None]:
         """Moves a failed message back to pending with a fresh attempt budget."""
-        row = await self.pool.fetchrow(_RETRY, message_id)
+        return await self._change(_RETRY, message_id)
+
+    async def _change(self, statement: str, message_id: uuid.UUID) -> tuple[Change, Message | None]:
+        row = await self.pool.fetchrow(statement, message_id)
         if row is not None:
-            return "queued", row
+            return Change.DONE, message_of(row)
         current = await self.get(message_id)
-        return ("conflict", current) if current is not None else ("missing", None)
+        return (Change.CONFLICT, current) if current is not None else (Change.MISSING, None)
+
+
+def _head(row: asyncpg.Record) -> Head:
+    """A key's head from a row of the queue-side projections (id, type, key, status...)."""
+    return Head(
+        id=str(row["id"]),
+        channel=Channel(row["type"]),
+        ordering_key=row["ordering_key"],
+        status=Status(row["status"]),
+        next_attempt_at=row.get("next_attempt_at"),
+        lease_lost=bool(row.get("lease_lost")),
+        send_at=row.get("send_at"),
+    )
+
+
+_OUTCOME_FIELDS = tuple(f.name for f in fields(Outcome))
 
 
 class _KeyTaken(Exception):
@@ -448,10 +446,10 @@ WITH d AS (
     UPDATE messages m
     SET status = 'pending', position = n.position, updated_at = now()
     FROM n WHERE m.id = n.id
-    RETURNING m.id, m.type, m.ordering_key, m.attempts
+    RETURNING m.id, m.type, m.ordering_key, m.attempts, m.status
 ), ev AS (
     INSERT INTO message_events (message_id, status, attempt, detail)
     SELECT id, 'pending', attempts, 'due: joined its key''s queue' FROM u
 )
-SELECT id, type, ordering_key FROM u
+SELECT id, type, ordering_key, status FROM u
 """

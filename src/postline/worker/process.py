@@ -13,11 +13,11 @@ from prometheus_client import start_http_server
 
 from postline.callbacks.dispatcher import CallbackDispatcher
 from postline.callbacks.signing import secret_key
-from postline.callbacks.store import CallbackStore
 from postline.metrics import WorkerMetrics
 from postline.providers.registry import build_providers, http_session
 from postline.queue.streams import RedisQueue, connect
 from postline.settings import Settings
+from postline.store.callbacks import CallbackStore
 from postline.store.messages import MessageStore
 from postline.store.pool import create_pool
 from postline.worker.runner import Worker

@@ -26,9 +26,7 @@ from __future__ import annotations
 import logging
 from datetime import UTC, datetime
 
-from postline.domain.channels import Channel
 from postline.domain.ordering import Head, needs_queue_check, plan_repairs
-from postline.domain.statuses import Status
 from postline.queue.streams import Enqueue, RedisQueue
 from postline.queue.workers import live_workers
 from postline.store.messages import MessageStore
@@ -40,7 +38,7 @@ PAGE = 1000
 
 
 def _item(head: Head) -> Enqueue:
-    return Enqueue(head.id, Channel(head.channel), head.ordering_key)
+    return Enqueue(head.id, head.channel, head.ordering_key)
 
 
 class Reconciler:
@@ -88,17 +86,12 @@ class Reconciler:
         moved = 0
         while True:
             due = await self._store.make_due(limit=PAGE)
-            await self._queue.push(
-                [Enqueue(str(r["id"]), Channel(r["type"]), r["ordering_key"]) for r in due]
-            )
+            await self._queue.push([_item(h) for h in due])
             moved += len(due)
             if len(due) < PAGE:
                 break
         soon = await self._store.scheduled_before(until=3 * self._interval, limit=10 * PAGE)
-        later = [
-            (Enqueue(str(r["id"]), Channel(r["type"]), r["ordering_key"]), r["send_at"].timestamp())
-            for r in soon
-        ]
+        later = [(_item(h), h.send_at.timestamp()) for h in soon if h.send_at is not None]
         await self._queue.schedule_many(later, retry=False, keep=True)
         return moved
 
@@ -107,20 +100,15 @@ class Reconciler:
         seen = repaired = 0
         live = [beat.name for beat in await live_workers(self._queue.client)]
         while seen < self._max:
-            rows = await self._store.open_heads(
+            heads = await self._store.open_heads(
                 after_key=after, limit=PAGE, lease_grace=self._lease_grace,
                 live=live, hard_bound=self._hard_bound,
             )  # fmt: skip
-            if not rows:
+            if not heads:
                 break
-            after = rows[-1]["ordering_key"]
-            seen += len(rows)
+            after = heads[-1].ordering_key
+            seen += len(heads)
             now = datetime.now(UTC)
-            heads = [
-                Head(str(r["id"]), r["type"], r["ordering_key"], Status(r["status"]),
-                     r["next_attempt_at"], r["lease_lost"])
-                for r in rows
-            ]  # fmt: skip
             check = [_item(h) for h in heads if needs_queue_check(h, now)]
             plan = plan_repairs(heads, queued=await self._queue.queued(check), now=now)
             await self._queue.push([_item(h) for h in plan.push])

@@ -38,6 +38,8 @@ from redis.exceptions import RedisError, ResponseError
 from postline.batching import GroupCommit
 from postline.callbacks.dispatcher import CallbackDispatcher
 from postline.domain.channels import Channel
+from postline.domain.message import Message
+from postline.domain.ordering import come_back_later
 from postline.domain.outcomes import RetryPolicy
 from postline.domain.statuses import Status
 from postline.logs import message_log, message_log_enabled
@@ -46,10 +48,10 @@ from postline.providers.base import Provider
 from postline.queue.streams import Enqueue, Entry, RedisQueue, consumer_name
 from postline.queue.workers import live_workers
 from postline.runtime import settle_garbage_collector
+from postline.services.attempts import attempt
+from postline.services.completion import Completer, Done
 from postline.store.messages import MessageStore
 from postline.worker import recovery
-from postline.worker.attempts import attempt
-from postline.worker.completion import Completer, Done
 from postline.worker.outage import DEPENDENCY_ERRORS, POSTGRESQL, REDIS, Outage
 from postline.worker.reconciler import Reconciler
 
@@ -201,44 +203,32 @@ class Worker:
                 extra.append(entry)
             else:
                 by_id[message_id] = entry
-        rows = await self._store.claim(
+        claimed = await self._store.claim(
             list(by_id), holder=self.name, lease=self._lease,
             live=await self._live_holders(), hard_bound=self._hard_bound,
         )  # fmt: skip
         log_claims = message_log_enabled()
-        for row in rows:
-            entry = by_id.pop(row["id"])
+        for message, previous in claimed:
+            entry = by_id.pop(message.id)
             if log_claims:
-                again = row["previous"] == Status.SENDING
-                events.info("message.sending", message_id=str(row["id"]), channel=row["type"],
-                            attempt=row["attempts"], taken_over=again)  # fmt: skip
-            self._start(row, entry)
+                events.info("message.sending", message_id=str(message.id),
+                            channel=message.type.value, attempt=message.attempts,
+                            taken_over=previous == Status.SENDING)  # fmt: skip
+            self._start(message, entry)
         await self._settle_unclaimed(by_id, extra)
 
     async def _settle_unclaimed(self, by_id: dict[uuid.UUID, Entry], extra: list[Entry]) -> None:
-        """Entries whose message cannot be sent now are dropped (acknowledged).
-
-        An entry is only a hint. The message is finished or cancelled; or
-        an earlier message of its key is still open (that one's completion
-        queues this one next); or a live worker holds it (if that worker
-        dies, the reconciler queues it again once the lease is gone). A
-        retry or scheduled send that came too early goes back to the delay
-        set until its time.
-        """
+        """Entries whose message cannot be sent now are dropped (acknowledged);
+        too early ones go back to the delay set (`come_back_later`)."""
         if not by_id and not extra:
             return
         states = await self._store.states(list(by_id))
-        early: dict[Status, list[tuple[Enqueue, float]]] = {
-            Status.RETRYING: [],
-            Status.SCHEDULED: [],
-        }
-        for message_id, row in states.items():
-            if row["status"] in early:
-                item = Enqueue(str(message_id), Channel(row["type"]), row["ordering_key"])
-                due = row["next_attempt_at"] or row["send_at"] or datetime.now(UTC)
-                early[row["status"]].append((item, due.timestamp()))
-        await self._queue.schedule_many(early[Status.RETRYING], retry=True, keep=True)
-        await self._queue.schedule_many(early[Status.SCHEDULED], retry=False, keep=True)
+        early = come_back_later(states.values(), now=datetime.now(UTC))
+        for retry, items in ((True, early.retries), (False, early.scheduled)):
+            await self._queue.schedule_many(
+                [(Enqueue(str(m.id), m.type, m.ordering_key), at) for m, at in items],
+                retry=retry, keep=True,
+            )  # fmt: skip
         await self._queue.ack([*by_id.values(), *extra])
 
     async def _live_holders(self) -> list[str]:
@@ -249,41 +239,41 @@ class Worker:
             self._live_at = time.monotonic()
         return self._live
 
-    def _start(self, row: Mapping[str, Any], entry: Entry) -> None:
+    def _start(self, message: Message, entry: Entry) -> None:
         now = time.monotonic()
-        self._held[row["id"]] = Held(entry, now, now + self._lease - LEASE_MARGIN_SECONDS)
+        self._held[message.id] = Held(entry, now, now + self._lease - LEASE_MARGIN_SECONDS)
         self.metrics.inflight.set(self.inflight)
-        task = asyncio.create_task(self._send(row, entry))
+        task = asyncio.create_task(self._send(message, entry))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _send(self, row: Mapping[str, Any], entry: Entry) -> None:
-        held = self._held[row["id"]]
+    async def _send(self, message: Message, entry: Entry) -> None:
+        held = self._held[message.id]
         sent = False
         try:
             if time.monotonic() > held.lease_ok_until:
                 # Paused past the lease (a stopped process, a starved loop):
                 # another worker may hold it now. Leave it to the lease.
-                log.warning("lease of %s lapsed before its send; not sending", row["id"])
+                log.warning("lease of %s lapsed before its send; not sending", message.id)
                 return
             outcome, latency = await attempt(
-                row, providers=self._providers, policy=self._policy,
+                message, providers=self._providers, policy=self._policy,
                 deadline=self._provider_timeout,
             )  # fmt: skip
             held.answered = True
             self.metrics.provider_duration.labels(outcome.provider or "").observe(latency)
-            done = Done(outcome, entry, Channel(row["type"]), row["ordering_key"], latency)
+            done = Done(outcome, entry, message.type, message.ordering_key, latency)
             await self._completer.submit(done)
             sent = True
         except Exception:  # a bug must not kill the loop; the lease runs out, then a retake
-            log.exception("send of %s crashed", row["id"])
+            log.exception("send of %s crashed", message.id)
         finally:
             if not sent:
                 # Let another worker take it once the lease runs out, without
                 # waiting for the hard bound that protects a live holder.
                 with contextlib.suppress(*DEPENDENCY_ERRORS):
-                    await self._store.release(row["id"], holder=self.name)
-            self._held.pop(row["id"], None)
+                    await self._store.release(message.id, holder=self.name)
+            self._held.pop(message.id, None)
             self.metrics.inflight.set(self.inflight)
             self._slot_free.set()
 
@@ -333,9 +323,7 @@ class Worker:
                             [(i, time.time()) for i in scheduled], retry=False
                         )
                     raise
-                await self._queue.push(
-                    [Enqueue(str(r["id"]), Channel(r["type"]), r["ordering_key"]) for r in due]
-                )
+                await self._queue.push([Enqueue(h.id, h.channel, h.ordering_key) for h in due])
             if count < 500:
                 return
 

@@ -14,19 +14,19 @@ from postline.api.deps import AuthDep, Components, ComponentsDep, check_api_key
 from postline.api.errors import ApiError, summary, validation_details
 from postline.api.routes.messages import ERRORS, json_response, read_json_body
 from postline.api.schemas import MessageCreate, MessagePublic
-from postline.api.service import new_row
 from postline.api.strict_json import load_strict
+from postline.domain.addresses import WHATSAPP_PREFIX
 from postline.domain.channels import Channel
+from postline.domain.message import public_view
 from postline.domain.statuses import Status
 from postline.store.listing import (
     CURSOR_PATTERN,
     BadCursor,
     Filters,
+    MessageListing,
     decode_cursor,
     encode_cursor,
-    list_messages,
 )
-from postline.store.records import public_message
 
 router = APIRouter(prefix="/api/v1/messages", tags=["messages"])
 
@@ -105,18 +105,18 @@ async def send_batch(request: Request) -> Response:
     callback_urls = {i: p.callback_url for i, p in valid.items() if p.callback_url}
     errors.update(await batch_target_errors(parts.settings, callback_urls))
     results: list[dict[str, Any]] = []
-    rows = []
+    messages = []
     for index in range(len(items)):
         if index in errors:
             results.append({"index": index, "error": errors[index]})
             continue
-        row = new_row(valid[index], idempotency_key=None, now=now)
-        rows.append(row)
-        results.append({"index": index, "id": str(row.id), "status": row.status})
-    if rows:
-        await parts.acceptor.accept(rows)
-        for row in rows:
-            parts.metrics.accepted.labels(row.type).inc()
+        message = valid[index].to_message(now=now)
+        messages.append(message)
+        results.append({"index": index, "id": str(message.id), "status": message.status.value})
+    if messages:
+        await parts.acceptor.accept(messages)
+        for message in messages:
+            parts.metrics.accepted.labels(message.type.value).inc()
     return json_response(202, {"results": results})
 
 
@@ -136,19 +136,19 @@ async def list_all(
         before = decode_cursor(cursor) if cursor else None
     except BadCursor as exc:
         raise ApiError(422, "cursor is not valid: pass back a next_cursor as it was") from exc
-    if to is not None and to.startswith("whatsapp:"):
-        to = to.removeprefix("whatsapp:")  # stored without the prefix
+    if to is not None:
+        to = to.removeprefix(WHATSAPP_PREFIX)  # stored without the prefix
     filters = Filters(
         status=status.value if status else None,
         type=type.value if type else None,
         to=to,
         ordering_key=ordering_key,
     )
-    rows, last = await list_messages(parts.pool, filters, limit=limit, before_seq=before)
+    messages, last = await MessageListing(parts.pool).page(filters, limit=limit, before_seq=before)
     return json_response(
         200,
         {
-            "items": [public_message(r) for r in rows],
+            "items": [public_view(m) for m in messages],
             "next_cursor": encode_cursor(last) if last is not None else None,
         },
     )

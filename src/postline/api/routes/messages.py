@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import uuid
 from datetime import UTC, datetime
 from typing import Any
 
-import asyncpg
 import orjson
 from fastapi import APIRouter, Header, Request
 from pydantic import ValidationError
-from redis.exceptions import RedisError
 from starlette.responses import Response
 
 from postline.api.bodies import read_limited
@@ -20,17 +17,13 @@ from postline.api.callback_urls import check_callback_target
 from postline.api.deps import AuthDep, Components, ComponentsDep, check_api_key
 from postline.api.errors import ApiError, summary, validation_details
 from postline.api.schemas import ErrorEnvelope, EventPublic, MessageCreate, MessagePublic
-from postline.api.service import new_row, row_view
 from postline.api.strict_json import load_strict
-from postline.domain.channels import Channel
+from postline.domain.message import Change, Message, public_event, public_view
+from postline.domain.statuses import Status
 from postline.domain.text import ANY_CONTROL
-from postline.logs import message_log
-from postline.queue.streams import Enqueue
-from postline.store.records import public_event, public_message
-from postline.worker.completion import queue_next_heads
+from postline.services import changes
 
 router = APIRouter(prefix="/api/v1/messages", tags=["messages"])
-events = message_log()
 
 MAX_REQUEST_BYTES = 2 * 1024 * 1024
 MAX_IDEMPOTENCY_KEY = 255
@@ -133,14 +126,14 @@ async def send_message(
         )
     if payload.callback_url:
         await check_callback_target(parts.settings, payload.callback_url)
-    row = new_row(payload, idempotency_key=idempotency_key, now=datetime.now(UTC))
-    inline = parts.inline if row.status == "pending" else None
+    message = payload.to_message(now=datetime.now(UTC))
+    inline = parts.inline if message.status is Status.PENDING else None
     if idempotency_key is not None:
         request_hash = hashlib.sha256(
             orjson.dumps(orjson.loads(raw), option=orjson.OPT_SORT_KEYS)
         ).digest()
         created, message_id, first_hash = await parts.acceptor.accept_idempotent(
-            row, key=idempotency_key, request_hash=request_hash, enqueue=inline is None
+            message, key=idempotency_key, request_hash=request_hash, enqueue=inline is None
         )
         if not created:
             if first_hash != request_hash:
@@ -149,28 +142,25 @@ async def send_message(
                     "this Idempotency-Key was used with a different body",
                     code="idempotency_key_reused",
                 )
-            return json_response(200, public_message(await _stored(parts, message_id)))
+            return json_response(200, public_view(await _stored(parts, message_id)))
     else:
-        await parts.acceptor.accept([row], enqueue=inline is None)
-    parts.metrics.accepted.labels(row.type).inc()
+        await parts.acceptor.accept([message], enqueue=inline is None)
+    parts.metrics.accepted.labels(message.type.value).inc()
     if inline is not None:
-        return json_response(201, await inline.send(row))
-    return json_response(202, row_view(row))
+        return json_response(201, public_view(await inline.send(message)))
+    return json_response(202, public_view(message))
 
 
-async def _stored(parts: Components, message_id: uuid.UUID) -> asyncpg.Record:
-    row = await parts.store.get(message_id)
-    if row is None:  # deleted after it was accepted: nothing to show, but not a 5xx
+async def _stored(parts: Components, message_id: uuid.UUID) -> Message:
+    message = await parts.store.get(message_id)
+    if message is None:  # deleted after it was accepted: nothing to show, but not a 5xx
         raise ApiError(404, "no message with that id")
-    return row
+    return message
 
 
 @router.get("/{message_id}", response_model=MessagePublic, responses=ERRORS)
 async def get_message(message_id: str, parts: ComponentsDep, _auth: AuthDep) -> Response:
-    row = await parts.store.get(_message_id(message_id))
-    if row is None:
-        raise ApiError(404, "no message with that id")
-    return json_response(200, public_message(row))
+    return json_response(200, public_view(await _stored(parts, _message_id(message_id))))
 
 
 @router.get("/{message_id}/events", response_model=list[EventPublic], responses=ERRORS)
@@ -185,34 +175,23 @@ async def get_events(message_id: str, parts: ComponentsDep, _auth: AuthDep) -> R
 @router.post("/{message_id}/cancel", response_model=MessagePublic, responses=ERRORS)
 async def cancel_message(message_id: str, parts: ComponentsDep, _auth: AuthDep) -> Response:
     """Cancels a scheduled, pending or retrying message (200); 409 from any other status."""
-    outcome, row = await parts.store.cancel(_message_id(message_id))
-    if outcome == "missing" or row is None:
+    change, message = await changes.cancel(parts.store, parts.queue, _message_id(message_id))
+    if change is Change.MISSING or message is None:
         raise ApiError(404, "no message with that id")
-    if outcome == "conflict":
+    if change is Change.CONFLICT:
         raise ApiError(
-            409, f"a {row['status']} message cannot be cancelled", code="not_cancellable"
+            409, f"a {message.status.value} message cannot be cancelled", code="not_cancellable"
         )
-    events.info("message.cancelled", message_id=str(row["id"]), channel=row["type"])
-    item = Enqueue(str(row["id"]), Channel(row["type"]), row["ordering_key"])
-    # The key is released in PostgreSQL already; what follows only saves the
-    # next message a wait for the reconciler if Redis fails here.
-    with contextlib.suppress(RedisError, OSError):
-        await parts.queue.unschedule(item)
-    await queue_next_heads(parts.store, parts.queue, [row["ordering_key"]])
-    return json_response(200, public_message(row))
+    return json_response(200, public_view(message))
 
 
 @router.post("/{message_id}/retry", status_code=202, response_model=MessagePublic, responses=ERRORS)
 async def retry_message(message_id: str, parts: ComponentsDep, _auth: AuthDep) -> Response:
     """Re-queues a failed message with a fresh budget of attempts (202); 409 otherwise."""
-    outcome, row = await parts.store.retry_failed(_message_id(message_id))
-    if outcome == "missing" or row is None:
+    change, message = await changes.retry(parts.store, parts.queue, _message_id(message_id))
+    if change is Change.MISSING or message is None:
         raise ApiError(404, "no message with that id")
-    if outcome == "conflict":
-        raise ApiError(409, f"only failed messages can be retried, not {row['status']}",
+    if change is Change.CONFLICT:
+        raise ApiError(409, f"only failed messages can be retried, not {message.status.value}",
                        code="not_retryable")  # fmt: skip
-    events.info("message.pending", message_id=str(row["id"]), channel=row["type"],
-                attempt=row["attempts"], detail="retry requested")  # fmt: skip
-    with contextlib.suppress(RedisError, OSError):  # else the reconciler queues it
-        await parts.queue.push([Enqueue(str(row["id"]), Channel(row["type"]), row["ordering_key"])])
-    return json_response(202, public_message(row))
+    return json_response(202, public_view(message))

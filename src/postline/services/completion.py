@@ -24,12 +24,13 @@ from typing import TypeVar
 from redis.exceptions import RedisError
 
 from postline.domain.channels import Channel
+from postline.domain.outcomes import Outcome
 from postline.domain.statuses import Status
 from postline.logs import message_log, message_log_enabled
 from postline.metrics import WorkerMetrics
 from postline.queue.streams import Enqueue, Entry, RedisQueue
 from postline.store.availability import DB_ERRORS, DB_UNAVAILABLE
-from postline.store.messages import MessageStore, Outcome
+from postline.store.messages import MessageStore
 
 log = logging.getLogger("postline.worker")
 events = message_log()
@@ -98,11 +99,7 @@ async def queue_next_heads(store: MessageStore, queue: RedisQueue, keys: Sequenc
     try:
         heads = await store.next_heads(keys)
         await queue.push(
-            [
-                Enqueue(str(h["id"]), Channel(h["type"]), h["ordering_key"])
-                for h in heads
-                if h["status"] == Status.PENDING
-            ]
+            [Enqueue(h.id, h.channel, h.ordering_key) for h in heads if h.status == Status.PENDING]
         )
     except _BEST_EFFORT as exc:
         log.warning("could not queue the next message of %d keys (left to the reconciler): %s",
@@ -153,7 +150,7 @@ class Completer:
         failed = Outcome(
             id=done.outcome.id,
             attempt=done.outcome.attempt,
-            status=Status.FAILED.value,
+            status=Status.FAILED,
             error_code="internal_error",
             error_message="the attempt's outcome could not be stored",
             detail="outcome refused by the database",
@@ -168,7 +165,7 @@ class Completer:
             return
         for d in done:
             events.info(
-                f"message.{d.outcome.status}",
+                f"message.{d.outcome.status.value}",
                 message_id=str(d.outcome.id),
                 channel=d.channel.value,
                 provider=d.outcome.provider,

@@ -1,13 +1,37 @@
-"""The callbacks outbox: lease due rows, record outcomes."""
+"""The callbacks outbox: lease due rows, record outcomes.
+
+A trigger on `messages` (migration 0005) writes a row here for every status
+change of a message that has a `callback_url`, in the transaction of the
+change itself, so no event is lost between the two.
+"""
 
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass
 from datetime import datetime
 
 import asyncpg
 
-from postline.store.records import MESSAGE_COLUMNS
+from postline.domain.message import COLUMNS, Message
+from postline.domain.statuses import Status
+from postline.store.rows import message_of
+
+
+@dataclass(frozen=True, slots=True)
+class DueCallback:
+    """One leased callback: the event, where it goes, and the message as it stands."""
+
+    id: uuid.UUID
+    event_status: Status
+    event_at: datetime
+    url: str
+    payload: bytes | None  # the body of the first try, reused on retries
+    tries: int
+    message: Message
+
+
+_MESSAGE = ", ".join(f"m.{c} AS m_{c}" for c in COLUMNS)
 
 # Leasing moves next_attempt_at forward, so a crashed dispatcher's rows come
 # back by themselves after the lease, and two dispatchers never take one row.
@@ -26,17 +50,31 @@ WITH due AS (
 )
 SELECT l.id AS callback_id, l.status AS event_status, l.url, l.body AS payload,
        l.attempts AS tries,
-       l.created_at AS event_at, m.{MESSAGE_COLUMNS.replace(", ", ", m.")}
+       l.created_at AS event_at, {_MESSAGE}
 FROM leased l JOIN messages m ON m.id = l.message_id
 """
 
 
 class CallbackStore:
+    """The callbacks table."""
+
     def __init__(self, pool: asyncpg.Pool) -> None:
         self.pool = pool
 
-    async def lease(self, *, limit: int, lease_seconds: float) -> list[asyncpg.Record]:
-        return list(await self.pool.fetch(_LEASE, limit, lease_seconds))
+    async def lease(self, *, limit: int, lease_seconds: float) -> list[DueCallback]:
+        rows = await self.pool.fetch(_LEASE, limit, lease_seconds)
+        return [
+            DueCallback(
+                id=r["callback_id"],
+                event_status=Status(r["event_status"]),
+                event_at=r["event_at"],
+                url=r["url"],
+                payload=bytes(r["payload"]) if r["payload"] is not None else None,
+                tries=r["tries"],
+                message=message_of(r, prefix="m_"),
+            )
+            for r in rows
+        ]
 
     async def delivered(self, callback_id: uuid.UUID, body: bytes) -> None:
         await self.pool.execute(

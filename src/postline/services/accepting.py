@@ -1,0 +1,215 @@
+"""Accepting messages: store (group commit), then queue; and sync mode's inline send.
+
+A message is committed to PostgreSQL before the API answers 2xx, and put in
+Redis only after its row is committed. When Redis is down the row is still
+stored and the answer is still 202; the reconciler queues it later. When
+PostgreSQL is down nothing is accepted (503).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import socket
+import uuid
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+
+import asyncpg
+from redis.exceptions import RedisError
+
+from postline.batching import GroupCommit
+from postline.domain.channels import Channel
+from postline.domain.message import Message
+from postline.domain.outcomes import RetryPolicy
+from postline.domain.statuses import Status
+from postline.errors import ContentRefused, DatabaseUnavailable
+from postline.logs import message_log, message_log_enabled
+from postline.providers.base import Provider
+from postline.queue.streams import Enqueue, RedisQueue
+from postline.services.attempts import attempt
+from postline.services.completion import Completer, Done
+from postline.store.availability import DB_UNAVAILABLE, refused_values, unavailable
+from postline.store.messages import MessageStore
+
+log = logging.getLogger("postline.api")
+events = message_log()
+
+
+@dataclass(slots=True)
+class Pending:
+    """One request's messages: they are stored together, in one transaction."""
+
+    messages: Sequence[Message]
+    enqueue: bool
+    # Set when the flush had to store its requests one by one and this one
+    # could not be stored; the others of the flush were.
+    failure: Exception | None = None
+
+
+class Acceptor:
+    """Stores and queues accepted messages, many requests per round trip."""
+
+    def __init__(self, *, store: MessageStore, queue: RedisQueue) -> None:
+        self.store = store
+        self.queue = queue
+        # max_batch counts requests; a batch request brings up to 1000 rows.
+        self._commits: GroupCommit[Pending] = GroupCommit(self._flush, max_batch=200, parallel=3)
+
+    def start(self) -> None:
+        self._commits.start()
+
+    async def close(self) -> None:
+        await self._commits.close()
+
+    async def accept(self, messages: Sequence[Message], *, enqueue: bool = True) -> None:
+        """Returns once every message is committed.
+
+        Raises DatabaseUnavailable if PostgreSQL is unavailable, ContentRefused
+        if it refused these messages' values (requests stored in the same
+        flush are not hurt).
+        """
+        pending = Pending(messages, enqueue)
+        with _database_answers():
+            await self._commits.submit(pending)
+            if pending.failure is not None:
+                raise pending.failure
+        log_accepted(messages)
+
+    async def accept_idempotent(
+        self, message: Message, *, key: str, request_hash: bytes, enqueue: bool = True
+    ) -> tuple[bool, uuid.UUID, bytes]:
+        """Like `accept`, unless `key` was used in the last 24 hours.
+
+        Returns (created, message id, the key's request hash). Not batched:
+        such requests are a minority and each needs its own transaction.
+        """
+        with _database_answers():
+            created = await self.store.insert_idempotent(
+                message, key=key, request_hash=request_hash
+            )
+        if created[0]:
+            log_accepted([message])
+            if enqueue:
+                await self._queue_messages([message])
+        return created
+
+    async def _flush(self, batch: Sequence[Pending]) -> None:
+        try:
+            await self.store.insert([m for p in batch for m in p.messages])
+        except asyncpg.PostgresError as exc:
+            if len(batch) == 1 or unavailable(exc):
+                raise
+            # Most likely one request's values were refused (validation
+            # missed something): a request must not fail for its neighbour.
+            log.warning(
+                "a group insert of %d requests was refused (%s, SQLSTATE %s); "
+                "storing them one by one",
+                len(batch), type(exc).__name__, exc.sqlstate,
+            )  # fmt: skip
+            batch = await self._insert_one_by_one(batch)
+        await self._queue_messages([m for p in batch if p.enqueue for m in p.messages])
+
+    async def _insert_one_by_one(self, batch: Sequence[Pending]) -> list[Pending]:
+        """Stores each request in its own statement; returns those stored."""
+        stored = []
+        for pending in batch:
+            try:
+                await self.store.insert(pending.messages)
+            except Exception as exc:  # whatever it is, it is this request's answer alone
+                pending.failure = exc
+            else:
+                stored.append(pending)
+        return stored
+
+    async def _queue_messages(self, messages: Sequence[Message]) -> None:
+        due = [m for m in messages if m.status == Status.PENDING]
+        later = [
+            (enqueue_item(m), m.send_at.timestamp())
+            for m in messages
+            if m.status == Status.SCHEDULED and m.send_at is not None
+        ]
+        try:
+            await self.queue.push([enqueue_item(r) for r in due])
+            await self.queue.schedule_many(later, retry=False)
+        except (RedisError, OSError) as exc:
+            # Stored is what counts: the reconciler queues these when Redis is back.
+            log.warning(
+                "redis unavailable, %d messages left to the reconciler: %s", len(messages), exc
+            )
+
+
+@contextlib.contextmanager
+def _database_answers() -> Iterator[None]:
+    """PostgreSQL's errors as the service's: unavailable, or these values refused."""
+    try:
+        yield
+    except DB_UNAVAILABLE as exc:
+        log.warning("database unavailable: %s", exc)
+        raise DatabaseUnavailable("the database is unavailable") from exc
+    except asyncpg.PostgresError as exc:
+        if not refused_values(exc):
+            raise
+        # A bug of validation: the request passed every rule.
+        log.error("the database refused a validated message: %s (SQLSTATE %s)",
+                  type(exc).__name__, exc.sqlstate)  # fmt: skip
+        raise ContentRefused(str(exc.sqlstate)) from exc
+
+
+def log_accepted(messages: Sequence[Message]) -> None:
+    """One line per accepted message: id, channel, status; never a body or address."""
+    if not message_log_enabled():
+        return
+    for m in messages:
+        events.info(f"message.{m.status.value}", message_id=str(m.id), channel=m.type.value,
+                    attempt=0)  # fmt: skip
+
+
+def enqueue_item(message: Message) -> Enqueue:
+    return Enqueue(str(message.id), message.type, message.ordering_key)
+
+
+class InlineSender:
+    """Sync mode: one attempt inside the request; the workers take it from there."""
+
+    def __init__(
+        self,
+        *,
+        store: MessageStore,
+        providers: Mapping[Channel, Provider],
+        policy: RetryPolicy,
+        completer: Completer,
+        queue: RedisQueue,
+        visibility_timeout: float,
+        provider_timeout: float,
+    ) -> None:
+        self._store = store
+        self._queue = queue
+        self._deadline = provider_timeout
+        self._holder = f"api-{socket.gethostname()}-{os.getpid()}"
+        self._providers = providers
+        self._policy = policy
+        self._completer = completer
+        self._visibility = visibility_timeout
+
+    async def send(self, message: Message) -> Message:
+        """One attempt now, if the message is its key's first open one.
+
+        Otherwise an earlier message of its key is still open: order wins,
+        the message is queued for the workers and answered as it stands.
+        """
+        claimed = await self._store.claim([message.id], holder=self._holder,
+                                          lease=self._visibility)  # fmt: skip
+        if claimed:
+            outcome, _ = await attempt(
+                claimed[0][0], providers=self._providers, policy=self._policy,
+                deadline=self._deadline,
+            )  # fmt: skip
+            await self._completer([Done(outcome, None, message.type, message.ordering_key)])
+        else:
+            with contextlib.suppress(RedisError, OSError):  # else the reconciler queues it
+                await self._queue.push([enqueue_item(message)])
+        stored = await self._store.get(message.id)
+        assert stored is not None
+        return stored
