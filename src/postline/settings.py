@@ -1,21 +1,25 @@
 """Runtime configuration, read from the environment and `.env` (SPEC 5).
 
 Settings are built in `main()` or an app factory, never at import time, so a
-test can hand its own `Settings` to any component.
+test can hand its own `Settings` to any component. This module is a leaf: it
+imports no other Postline module (an import-linter contract holds it), so
+every room may read settings.
 """
 
 from __future__ import annotations
 
+import base64
 from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from postline.domain.outcomes import RetryPolicy
-
 #: Room a lease needs beyond the provider deadline: renewals every 2 s and
 #: the margin a send keeps before its lease ends.
 LEASE_HEADROOM_SECONDS = 5.0
+
+#: Standard Webhooks secrets are `whsec_` followed by the base64 key.
+WHSEC_PREFIX = "whsec_"
 
 DEFAULT_TWILIO_BASE_URL = "https://api.twilio.com"
 DEFAULT_SENDGRID_BASE_URL = "https://api.sendgrid.com"
@@ -72,9 +76,7 @@ class Settings(BaseSettings):
     @classmethod
     def _whsec(cls, value: str | None) -> str | None:
         if value:
-            from postline.callbacks.signing import secret_key
-
-            secret_key(value)  # refuse to start with a secret no receiver could use
+            whsec_key(value)  # refuse to start with a secret no receiver could use
         return value or None
 
     @model_validator(mode="after")
@@ -91,13 +93,6 @@ class Settings(BaseSettings):
             )
         return self
 
-    def retry_policy(self) -> RetryPolicy:
-        return RetryPolicy(
-            max_attempts=self.max_attempts,
-            base_seconds=self.retry_base_seconds,
-            max_seconds=self.retry_max_seconds,
-        )
-
     @property
     def api_key_list(self) -> list[str]:
         return [key.strip() for key in (self.api_keys or "").split(",") if key.strip()]
@@ -106,3 +101,20 @@ class Settings(BaseSettings):
     def providers_configured(self) -> bool:
         """True when real credentials for both providers are present."""
         return bool(self.twilio_account_sid and self.twilio_auth_token and self.sendgrid_api_key)
+
+
+class BadSecret(ValueError):
+    """The secret is not `whsec_` followed by base64 of at least 16 bytes."""
+
+
+def whsec_key(secret: str) -> bytes:
+    """The HMAC key of a Standard Webhooks secret (`whsec_<base64>`)."""
+    if not secret.startswith(WHSEC_PREFIX):
+        raise BadSecret("CALLBACK_SIGNING_SECRET must look like whsec_<base64>")
+    try:
+        key = base64.b64decode(secret[len(WHSEC_PREFIX) :], validate=True)
+    except ValueError as exc:
+        raise BadSecret("CALLBACK_SIGNING_SECRET must be whsec_ followed by base64") from exc
+    if len(key) < 16:
+        raise BadSecret("CALLBACK_SIGNING_SECRET must hold at least 16 bytes")
+    return key

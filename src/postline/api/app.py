@@ -26,6 +26,7 @@ from postline.providers.registry import build_providers, http_session
 from postline.queue.streams import RedisQueue, connect
 from postline.runtime import settle_garbage_collector
 from postline.services.accepting import Acceptor, InlineSender
+from postline.services.attempts import retry_policy
 from postline.services.completion import Completer
 from postline.services.receipts import ReceiptIntake
 from postline.settings import Settings
@@ -109,7 +110,7 @@ def create_app(settings: Settings) -> FastAPI:
             parts.inline = InlineSender(
                 store=store,
                 providers=build_providers(settings, session),
-                policy=settings.retry_policy(),
+                policy=retry_policy(settings),
                 completer=Completer(store=store, queue=queue, metrics=WorkerMetrics()),
                 queue=queue,
                 visibility_timeout=settings.visibility_timeout_seconds,

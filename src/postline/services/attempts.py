@@ -12,6 +12,16 @@ from postline.domain.outcomes import Outcome, RetryPolicy, judge_failure
 from postline.domain.statuses import Status
 from postline.errors import ProviderError, TransientProviderError
 from postline.providers.base import Provider
+from postline.settings import Settings
+
+
+def retry_policy(settings: Settings) -> RetryPolicy:
+    """The retry schedule the settings ask for (MAX_ATTEMPTS, RETRY_*_SECONDS)."""
+    return RetryPolicy(
+        max_attempts=settings.max_attempts,
+        base_seconds=settings.retry_base_seconds,
+        max_seconds=settings.retry_max_seconds,
+    )
 
 
 async def attempt(

@@ -12,11 +12,11 @@ import asyncpg
 from prometheus_client import start_http_server
 
 from postline.callbacks.dispatcher import CallbackDispatcher
-from postline.callbacks.signing import secret_key
 from postline.metrics import WorkerMetrics
 from postline.providers.registry import build_providers, http_session
 from postline.queue.streams import RedisQueue, connect
-from postline.settings import Settings
+from postline.services.attempts import retry_policy
+from postline.settings import Settings, whsec_key
 from postline.store.callbacks import CallbackStore
 from postline.store.messages import MessageStore
 from postline.store.pool import create_pool
@@ -40,7 +40,7 @@ async def built_worker(
             store=MessageStore(pool),
             queue=RedisQueue(redis),
             providers=build_providers(settings, session),
-            policy=settings.retry_policy(),
+            policy=retry_policy(settings),
             concurrency=concurrency,
             visibility_timeout=settings.visibility_timeout_seconds,
             provider_timeout=settings.provider_timeout_seconds,
@@ -73,7 +73,7 @@ def callback_dispatcher(settings: Settings, pool: asyncpg.Pool) -> CallbackDispa
         return None
     return CallbackDispatcher(
         store=CallbackStore(pool),
-        key=secret_key(settings.callback_signing_secret),
+        key=whsec_key(settings.callback_signing_secret),
         first_backoff=settings.callback_retry_base_seconds,
         allow_private_networks=settings.callback_allow_private_networks,
     )
