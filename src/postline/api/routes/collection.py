@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, ValidationError
 from starlette.responses import Response
 
 from postline.api.callback_urls import batch_target_errors
@@ -33,10 +33,6 @@ router = APIRouter(prefix="/api/v1/messages", tags=["messages"])
 MAX_BATCH = 1000
 # PostgreSQL text cannot hold NUL; no stored address or key holds a control character.
 NO_CONTROLS = r"^[^\x00-\x1f\x7f]*$"
-
-
-class BatchCreate(BaseModel):
-    messages: list[MessageCreate] = Field(min_length=1, max_length=MAX_BATCH)
 
 
 class BatchItemResult(BaseModel):
