@@ -27,11 +27,11 @@ from postline.domain.statuses import Status
 from postline.errors import ContentRefused, DatabaseUnavailable
 from postline.logs import message_log, message_log_enabled
 from postline.providers.base import Provider
-from postline.queue.streams import Enqueue, RedisQueue
+from postline.queue.streams import Enqueue
 from postline.services.attempts import attempt
 from postline.services.completion import Completer, Done
+from postline.services.ports import Acceptance, Hints
 from postline.store.availability import DB_UNAVAILABLE, refused_values, unavailable
-from postline.store.messages import MessageStore
 
 log = logging.getLogger("postline.api")
 events = message_log()
@@ -51,7 +51,7 @@ class Pending:
 class Acceptor:
     """Stores and queues accepted messages, many requests per round trip."""
 
-    def __init__(self, *, store: MessageStore, queue: RedisQueue) -> None:
+    def __init__(self, *, store: Acceptance, queue: Hints) -> None:
         self.store = store
         self.queue = queue
         # max_batch counts requests; a batch request brings up to 1000 rows.
@@ -176,11 +176,11 @@ class InlineSender:
     def __init__(
         self,
         *,
-        store: MessageStore,
+        store: Acceptance,
         providers: Mapping[Channel, Provider],
         policy: RetryPolicy,
         completer: Completer,
-        queue: RedisQueue,
+        queue: Hints,
         visibility_timeout: float,
         provider_timeout: float,
     ) -> None:

@@ -28,9 +28,9 @@ from postline.domain.outcomes import Outcome
 from postline.domain.statuses import Status
 from postline.logs import message_log, message_log_enabled
 from postline.metrics import WorkerMetrics
-from postline.queue.streams import Enqueue, Entry, RedisQueue
+from postline.queue.streams import Enqueue, Entry
+from postline.services.ports import Hints, KeyHeads, Outcomes
 from postline.store.availability import DB_ERRORS, DB_UNAVAILABLE
-from postline.store.messages import MessageStore
 
 log = logging.getLogger("postline.worker")
 events = message_log()
@@ -87,7 +87,7 @@ async def persist(
         delay = min(delay * 2, 2.0)
 
 
-async def queue_next_heads(store: MessageStore, queue: RedisQueue, keys: Sequence[str]) -> None:
+async def queue_next_heads(store: KeyHeads, queue: Hints, keys: Sequence[str]) -> None:
     """Queues the first open message of each released key, if it waits (`pending`).
 
     Runs after the release is committed, so a message of the key that was
@@ -109,7 +109,7 @@ async def queue_next_heads(store: MessageStore, queue: RedisQueue, keys: Sequenc
 class Completer:
     """The flush function behind the worker's outcome GroupCommit."""
 
-    def __init__(self, *, store: MessageStore, queue: RedisQueue, metrics: WorkerMetrics) -> None:
+    def __init__(self, *, store: Outcomes, queue: Hints, metrics: WorkerMetrics) -> None:
         self._store = store
         self._queue = queue
         self._metrics = metrics
