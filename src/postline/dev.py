@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import base64
 import contextlib
-import ctypes
 import hashlib
 import json
 import os
@@ -31,6 +30,7 @@ import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
+from postline.runtime import die_with_parent
 from postline.settings import Settings
 from postline.store.migrate import upgrade
 
@@ -38,12 +38,6 @@ DEV_ENV_FILE = "dev.env"
 SIM_ACCOUNT_SID = "AC" + "0" * 32
 SIM_AUTH_TOKEN = "simulator-auth-token"  # noqa: S105 - the simulator's own fake credential
 SIM_SENDGRID_KEY = "SG.simulator-key"
-
-
-def _die_with_parent() -> None:  # pragma: no cover - runs in the child before exec
-    if sys.platform.startswith("linux"):
-        libc = ctypes.CDLL("libc.so.6", use_errno=True)
-        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
 
 def spawn(
@@ -56,7 +50,7 @@ def spawn(
         env=env,
         stdout=out,
         stderr=subprocess.STDOUT if out else None,
-        preexec_fn=_die_with_parent,
+        preexec_fn=die_with_parent(signal.SIGTERM),
     )
 
 
