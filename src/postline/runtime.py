@@ -1,22 +1,28 @@
 """Process-level plumbing shared by the launchers, the API and the workers.
 
-Two concerns, both about the life of a process: how the garbage collector
-treats the start-up heap, and how a child process is tied to its parent so
-that it never outlives it (the parent-death signal, in one place for the dev
-launcher, the embedded servers and the fault campaign's guard). Imports only
-the standard library: the guard runs this before it becomes `postline`.
+Concerns about the life of a process: how the garbage collector treats the
+start-up heap; how a child process is tied to its parent so that it never
+outlives it (the parent-death signal, in one place for the dev launcher, the
+benchmarks, the embedded servers and the fault campaign's guard); starting a
+`postline` child and waiting until it answers HTTP. Imports only the standard
+library: the guard runs this before it becomes `postline`.
 """
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import gc
 import logging
 import os
 import signal
+import subprocess
 import sys
 import threading
+import time
+import urllib.request
 from collections.abc import Callable
+from pathlib import Path
 
 logger = logging.getLogger("postline.runtime")
 
@@ -80,3 +86,30 @@ def die_with_parent(sig: signal.Signals) -> Callable[[], None] | None:
         _arm(prctl, sig, parent)
 
     return arm
+
+
+def spawn(
+    args: list[str], env: dict[str, str], log_file: Path | None = None
+) -> subprocess.Popen[bytes]:
+    """Starts `python -m postline <args>` as a child that gets SIGTERM when we die."""
+    out = open(log_file, "ab") if log_file else None  # noqa: SIM115 - owned by the child
+    return subprocess.Popen(  # noqa: S603 - our own interpreter and module
+        [sys.executable, "-m", "postline", *args],
+        env=env,
+        stdout=out,
+        stderr=subprocess.STDOUT if out else None,
+        preexec_fn=die_with_parent(signal.SIGTERM),
+    )
+
+
+def wait_http(url: str, *, timeout: float, proc: subprocess.Popen[bytes] | None = None) -> None:
+    """Returns once `url` answers at all; raises if `proc` exits or `timeout` passes first."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"{url}: the process exited with {proc.returncode}")
+        # a loopback URL the caller built, never user input
+        with contextlib.suppress(OSError), urllib.request.urlopen(url, timeout=1):  # noqa: S310
+            return
+        time.sleep(0.1)
+    raise TimeoutError(f"{url} did not answer within {timeout:.0f}s")

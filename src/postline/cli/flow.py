@@ -9,9 +9,14 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import httpx
+import click
+
+from postline.cli.config import option
+
+if TYPE_CHECKING:
+    import httpx
 
 EXAMPLES: list[dict[str, Any]] = [
     {"from": "+15551234567", "to": "+15559876543", "type": "sms", "body": "Your booking is paid"},
@@ -29,6 +34,8 @@ class FlowFailed(Exception):
 
 
 def run(base_url: str, *, api_key: str | None, timeout: float, echo: Callable[[str], None]) -> None:
+    import httpx
+
     headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
     with httpx.Client(base_url=base_url, headers=headers, timeout=10) as api:
         echo(f"1. GET {base_url}/health")
@@ -74,3 +81,17 @@ def _wait_sent(api: httpx.Client, message_id: str, timeout: float) -> dict[str, 
                 "is a worker running (`make worker`)?"
             )
         time.sleep(0.1)
+
+
+@click.command()
+@option("--url", default="http://127.0.0.1:8080")
+@option("--timeout", default=30.0, type=float, help="Seconds to wait for each message.")
+def flow(url: str, timeout: float) -> None:
+    """Walk one message of each channel through a running Postline (make test-flow)."""
+    from postline.settings import Settings
+
+    keys = Settings().api_key_list
+    try:
+        run(url, api_key=keys[0] if keys else None, timeout=timeout, echo=click.echo)
+    except FlowFailed as exc:
+        raise click.ClickException(str(exc)) from exc
