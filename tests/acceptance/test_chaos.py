@@ -30,7 +30,7 @@ ZERO = {
 @pytest.mark.timeout(420)
 def test_a_minute_under_faults_loses_nothing_and_keeps_per_key_order(tmp_path: Path) -> None:
     run_dir = tmp_path / "run"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CHAOS_")}
+    env = {k: v for k, v in os.environ.items() if not k.startswith("POSTLINE_CHAOS_")}
     argv = [sys.executable, "-m", "postline", "chaos", "--duration", "60", "--seed", str(SEED)]
     result = subprocess.run(
         [*argv, "--out", str(run_dir)],

@@ -16,7 +16,7 @@ from pathlib import Path
 import httpx
 import psutil
 
-from postline.dev import fingerprint, read_env_file
+from postline.cli.launcher import fingerprint, read_env_file
 from tests.support.harness import free_port
 from tests.support.processes import wait_http
 

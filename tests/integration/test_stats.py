@@ -36,17 +36,6 @@ EMAIL = {"from": "shop@example.com", "to": "ana@example.org", "type": "email",
 HEARTBEAT_TTL_SECONDS = 10  # a worker refreshes its heartbeat every 2 s, with this TTL
 INVALID = {"status": 400, "code": 21211, "message": "Invalid 'To' Phone Number"}
 
-# The operations commands through click, as `postline` will run them once
-# cli.py calls `register(main)`: a fresh group, so the real one is untouched.
-CLI = """
-import click
-from postline import cli, cli_ops
-group = click.Group("postline", context_settings=cli.main.context_settings)
-group.add_command(cli.worker)
-cli_ops.register(group)
-group(prog_name="postline")
-"""
-
 
 async def fail_next_send_to(sim: Any, to: str) -> None:
     async with httpx.AsyncClient(base_url=sim.base_url) as control:
@@ -79,7 +68,7 @@ async def stats_of(api: httpx.AsyncClient) -> dict[str, Any]:
 async def postline(env: dict[str, str], cwd: Path, *args: str) -> tuple[int, str, str]:
     """Runs the CLI in a child process, without blocking this loop (a worker may be in it)."""
     process = await asyncio.create_subprocess_exec(
-        sys.executable, "-c", CLI, *args, cwd=cwd, env=env,
+        sys.executable, "-m", "postline", *args, cwd=cwd, env=env,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
     )  # fmt: skip
     out, err = await asyncio.wait_for(process.communicate(), timeout=60)

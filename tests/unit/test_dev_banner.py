@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from postline.dev import _banner, _write_dev_env
+from postline.cli.launcher import _banner, _write_dev_env
 from postline.settings import Settings
 
 SECRET = "whsec_" + base64.b64encode(b"k" * 24).decode()

@@ -19,7 +19,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from postline import logs
 from postline.api import errors
 from postline.api.deps import Components
-from postline.api.routes import collection, dashboard, messages, ops, stats, webhooks
+from postline.api.routes import collection, dashboard, health, messages, stats, webhooks
 from postline.api.schemas import MessageCreate
 from postline.metrics import ApiMetrics, WorkerMetrics
 from postline.providers.registry import build_providers, http_session
@@ -140,7 +140,7 @@ def create_app(settings: Settings) -> FastAPI:
     errors.install(app)
     app.include_router(collection.router)
     app.include_router(messages.router)
-    app.include_router(ops.router)
+    app.include_router(health.router)
     app.include_router(stats.router)
     app.include_router(dashboard.router)
     app.include_router(webhooks.router)

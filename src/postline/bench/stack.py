@@ -19,8 +19,9 @@ from pathlib import Path
 import asyncpg
 import redis
 
-from postline.dev import SIM_ACCOUNT_SID, SIM_AUTH_TOKEN, SIM_SENDGRID_KEY, spawn, wait_http
 from postline.embedded import EmbeddedPostgres, EmbeddedRedis, free_port
+from postline.runtime import spawn, wait_http
+from postline.simulator.config import SIM_ACCOUNT_SID, SIM_AUTH_TOKEN, SIM_SENDGRID_KEY
 from postline.store.migrate import upgrade
 
 BENCH_DATABASE = "postline_bench"

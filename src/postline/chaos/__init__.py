@@ -10,6 +10,6 @@ provider received, and which faults were active when.
 Modules: `records` (the three logs and the message identity), `checker`
 (the pure judge), `plan` (the seeded fault schedule), `guard` (children die
 with the campaign), `stack` (the processes), `faults` (doing and undoing
-each fault), `load` (the client), `campaign` (the whole run), `command`
-(the CLI). Importing this package starts nothing.
+each fault), `load` (the client), `campaign` (the whole run); its command
+line is `postline.cli.bench`. Importing this package starts nothing.
 """

@@ -13,21 +13,16 @@ the campaign's own cleanup (process groups, killed on exit) remains.
 
 from __future__ import annotations
 
-import ctypes
 import os
 import signal
 import sys
 
-_PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
+from postline.runtime import exit_with_parent
 
 
 def main(argv: list[str]) -> None:
     parent, args = int(argv[0]), argv[1:]
-    if sys.platform.startswith("linux"):
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(_PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0)
-    if os.getppid() != parent:  # the campaign died before the signal was armed
-        os._exit(1)
+    exit_with_parent(signal.SIGKILL, parent=parent)
     os.execv(sys.executable, [sys.executable, "-m", "postline", *args])  # noqa: S606 - our own interpreter
 
 

@@ -29,9 +29,10 @@ from typing import Any, Self
 
 import orjson
 
-from postline.dev import SIM_ACCOUNT_SID, SIM_AUTH_TOKEN, SIM_SENDGRID_KEY, wait_http
 from postline.embedded import EmbeddedPostgres, EmbeddedRedis, free_port
+from postline.runtime import wait_http
 from postline.settings import Settings
+from postline.simulator.config import SIM_ACCOUNT_SID, SIM_AUTH_TOKEN, SIM_SENDGRID_KEY
 from postline.store.migrate import upgrade
 
 # A lease (the visibility timeout) must outlive a send plus its renewal room
@@ -51,7 +52,8 @@ CHILD_SETTINGS = {
     "LOG_FORMAT": "json",
     "LOG_LEVEL": "INFO",
 }
-_INHERITED_PREFIXES = ("SIMULATOR_", "POSTLINE_", "WORKER_", "API_", "PROMETHEUS_", "CHAOS_")
+# Every CLI option's variable (POSTLINE_<COMMAND>_<OPTION>) and the metrics' folder.
+_INHERITED_PREFIXES = ("POSTLINE_", "PROMETHEUS_")
 RESTART_ATTEMPTS = 5
 EARLY_EXIT_SECONDS = 3.0  # a restarted process that dies this soon is started again
 

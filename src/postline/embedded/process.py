@@ -8,22 +8,19 @@ left running on the same data directory.
 
 from __future__ import annotations
 
-import ctypes
 import logging
 import os
 import signal
 import subprocess
-import sys
-import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import psutil
 
-logger = logging.getLogger("postline.embedded")
+from postline.runtime import die_with_parent
 
-_PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
+logger = logging.getLogger("postline.embedded")
 
 
 class EmbeddedServerError(RuntimeError):
@@ -52,31 +49,6 @@ def child_env() -> dict[str, str]:
     return env
 
 
-def _die_with_parent(sig: signal.Signals) -> Callable[[], None] | None:
-    """Return a preexec_fn that makes the kernel send `sig` to the child when we die.
-
-    PR_SET_PDEATHSIG fires when the *thread* that forked exits, not the process.
-    The main thread only exits with the process, so the signal is armed only
-    when spawning from the main thread; elsewhere the launcher's stop() (and
-    the leftover-server check on the next start) must do.
-    """
-    if not sys.platform.startswith("linux"):
-        return None
-    if threading.current_thread() is not threading.main_thread():
-        logger.debug("embedded server spawned off the main thread: no parent-death signal")
-        return None
-    # Resolved in the parent so that the forked child runs as little code as possible.
-    prctl = ctypes.CDLL(None, use_errno=True).prctl
-    parent = os.getpid()
-
-    def arm() -> None:
-        prctl(_PR_SET_PDEATHSIG, int(sig), 0, 0, 0)
-        if os.getppid() != parent:  # the launcher died before prctl took effect
-            os._exit(1)
-
-    return arm
-
-
 def spawn(
     argv: Sequence[str],
     *,
@@ -99,7 +71,7 @@ def spawn(
             cwd=cwd,
             env=child_env(),
             start_new_session=True,
-            preexec_fn=_die_with_parent(death_signal),
+            preexec_fn=die_with_parent(death_signal),
             user=None if user is None else user.uid,
             group=None if user is None else user.gid,
             # Without this the child would keep root's supplementary groups.

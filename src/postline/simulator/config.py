@@ -23,6 +23,12 @@ from cryptography.hazmat.primitives.asymmetric import ec
 #: `delivered`, a `bounce` for "undelivered" and a drop for "failed".
 RECEIPT_OUTCOMES = ("delivered", "undelivered", "failed")
 
+#: The credentials a launcher (`postline dev`, the benchmarks, the fault
+#: campaign) gives both the simulator and the provider clients it points at it.
+SIM_ACCOUNT_SID = "AC" + "0" * 32
+SIM_AUTH_TOKEN = "simulator-auth-token"  # noqa: S105 - the simulator's own fake credential
+SIM_SENDGRID_KEY = "SG.simulator-key"
+
 
 class ConfigError(ValueError):
     """A knob was given an unknown name or a value it cannot take."""

@@ -12,7 +12,7 @@ from starlette.responses import Response
 from postline.api.deps import AuthDep, ComponentsDep
 from postline.api.errors import ApiError
 from postline.api.schemas import ErrorEnvelope
-from postline.ops import DependencyUnavailable, collect_stats
+from postline.services.stats import DependencyUnavailable, collect_stats
 
 router = APIRouter(prefix="/api/v1", tags=["operations"])
 

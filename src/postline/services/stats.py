@@ -1,4 +1,4 @@
-"""The operations numbers, computed once for every view of them.
+"""The operations numbers, read once for every view of them (no rendering here).
 
 `/api/v1/stats`, the dashboard (through that endpoint), `postline status`
 and `postline worker --check` all read them here:
@@ -14,13 +14,10 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Awaitable
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 import asyncpg
 from redis.exceptions import RedisError
-from rich.console import Console
-from rich.table import Table
 
 from postline.queue.streams import RedisQueue, connect
 from postline.queue.workers import WorkerBeat, live_workers
@@ -148,51 +145,3 @@ async def fetch_workers(settings: Settings, *, max_wait: float = 5.0) -> list[Wo
         raise DependencyUnavailable(["redis"]) from exc
     finally:
         await client.aclose()
-
-
-def _age(stamp: str, now: datetime) -> str:
-    try:
-        seconds = (now - datetime.fromisoformat(stamp)).total_seconds()
-    except ValueError:
-        return "?"
-    return f"{max(seconds, 0):.1f}s ago"
-
-
-def print_status(stats: Stats, console: Console, *, now: datetime | None = None) -> None:
-    """The terminal view: queues, messages per status, workers, throughput."""
-    moment = now or datetime.now(UTC)
-    queues = Table(title="Queues", title_justify="left")
-    queues.add_column("stream")
-    queues.add_column("depth", justify="right")
-    queues.add_column("pending", justify="right")
-    for stream, numbers in stats.queues.items():
-        queues.add_row(stream, str(numbers["depth"]), str(numbers["pending"]))
-
-    messages = Table(title="Messages", title_justify="left")
-    messages.add_column("status")
-    messages.add_column("count", justify="right")
-    for status, count in stats.counts.counts.items():
-        messages.add_row(status, f"{count:,}")
-
-    workers = Table(title=f"Workers ({len(stats.workers)} live)", title_justify="left")
-    workers.add_column("name")
-    workers.add_column("last heartbeat")
-    workers.add_column("in flight", justify="right")
-    for worker in stats.workers:
-        beat = f"{worker.last_heartbeat} ({_age(worker.last_heartbeat, moment)})"
-        capacity = f"/{worker.concurrency}" if worker.concurrency is not None else ""
-        workers.add_row(worker.name, beat, f"{worker.inflight}{capacity}")
-
-    console.print(queues)
-    console.print(messages)
-    if stats.counts.estimated:
-        console.print("(finished statuses estimated from table statistics)")
-    if stats.workers:
-        console.print(workers)
-    else:
-        console.print("Workers: none live (start one with `postline worker`)")
-    rates = stats.throughput
-    console.print(
-        f"Throughput (last {rates.window}s): {rates.sent_per_second}/s sent, "
-        f"{rates.failed_per_second}/s failed"
-    )

@@ -1,9 +1,9 @@
-"""`postline chaos`: the fault campaign's command line (attached to `postline` by `register`).
+"""`postline bench` and `postline chaos`: the service measured, and the service under faults.
 
-Thin: reads the options (each falls back to the CHAOS_* variable `--help`
-names), then hands over to `campaign`. Exit status: 0 when lost, unexplained
-duplicates, order and one-at-a-time violations are all zero; 1 when any is
-not; 2 when the campaign itself could not run.
+Thin: each reads its options, then hands over to `postline.bench.run` or
+`postline.chaos.campaign`. `chaos` exits 0 when lost, unexplained duplicates,
+order and one-at-a-time violations are all zero; 1 when any is not; 2 when
+the campaign itself could not run.
 """
 
 from __future__ import annotations
@@ -11,64 +11,92 @@ from __future__ import annotations
 import random
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
 
 import click
 
-F = TypeVar("F", bound=Callable[..., Any])
-
-
-def _option(name: str, env: str, **kwargs: Any) -> Callable[[F], F]:
-    return click.option(name, envvar=f"CHAOS_{env}", show_envvar=True, **kwargs)
+from postline.cli.config import option
 
 
 @click.command()
-@_option(
+@option("--messages", "-n", default=10_000, type=int, help="Messages per scenario.")
+@option("--concurrency", "-c", default=64, type=int, help="Concurrent clients.")
+@option("--batch", default=0, type=int, help="Messages per request (batch endpoint).")
+@option("--runs", default=3, type=int, help="Repetitions; the median is reported.")
+@option("--worker-concurrency", default=256, type=int, help="Sends in flight per worker.")
+@option(
+    "--scenario", multiple=True,
+    type=click.Choice(["accept", "accept-2000", "drain", "both", "drain-100ms", "both-100ms"]),
+    help="Scenarios to run (default: all).",
+)  # fmt: skip
+def bench(
+    messages: int,
+    concurrency: int,
+    batch: int,
+    runs: int,
+    worker_concurrency: int,
+    scenario: tuple[str, ...],
+) -> None:
+    """Measure accept rate and latency, and delivery through one worker.
+
+    Uses DATABASE_URL/REDIS_URL when set (a fresh `postline_bench` database is
+    created; the Redis database given is FLUSHED), else embedded servers.
+    """
+    from postline import logs
+    from postline.bench.run import ALL_SCENARIOS, run
+
+    logs.configure(level="WARNING")
+    chosen = scenario or (("accept",) if batch else ALL_SCENARIOS)
+    run(
+        messages=messages,
+        concurrency=concurrency,
+        batch=batch,
+        runs=runs,
+        scenarios=chosen,
+        worker_concurrency=worker_concurrency,
+    )
+
+
+@click.command()
+@option(
     "--duration",
-    "DURATION",
     default=60.0,
     type=click.FloatRange(min=1),
     help="Seconds of load under faults.",
 )
-@_option(
+@option(
     "--seed",
-    "SEED",
     default=None,
     type=int,
     help="Seeds the faults and the load; printed, so a run can be replayed. [default: random]",
 )
-@_option(
-    "--rate", "RATE", default=150.0, type=click.FloatRange(min=0.1), help="Messages per second."
-)
-@_option("--keys", "KEYS", default=100, type=click.IntRange(min=1), help="Ordering keys.")
-@_option("--workers", "WORKERS", default=3, type=click.IntRange(min=1), help="Worker processes.")
-@_option(
+@option("--rate", default=150.0, type=click.FloatRange(min=0.1), help="Messages per second.")
+@option("--keys", default=100, type=click.IntRange(min=1), help="Ordering keys.")
+@option("--workers", default=3, type=click.IntRange(min=1), help="Worker processes.")
+@option(
     "--out",
-    "OUT",
     default=None,
     type=click.Path(path_type=Path),
     help="Run folder for logs and report. [default: .postline/chaos/<time>-seed<N>]",
 )
-@_option(
+@option(
     "--drain",
-    "DRAIN",
     default=None,
     type=click.FloatRange(min=0),
     help="Most seconds to wait for the work to settle. [default: reconcile interval + "
     "visibility timeout + 30]",
 )
-@_option(
+@option(
     "--faults",
-    "FAULTS",
     default=None,
     help="Comma-separated fault kinds to draw from, or `none` for a run without faults. "
     "[default: all]",
 )
-@click.option("--keep-data", is_flag=True, help="Keep the PostgreSQL and Redis data folders.")
-@click.option("--check", "check_dir", default=None, type=click.Path(path_type=Path, exists=True),
-              help="Judge an earlier run folder again; starts nothing.")  # fmt: skip
+@option("--keep-data", is_flag=True, help="Keep the PostgreSQL and Redis data folders.")
+@option(
+    "--check", default=None, type=click.Path(path_type=Path, exists=True),
+    help="Judge an earlier run folder again; starts nothing.",
+)  # fmt: skip
 def chaos(
     duration: float,
     seed: int | None,
@@ -79,15 +107,15 @@ def chaos(
     drain: float | None,
     faults: str | None,
     keep_data: bool,
-    check_dir: Path | None,
+    check: Path | None,
 ) -> None:
     """Fault campaign: open-loop load while seeded faults hit, then check the provider's log."""
     from postline import logs
     from postline.chaos import campaign, plan
 
     logs.configure(level="WARNING")
-    if check_dir is not None:
-        sys.exit(campaign.check_run(check_dir, click.echo))
+    if check is not None:
+        sys.exit(campaign.check_run(check, click.echo))
     try:
         names = None if faults is None else {n.strip() for n in faults.split(",")} - {"none", ""}
         kinds = plan.select(names)
@@ -117,7 +145,3 @@ def chaos(
         click.echo(f"chaos: the campaign failed: {type(exc).__name__}: {exc}", err=True)
         sys.exit(2)
     sys.exit(code)
-
-
-def register(main: click.Group) -> None:
-    main.add_command(chaos)

@@ -1,4 +1,4 @@
-"""Operations: liveness, readiness and Prometheus metrics (none of them behind auth).
+"""Health and metrics: liveness, readiness and Prometheus text (none of them behind auth).
 
 - `/health/live`: the process answers; touches nothing else, so a restart
   policy never kills an API that is only waiting for PostgreSQL or Redis;
@@ -78,7 +78,7 @@ async def _reading(what: str, read: Awaitable[T]) -> T | None:
 
 @router.get("/metrics", include_in_schema=False)
 async def metrics(parts: ComponentsDep) -> Response:
-    # The same readings as /api/v1/stats (postline.ops), so both show one number.
+    # The same readings as /api/v1/stats (postline.services.stats), so both show one number.
     queues, counts = await asyncio.gather(
         _reading("queue depths", parts.queue.depths()),
         _reading("status counts", status_counts(parts.pool)),

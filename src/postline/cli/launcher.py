@@ -17,59 +17,24 @@ from __future__ import annotations
 
 import base64
 import contextlib
-import ctypes
 import hashlib
 import json
 import os
 import secrets
 import signal
 import subprocess
-import sys
 import threading
 import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
+from postline.runtime import spawn, wait_http
 from postline.settings import Settings
+from postline.simulator.config import SIM_ACCOUNT_SID, SIM_AUTH_TOKEN, SIM_SENDGRID_KEY
 from postline.store.migrate import upgrade
 
 DEV_ENV_FILE = "dev.env"
-SIM_ACCOUNT_SID = "AC" + "0" * 32
-SIM_AUTH_TOKEN = "simulator-auth-token"  # noqa: S105 - the simulator's own fake credential
-SIM_SENDGRID_KEY = "SG.simulator-key"
-
-
-def _die_with_parent() -> None:  # pragma: no cover - runs in the child before exec
-    if sys.platform.startswith("linux"):
-        libc = ctypes.CDLL("libc.so.6", use_errno=True)
-        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-
-
-def spawn(
-    args: list[str], env: dict[str, str], log_file: Path | None = None
-) -> subprocess.Popen[bytes]:
-    """Starts `python -m postline <args>` as a child that dies with us."""
-    out = open(log_file, "ab") if log_file else None  # noqa: SIM115 - owned by the child
-    return subprocess.Popen(  # noqa: S603 - our own interpreter and module
-        [sys.executable, "-m", "postline", *args],
-        env=env,
-        stdout=out,
-        stderr=subprocess.STDOUT if out else None,
-        preexec_fn=_die_with_parent,
-    )
-
-
-def wait_http(url: str, *, timeout: float, proc: subprocess.Popen[bytes] | None = None) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc is not None and proc.poll() is not None:
-            raise RuntimeError(f"{url}: the process exited with {proc.returncode}")
-        # a loopback URL this module built, never user input
-        with contextlib.suppress(OSError), urllib.request.urlopen(url, timeout=1):  # noqa: S310
-            return
-        time.sleep(0.1)
-    raise TimeoutError(f"{url} did not answer within {timeout:.0f}s")
 
 
 def read_env_file(path: Path) -> dict[str, str]:

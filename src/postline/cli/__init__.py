@@ -1,0 +1,45 @@
+"""The `postline` command: one group, its subcommands in modules by theme.
+
+- `serve`: `api`, `worker` (with `--check`, the health probe), `migrate`, `dev`;
+- `simulator`: the Twilio + SendGrid simulator;
+- `status`: `postline status` and the live-worker check it shares with `worker --check`;
+- `bench`: `bench` and `chaos`, the measurements and the fault campaign;
+- `flow`: one message of each channel walked through a running Postline.
+
+`config` holds what they share: the settings and the option type. Every
+option falls back to the environment variable `POSTLINE_<COMMAND>_<OPTION>`
+(click's `auto_envvar_prefix`), which `--help` shows. Each command imports
+what it needs when it runs, so `postline --help` loads little beyond click.
+"""
+
+from __future__ import annotations
+
+import click
+
+from postline.cli import bench, flow, serve, simulator, status
+from postline.cli.config import ENV_PREFIX
+
+
+@click.group(
+    context_settings={
+        "help_option_names": ["-h", "--help"],
+        "show_default": True,
+        "auto_envvar_prefix": ENV_PREFIX,
+    }
+)
+def main() -> None:
+    """Postline: SMS, MMS, WhatsApp and email over one HTTP API."""
+
+
+for _command in (
+    serve.api,
+    serve.worker,
+    serve.migrate,
+    simulator.simulator,
+    serve.dev,
+    bench.bench,
+    flow.flow,
+    status.status,
+    bench.chaos,
+):
+    main.add_command(_command)

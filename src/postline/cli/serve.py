@@ -1,0 +1,109 @@
+"""`postline api`, `worker`, `migrate` and `dev`: the commands that run the service.
+
+Thin: each reads its options, builds its settings, then hands over to the
+part it runs. `worker --check` does not run a worker: it is the health probe
+for containers and scripts (`postline worker --check || alert`), kept on the
+command it checks rather than under a second name.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from postline.cli.config import DATA_DIR, load_settings, option
+from postline.cli.status import check_workers
+from postline.errors import ConfigurationError
+
+CHECK_HELP = (
+    "Do not run a worker: exit 0 if at least one live worker heartbeat is seen "
+    "in Redis, 1 otherwise."
+)
+
+
+@click.command()
+@option("--host", default="127.0.0.1")
+@option("--port", default=8080, type=int)
+@option(
+    "--workers", default=1, type=click.IntRange(min=1),
+    help="API processes on the port; /metrics sums their counters (PROMETHEUS_MULTIPROC_DIR, "
+    "a fresh temporary one unless set).",
+)  # fmt: skip
+@option("--insecure-no-auth", is_flag=True, help="Listen on a public address without API_KEYS.")
+def api(host: str, port: int, workers: int, insecure_no_auth: bool) -> None:
+    """Serve the HTTP API (needs DATABASE_URL and REDIS_URL)."""
+    from postline.api import server
+
+    try:
+        server.run(
+            load_settings(log_name="app.log"),
+            host=host,
+            port=port,
+            workers=workers,
+            insecure_no_auth=insecure_no_auth,
+        )
+    except ConfigurationError as exc:
+        raise click.ClickException(str(exc)) from exc
+
+
+@click.command()
+@option(
+    "--concurrency", type=int, default=None,
+    help="Sends in flight at once (default: WORKER_CONCURRENCY, else 256).",
+)  # fmt: skip
+@option(
+    "--metrics-port", type=int, default=None,
+    help="Serve this worker's Prometheus metrics on 127.0.0.1:PORT.",
+)  # fmt: skip
+@option("--check", is_flag=True, help=CHECK_HELP)
+def worker(concurrency: int | None, metrics_port: int | None, check: bool) -> None:
+    """Deliver queued messages; SIGTERM finishes the sends in flight, then exits 0."""
+    if check:
+        sys.exit(check_workers(load_settings()))
+    from postline.worker import process
+
+    try:
+        process.run(
+            load_settings(log_name="worker.log"), concurrency=concurrency, metrics_port=metrics_port
+        )
+    except ConfigurationError as exc:
+        raise click.ClickException(str(exc)) from exc
+
+
+@click.command()
+def migrate() -> None:
+    """Bring the database schema up to date (safe to run again)."""
+    from postline.store.migrate import upgrade
+
+    settings = load_settings()
+    assert settings.database_url
+    applied = upgrade(settings.database_url)
+    click.echo(f"applied: {', '.join(applied)}" if applied else "schema is up to date")
+
+
+@click.command()
+@option("--host", default="127.0.0.1")
+@option("--port", default=8080, type=int)
+@option("--workers", default=1, type=int)
+@option("--simulator-port", default=8900, type=int)
+@option("--data-dir", default=str(DATA_DIR), type=click.Path(path_type=Path))
+def dev(host: str, port: int, workers: int, simulator_port: int, data_dir: Path) -> None:
+    """Run everything: embedded servers if needed, simulator, API and a worker."""
+    from postline import logs
+    from postline.cli import launcher
+    from postline.settings import Settings
+
+    settings = Settings()
+    logs.configure(level=settings.log_level, fmt=settings.log_format)
+    sys.exit(
+        launcher.run(
+            settings,
+            data_dir=data_dir,
+            host=host,
+            port=port,
+            workers=workers,
+            simulator_port=simulator_port,
+        )
+    )
