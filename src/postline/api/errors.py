@@ -93,8 +93,11 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(ContentRefused)
     async def _content_refused(_: Request, exc: ContentRefused) -> Response:
         message = "the database refused this message's content"
-        detail = {"loc": ["body"], "msg": f"{message} (SQLSTATE {exc.sqlstate})",
-                  "type": "database_refused"}  # fmt: skip
+        detail = {
+            "loc": ["body"],
+            "msg": f"{message} (SQLSTATE {exc.sqlstate})",
+            "type": "database_refused",
+        }
         return envelope(422, "validation_error", message, [detail])
 
     @app.exception_handler(RequestValidationError)

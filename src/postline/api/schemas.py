@@ -143,9 +143,16 @@ class MessagePublic(BaseModel):
 
     id: str
     status: Literal[
-        "scheduled", "pending", "sending", "retrying", "sent", "delivered", "undelivered",
-        "failed", "cancelled",
-    ]  # fmt: skip
+        "scheduled",
+        "pending",
+        "sending",
+        "retrying",
+        "sent",
+        "delivered",
+        "undelivered",
+        "failed",
+        "cancelled",
+    ]
     type: Channel
     from_: str = Field(alias="from")
     to: str

@@ -163,8 +163,12 @@ def run(
             batch=batch,
             worker_concurrency=worker_concurrency,
         )
-        columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                   TimeElapsedColumn())  # fmt: skip
+        columns = (
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+        )
         with Progress(*columns, console=console, transient=True) as progress:
             for i in range(runs):
                 for name in scenarios:

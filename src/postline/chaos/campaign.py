@@ -90,10 +90,11 @@ def run(spec: CampaignSpec, echo: Echo) -> int:
         ):
             say(f"stack up: api {stack.api_url}, simulator {stack.sim_url}")
             load = Load(
-                LoadSpec(stack.api_url, spec.rate, spec.keys, spec.duration, spec.seed,
-                         info["token"]),
+                LoadSpec(
+                    stack.api_url, spec.rate, spec.keys, spec.duration, spec.seed, info["token"]
+                ),
                 run_dir / "client.jsonl",
-            )  # fmt: skip
+            )
             driver = FaultDriver(stack, run_dir / "faults.jsonl")
             try:
                 t0 = time.monotonic() + START_DELAY

@@ -25,10 +25,11 @@ from postline.cli.config import option
 @option("--runs", default=3, type=int, help="Repetitions; the median is reported.")
 @option("--worker-concurrency", default=256, type=int, help="Sends in flight per worker.")
 @option(
-    "--scenario", multiple=True,
+    "--scenario",
+    multiple=True,
     type=click.Choice(["accept", "accept-2000", "drain", "both", "drain-100ms", "both-100ms"]),
     help="Scenarios to run (default: all).",
-)  # fmt: skip
+)
 def bench(
     messages: int,
     concurrency: int,
@@ -94,9 +95,11 @@ def bench(
 )
 @option("--keep-data", is_flag=True, help="Keep the PostgreSQL and Redis data folders.")
 @option(
-    "--check", default=None, type=click.Path(path_type=Path, exists=True),
+    "--check",
+    default=None,
+    type=click.Path(path_type=Path, exists=True),
     help="Judge an earlier run folder again; starts nothing.",
-)  # fmt: skip
+)
 def chaos(
     duration: float,
     seed: int | None,

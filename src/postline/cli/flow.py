@@ -24,13 +24,28 @@ from postline.cli.config import option
 
 EXAMPLES: list[dict[str, Any]] = [
     {"from": "+15551234567", "to": "+15559876543", "type": "sms", "body": "Your booking is paid"},
-    {"from": "+15551234567", "to": "+15559876544", "type": "mms", "body": "Your ticket",
-     "attachments": ["https://example.com/ticket.png"]},
-    {"from": "+15551234567", "to": "whatsapp:+15559876545", "type": "whatsapp",
-     "body": "Payment received"},
-    {"from": "Bookings <bookings@example.com>", "to": "customer@example.org", "type": "email",
-     "subject": "Payment received", "body": "Thank you!", "html": "<p>Thank you!</p>"},
-]  # fmt: skip
+    {
+        "from": "+15551234567",
+        "to": "+15559876544",
+        "type": "mms",
+        "body": "Your ticket",
+        "attachments": ["https://example.com/ticket.png"],
+    },
+    {
+        "from": "+15551234567",
+        "to": "whatsapp:+15559876545",
+        "type": "whatsapp",
+        "body": "Payment received",
+    },
+    {
+        "from": "Bookings <bookings@example.com>",
+        "to": "customer@example.org",
+        "type": "email",
+        "subject": "Payment received",
+        "body": "Thank you!",
+        "html": "<p>Thank you!</p>",
+    },
+]
 REQUEST_TIMEOUT = 10.0
 
 
@@ -95,13 +110,17 @@ def run(base_url: str, *, api_key: str | None, timeout: float, echo: Callable[[s
         if answer.status_code not in (201, 202):
             raise FlowFailed(f"send {payload['type']}: {answer.status_code} {answer.text}")
         body = answer.json()
-        echo(f"2. POST /api/v1/messages/send ({payload['type']}) -> {answer.status_code} "
-             f"status={body['status']} id={body['id']}")  # fmt: skip
+        echo(
+            f"2. POST /api/v1/messages/send ({payload['type']}) -> {answer.status_code} "
+            f"status={body['status']} id={body['id']}"
+        )
         ids.append((payload["type"], body["id"]))
     for channel, message_id in ids:
         message = _wait_sent(api, message_id, timeout)
-        echo(f"3. {channel}: {message['status']} via {message['provider']} "
-             f"({message['provider_message_id']})")  # fmt: skip
+        echo(
+            f"3. {channel}: {message['status']} via {message['provider']} "
+            f"({message['provider_message_id']})"
+        )
         events = api.get(f"/api/v1/messages/{message_id}/events").json()
         trail = " -> ".join(e["status"] for e in events)
         echo(f"   ✓ history: {trail}")

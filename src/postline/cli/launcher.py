@@ -151,8 +151,15 @@ class _Launcher:
             "SENDGRID_BASE_URL": sim_url,
         }
         events_url = f"{env['PUBLIC_BASE_URL']}/api/v1/webhooks/sendgrid/events"
-        args = ["simulator", "--host", "127.0.0.1", "--port", str(self.sim_port),
-                "--sendgrid-event-webhook-url", events_url]  # fmt: skip
+        args = [
+            "simulator",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(self.sim_port),
+            "--sendgrid-event-webhook-url",
+            events_url,
+        ]
         sim = spawn(args, dict(env, **provider_env))
         self.children.append(("simulator", sim))
         wait_http(f"{sim_url}/_sim/health", timeout=20, proc=sim)
@@ -164,10 +171,18 @@ class _Launcher:
 def _write_dev_env(data_dir: Path, env: dict[str, str]) -> None:
     """Lets `postline worker` in another terminal join this dev instance."""
     keys = (
-        "DATABASE_URL", "REDIS_URL", "TWILIO_ACCOUNT_SID", "TWILIO_AUTH_TOKEN", "TWILIO_BASE_URL",
-        "SENDGRID_API_KEY", "SENDGRID_BASE_URL", "CALLBACK_SIGNING_SECRET", "PUBLIC_BASE_URL",
-        "SENDGRID_WEBHOOK_PUBLIC_KEY", "CALLBACK_ALLOW_PRIVATE_NETWORKS",
-    )  # fmt: skip
+        "DATABASE_URL",
+        "REDIS_URL",
+        "TWILIO_ACCOUNT_SID",
+        "TWILIO_AUTH_TOKEN",
+        "TWILIO_BASE_URL",
+        "SENDGRID_API_KEY",
+        "SENDGRID_BASE_URL",
+        "CALLBACK_SIGNING_SECRET",
+        "PUBLIC_BASE_URL",
+        "SENDGRID_WEBHOOK_PUBLIC_KEY",
+        "CALLBACK_ALLOW_PRIVATE_NETWORKS",
+    )
     lines = [f"{k}={env[k]}" for k in keys if k in env]
     path = data_dir / DEV_ENV_FILE
     # Created owner-only, so the secrets are never readable by others, not even briefly.

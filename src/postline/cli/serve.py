@@ -27,10 +27,12 @@ CHECK_HELP = (
 @option("--host", default="127.0.0.1")
 @option("--port", default=8080, type=int)
 @option(
-    "--workers", default=1, type=click.IntRange(min=1),
+    "--workers",
+    default=1,
+    type=click.IntRange(min=1),
     help="API processes on the port; /metrics sums their counters (PROMETHEUS_MULTIPROC_DIR, "
     "a fresh temporary one unless set).",
-)  # fmt: skip
+)
 @option("--insecure-no-auth", is_flag=True, help="Listen on a public address without API_KEYS.")
 def api(host: str, port: int, workers: int, insecure_no_auth: bool) -> None:
     """Serve the HTTP API (needs DATABASE_URL and REDIS_URL)."""
@@ -50,13 +52,17 @@ def api(host: str, port: int, workers: int, insecure_no_auth: bool) -> None:
 
 @click.command()
 @option(
-    "--concurrency", type=int, default=None,
+    "--concurrency",
+    type=int,
+    default=None,
     help="Sends in flight at once (default: WORKER_CONCURRENCY, else 256).",
-)  # fmt: skip
+)
 @option(
-    "--metrics-port", type=int, default=None,
+    "--metrics-port",
+    type=int,
+    default=None,
     help="Serve this worker's Prometheus metrics on 127.0.0.1:PORT.",
-)  # fmt: skip
+)
 @option("--check", is_flag=True, help=CHECK_HELP)
 def worker(concurrency: int | None, metrics_port: int | None, check: bool) -> None:
     """Deliver queued messages; SIGTERM finishes the sends in flight, then exits 0."""

@@ -19,15 +19,18 @@ from postline.cli.config import load_settings, option
 @option("--callbacks/--no-callbacks", default=True, help="Send receipts.")
 @option("--callback-delay-ms", default=200.0, type=float)
 @option(
-    "--delivery-outcome", default="delivered",
+    "--delivery-outcome",
+    default="delivered",
     type=click.Choice(["delivered", "undelivered", "failed"]),
-)  # fmt: skip
+)
 @option("--sendgrid-event-webhook-url", default=None)
 @option("--seed", default=None, type=int, help="Seed of faults, jitter and ids.")
 @option(
-    "--request-log", default=None, type=click.Path(path_type=Path),
+    "--request-log",
+    default=None,
+    type=click.Path(path_type=Path),
     help="Append every provider call to this file as a JSON line.",
-)  # fmt: skip
+)
 def simulator(
     host: str,
     port: int,

@@ -106,8 +106,10 @@ class Acceptor:
             log.warning(
                 "a group insert of %d requests was refused (%s, SQLSTATE %s); "
                 "storing them one by one",
-                len(batch), type(exc).__name__, exc.sqlstate,
-            )  # fmt: skip
+                len(batch),
+                type(exc).__name__,
+                exc.sqlstate,
+            )
             batch = await self._insert_one_by_one(batch)
         await self._queue_messages([m for p in batch if p.enqueue for m in p.messages])
 
@@ -152,8 +154,11 @@ def _database_answers() -> Iterator[None]:
         if not refused_values(exc):
             raise
         # A bug of validation: the request passed every rule.
-        log.error("the database refused a validated message: %s (SQLSTATE %s)",
-                  type(exc).__name__, exc.sqlstate)  # fmt: skip
+        log.error(
+            "the database refused a validated message: %s (SQLSTATE %s)",
+            type(exc).__name__,
+            exc.sqlstate,
+        )
         raise ContentRefused(str(exc.sqlstate)) from exc
 
 
@@ -162,8 +167,9 @@ def log_accepted(messages: Sequence[Message]) -> None:
     if not message_log_enabled():
         return
     for m in messages:
-        events.info(f"message.{m.status.value}", message_id=str(m.id), channel=m.type.value,
-                    attempt=0)  # fmt: skip
+        events.info(
+            f"message.{m.status.value}", message_id=str(m.id), channel=m.type.value, attempt=0
+        )
 
 
 def enqueue_item(message: Message) -> Enqueue:
@@ -199,13 +205,14 @@ class InlineSender:
         Otherwise an earlier message of its key is still open: order wins,
         the message is queued for the workers and answered as it stands.
         """
-        claimed = await self._store.claim([message.id], holder=self._holder,
-                                          lease=self._visibility)  # fmt: skip
+        claimed = await self._store.claim([message.id], holder=self._holder, lease=self._visibility)
         if claimed:
             outcome, _ = await attempt(
-                claimed[0][0], providers=self._providers, policy=self._policy,
+                claimed[0][0],
+                providers=self._providers,
+                policy=self._policy,
                 deadline=self._deadline,
-            )  # fmt: skip
+            )
             await self._completer([Done(outcome, None, message.type, message.ordering_key)])
         else:
             with contextlib.suppress(RedisError, OSError):  # else the reconciler queues it

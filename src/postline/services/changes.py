@@ -49,8 +49,13 @@ async def retry(
     change, message = await store.retry_failed(message_id)
     if change is not Change.DONE or message is None:
         return change, message
-    events.info("message.pending", message_id=str(message.id), channel=message.type.value,
-                attempt=message.attempts, detail="retry requested")  # fmt: skip
+    events.info(
+        "message.pending",
+        message_id=str(message.id),
+        channel=message.type.value,
+        attempt=message.attempts,
+        detail="retry requested",
+    )
     with contextlib.suppress(RedisError, OSError):  # else the reconciler queues it
         await queue.push([_item(message)])
     return change, message

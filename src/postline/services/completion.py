@@ -102,8 +102,11 @@ async def queue_next_heads(store: KeyHeads, queue: Hints, keys: Sequence[str]) -
             [Enqueue(h.id, h.channel, h.ordering_key) for h in heads if h.status == Status.PENDING]
         )
     except _BEST_EFFORT as exc:
-        log.warning("could not queue the next message of %d keys (left to the reconciler): %s",
-                    len(keys), exc)  # fmt: skip
+        log.warning(
+            "could not queue the next message of %d keys (left to the reconciler): %s",
+            len(keys),
+            exc,
+        )
 
 
 class Completer:

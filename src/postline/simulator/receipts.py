@@ -245,9 +245,17 @@ class ReceiptSender:
                 error = f"{type(exc).__name__}: {exc}"
             ok = status is not None and 200 <= status < 300
             self._attempts.append(
-                {"provider": provider, "url": url, **what, "attempt": attempt,
-                 "status": status, "error": error, "ok": ok, "at": time.time()}
-            )  # fmt: skip
+                {
+                    "provider": provider,
+                    "url": url,
+                    **what,
+                    "attempt": attempt,
+                    "status": status,
+                    "error": error,
+                    "ok": ok,
+                    "at": time.time(),
+                }
+            )
             if ok:
                 return True
             if attempt < MAX_TRIES:

@@ -220,10 +220,16 @@ class ReceiptStore:
         columns: list[list[Any]] = [[] for _ in range(9)]
         for ordinal, r in enumerate(receipts):
             values = (
-                ordinal, r.provider, r.message_id, r.provider_message_id,
+                ordinal,
+                r.provider,
+                r.message_id,
+                r.provider_message_id,
                 r.status.value if r.status is not None else None,
-                r.error_code, r.error_message, r.detail, r.rank,
-            )  # fmt: skip
+                r.error_code,
+                r.error_message,
+                r.detail,
+                r.rank,
+            )
             for column, value in zip(columns, values, strict=True):
                 column.append(value)
         rows = await self.pool.fetch(_APPLY, *columns)

@@ -89,13 +89,18 @@ async def send_batch(request: Request) -> Response:
             payload = MessageCreate.model_validate(item)
         except ValidationError as exc:
             details = validation_details(exc)
-            errors[index] = {"code": "validation_error", "message": summary(details),
-                             "details": details}  # fmt: skip
+            errors[index] = {
+                "code": "validation_error",
+                "message": summary(details),
+                "details": details,
+            }
             continue
         if payload.callback_url and not parts.settings.callback_signing_secret:
-            errors[index] = {"code": "validation_error",
+            errors[index] = {
+                "code": "validation_error",
                 "message": "callback_url needs CALLBACK_SIGNING_SECRET on the server",
-                "details": []}  # fmt: skip
+                "details": [],
+            }
             continue
         valid[index] = payload
     callback_urls = {i: p.callback_url for i, p in valid.items() if p.callback_url}

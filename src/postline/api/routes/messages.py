@@ -192,6 +192,9 @@ async def retry_message(message_id: str, parts: ComponentsDep, _auth: AuthDep) -
     if change is Change.MISSING or message is None:
         raise ApiError(404, "no message with that id")
     if change is Change.CONFLICT:
-        raise ApiError(409, f"only failed messages can be retried, not {message.status.value}",
-                       code="not_retryable")  # fmt: skip
+        raise ApiError(
+            409,
+            f"only failed messages can be retried, not {message.status.value}",
+            code="not_retryable",
+        )
     return json_response(202, public_view(message))
