@@ -8,7 +8,7 @@ PYTEST_ARGS ?=
 CHAOS_DURATION ?= 600
 CHAOS_SEED ?= 1
 
-.PHONY: setup run test worker migrate test-flow lint format bench chaos clean
+.PHONY: setup run test unit worker migrate test-flow lint format bench chaos clean
 
 setup: $(STAMP)
 
@@ -30,6 +30,9 @@ migrate: $(STAMP)
 
 test: $(STAMP)  ## unit, integration and acceptance tests (embedded servers unless URLs are set)
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+unit: $(STAMP)  ## unit tests only: no server started, a few seconds
+	$(PY) -m pytest tests/unit -q
 
 test-flow: $(STAMP)  ## walk a message through a running `make run`, step by step
 	$(PY) -m postline flow
