@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import binascii
 import re
+from urllib.parse import urlsplit
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -76,6 +77,12 @@ def _http_url(field: str, value: Any) -> str:
         raise SendRuleError(field, f"must be a URL of at most {MAX_URL_CHARS} characters")
     if CONTROL.search(value) or any(ch.isspace() for ch in value):
         raise SendRuleError(field, "must not contain spaces or control characters")
+    try:
+        host = urlsplit(value).hostname
+    except ValueError as exc:  # a malformed port or IPv6 literal
+        raise SendRuleError(field, "must be a valid URL") from exc
+    if not host:
+        raise SendRuleError(field, "must name a host")
     return value
 
 
@@ -138,9 +145,20 @@ def _metadata(metadata: dict[str, Any]) -> dict[str, Any]:
         raise SendRuleError("metadata", "must be plain JSON (numbers within 64 bits)") from exc
     if len(encoded) > MAX_METADATA_BYTES:
         raise SendRuleError("metadata", f"must be at most {MAX_METADATA_BYTES} bytes as JSON")
-    if b"\\u0000" in encoded:
+    if _holds_nul(metadata):
         raise SendRuleError("metadata", "must not contain NUL characters")
     return metadata
+
+
+def _holds_nul(value: Any) -> bool:
+    """A NUL character in any key or string of a JSON value (PostgreSQL cannot store one)."""
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(_holds_nul(k) or _holds_nul(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(_holds_nul(v) for v in value)
+    return False
 
 
 def _text_channel_body(channel: Channel, body: str | None, *, required: bool) -> None:
@@ -164,11 +182,18 @@ def _email_content(subject: str | None, body: str | None, html: str | None) -> N
         raise SendRuleError("subject", "must be one line of at most 998 characters")
     if not body and not html:
         raise SendRuleError("body", "email needs a body, an html part or both")
-    size = len((body or "").encode()) + len((html or "").encode())
+    size = _utf8_size("body", body) + _utf8_size("html", html)
     if size > MAX_EMAIL_BYTES:
         raise SendRuleError(
             "body", f"body and html together must be at most {MAX_EMAIL_BYTES} bytes"
         )
+
+
+def _utf8_size(field: str, text: str | None) -> int:
+    try:
+        return len((text or "").encode())
+    except UnicodeEncodeError as exc:  # a lone surrogate: not text any provider can carry
+        raise SendRuleError(field, "must be valid Unicode text") from exc
 
 
 def _attachments(channel: Channel, attachments: Sequence[Any], body: str | None) -> list[Any]:
