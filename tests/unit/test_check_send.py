@@ -290,3 +290,12 @@ def test_a_lone_surrogate_is_a_refusal_not_a_crash() -> None:
 def test_a_url_without_a_host_is_refused(url: str) -> None:
     with pytest.raises(SendRuleError):
         check_url("callback_url", url)
+
+
+@pytest.mark.parametrize(
+    "metadata",
+    [{"k": "nul\x00"}, {"nul\x00": 1}, {"a": [{"b": "\x00"}]}],
+    ids=["value", "key", "nested"],
+)
+def test_a_nul_anywhere_in_metadata_is_refused(metadata: dict[str, object]) -> None:
+    assert refused_field(SMS, metadata=metadata) == "metadata"
