@@ -208,13 +208,13 @@ async def test_counts_come_from_statistics_on_large_tables(pool: asyncpg.Pool) -
         "INSERT INTO messages (id, type, status, from_addr, to_addr, ordering_key) "
         "VALUES (gen_random_uuid(), 'sms', 'retrying', '+15551234567', '+15559876543', 'k')"
     )
-    exact = await store_stats.status_counts(pool)
+    exact = await store_stats.StatsStore(pool).status_counts()
     assert not exact.estimated
     assert exact.counts == {s: 0 for s in STATUSES} | {
         "sent": 300, "delivered": 60, "pending": 12, "retrying": 1,
     }  # fmt: skip
 
-    estimate = await store_stats.status_counts(pool, estimate_above=100)
+    estimate = await store_stats.StatsStore(pool).status_counts(estimate_above=100)
     assert estimate.estimated
     assert estimate.counts["pending"] == 12 and estimate.counts["retrying"] == 1
     # A full sample of a small table: the planner's frequencies are exact here.

@@ -76,9 +76,8 @@ async def _redis_part(queue: RedisQueue) -> tuple[dict[str, dict[str, int]], lis
 async def _database_part(
     pool: asyncpg.Pool,
 ) -> tuple[store_stats.StatusCounts, store_stats.Throughput]:
-    counts, rates = await asyncio.gather(
-        store_stats.status_counts(pool), store_stats.throughput(pool)
-    )
+    store = store_stats.StatsStore(pool)
+    counts, rates = await asyncio.gather(store.status_counts(), store.throughput())
     return counts, rates
 
 

@@ -91,27 +91,31 @@ def _all_statuses(found: dict[str, int]) -> dict[str, int]:
     return {status.value: int(found.get(status.value, 0)) for status in Status}
 
 
-async def status_counts(
-    pool: asyncpg.Pool, *, estimate_above: int = ESTIMATE_ABOVE
-) -> StatusCounts:
-    """Counts per status (see the module docstring for when they are estimates)."""
-    rows = await pool.fetchval(_TABLE_ROWS)
-    # -1 means never analyzed: the table is new, so small.
-    if rows is None or rows < 0 or rows <= estimate_above:
-        exact = await pool.fetch(_EXACT)
-        return StatusCounts(_all_statuses({r["status"]: r["n"] for r in exact}), False)
-    freqs = await pool.fetch(_ESTIMATED)
-    if not freqs:  # no statistics yet (VACUUM without ANALYZE): count for real
-        exact = await pool.fetch(_EXACT)
-        return StatusCounts(_all_statuses({r["status"]: r["n"] for r in exact}), False)
-    found = {r["status"]: round(r["freq"] * rows) for r in freqs if r["status"] not in _OPEN}
-    for r in await pool.fetch(_OPEN_EXACT, _OPEN):
-        found[r["status"]] = r["n"]
-    return StatusCounts(_all_statuses(found), True)
+class StatsStore:
+    """Readings over the messages and message_events tables."""
 
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self.pool = pool
 
-async def throughput(pool: asyncpg.Pool, *, window: int = WINDOW_SECONDS) -> Throughput:
-    """Messages sent and failed over the last `window` seconds."""
-    row = await pool.fetchrow(_THROUGHPUT, float(window))
-    assert row is not None  # an aggregate always returns one row
-    return Throughput(sent=row["sent"], failed=row["failed"], window=window)
+    async def status_counts(self, *, estimate_above: int = ESTIMATE_ABOVE) -> StatusCounts:
+        """Counts per status (see the module docstring for when they are estimates)."""
+        pool = self.pool
+        rows = await pool.fetchval(_TABLE_ROWS)
+        # -1 means never analyzed: the table is new, so small.
+        if rows is None or rows < 0 or rows <= estimate_above:
+            exact = await pool.fetch(_EXACT)
+            return StatusCounts(_all_statuses({r["status"]: r["n"] for r in exact}), False)
+        freqs = await pool.fetch(_ESTIMATED)
+        if not freqs:  # no statistics yet (VACUUM without ANALYZE): count for real
+            exact = await pool.fetch(_EXACT)
+            return StatusCounts(_all_statuses({r["status"]: r["n"] for r in exact}), False)
+        found = {r["status"]: round(r["freq"] * rows) for r in freqs if r["status"] not in _OPEN}
+        for r in await pool.fetch(_OPEN_EXACT, _OPEN):
+            found[r["status"]] = r["n"]
+        return StatusCounts(_all_statuses(found), True)
+
+    async def throughput(self, *, window: int = WINDOW_SECONDS) -> Throughput:
+        """Messages sent and failed over the last `window` seconds."""
+        row = await self.pool.fetchrow(_THROUGHPUT, float(window))
+        assert row is not None  # an aggregate always returns one row
+        return Throughput(sent=row["sent"], failed=row["failed"], window=window)

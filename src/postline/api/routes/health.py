@@ -23,7 +23,7 @@ from starlette.responses import Response
 from postline.api.deps import ComponentsDep
 from postline.api.schemas import HealthPublic
 from postline.metrics import scrape_gauges, scrape_registry
-from postline.store.stats import status_counts
+from postline.store.stats import StatsStore
 
 router = APIRouter(tags=["operations"])
 log = logging.getLogger("postline.api")
@@ -81,7 +81,7 @@ async def metrics(parts: ComponentsDep) -> Response:
     # The same readings as /api/v1/stats (postline.services.stats), so both show one number.
     queues, counts = await asyncio.gather(
         _reading("queue depths", parts.queue.depths()),
-        _reading("status counts", status_counts(parts.pool)),
+        _reading("status counts", StatsStore(parts.pool).status_counts()),
     )
     gauges = scrape_gauges(queues=queues, statuses=counts.counts if counts else None)
     registry = scrape_registry(parts.metrics.collector(), gauges)
