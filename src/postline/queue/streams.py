@@ -10,7 +10,7 @@ import os
 import socket
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,6 +23,7 @@ from postline.domain.channels import (
     DEAD_QUEUE,
     RETRY_QUEUE,
     Channel,
+    stream_of,
 )
 from postline.queue import scripts
 
@@ -93,10 +94,12 @@ class RedisQueue:
         """Puts one entry per message into its channel stream; returns how many."""
         if not items:
             return 0
-        args: list[str] = []
-        for item in items:
-            args += [item.message_id, item.channel.value, item.ordering_key]
-        return int(await self._push(keys=[scripts.QUEUED_INDEX], args=args))
+        streams = [stream_of(item.channel) for item in items]
+        keys, index = _declare([scripts.QUEUED_INDEX], streams)
+        args: list[str | int] = []
+        for item, stream in zip(items, streams, strict=True):
+            args += [item.message_id, index[stream], item.ordering_key]
+        return int(await self._push(keys=keys, args=args))
 
     async def queued(self, items: Sequence[Enqueue]) -> set[str]:
         """The ids of `items` whose latest entry is still in its stream (unread or pending)."""
@@ -145,7 +148,8 @@ class RedisQueue:
         """
         moment = time.time() if now is None else now
         count, scheduled = await self._promote(
-            keys=[RETRY_QUEUE, scripts.QUEUED_INDEX], args=[moment, limit]
+            keys=[RETRY_QUEUE, scripts.QUEUED_INDEX, *CHANNEL_STREAMS],
+            args=[moment, limit, *(channel.value for channel in Channel)],
         )
         items = []
         for member in scheduled:
@@ -167,10 +171,11 @@ class RedisQueue:
         """Acknowledges and deletes entries (and their index fields)."""
         if not entries:
             return
-        args: list[str] = []
+        keys, index = _declare([scripts.QUEUED_INDEX], (entry.stream for entry in entries))
+        args: list[str | int] = [CONSUMER_GROUP]
         for entry in entries:
-            args += [entry.stream, entry.entry_id, entry.message_id]
-        await self._ack(keys=[scripts.QUEUED_INDEX, CONSUMER_GROUP], args=args)
+            args += [index[entry.stream], entry.entry_id, entry.message_id]
+        await self._ack(keys=keys, args=args)
 
     async def dead_letter(self, fields: Sequence[dict[str, str]]) -> None:
         if not fields:
@@ -201,6 +206,18 @@ class RedisQueue:
         result[RETRY_QUEUE] = {"depth": retry if isinstance(retry, int) else 0, "pending": 0}
         result[DEAD_QUEUE] = {"depth": dead if isinstance(dead, int) else 0, "pending": 0}
         return result
+
+
+def _declare(first: Sequence[str], streams: Iterable[str]) -> tuple[list[str], dict[str, int]]:
+    """A script's KEYS: `first`, then each distinct stream once; and each
+    stream's (1-based, as Lua counts) place in them."""
+    keys = list(first)
+    index: dict[str, int] = {}
+    for stream in streams:
+        if stream not in index:
+            keys.append(stream)
+            index[stream] = len(keys)
+    return keys, index
 
 
 def _entries(reply: Any) -> list[Entry]:
