@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import redis.asyncio as aioredis
 
-from postline.domain.channels import RETRY_QUEUE, Channel, stream_of
-from postline.queue.scripts import QUEUED_INDEX
+from postline.domain.channels import Channel
+from postline.queue.keys import QUEUED_INDEX, RETRY_QUEUE, stream_of
 from postline.queue.streams import Enqueue, RedisQueue
 
 

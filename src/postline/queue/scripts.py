@@ -12,7 +12,7 @@ A script runs atomically, so an entry and its index field are written (and
 removed) together, also in the AOF.
 
 Every key a script touches comes in KEYS, values in ARGV; no script builds
-a key name:
+a key name (they are all in `keys`):
 
 - PUSH: the queued index and the channel streams of the batch;
 - ACK: the queued index and the streams of the entries;
@@ -20,13 +20,10 @@ a key name:
   stream a due retry goes to is only known inside the script).
 
 That is what Redis Cluster asks of a script; the keys would also need a
-common hash tag to share one slot, which renames the keys SPEC 4 names, so
-Postline needs one Redis (with replicas) today.
+common hash tag (see `keys`).
 """
 
 from __future__ import annotations
-
-QUEUED_INDEX = "postline:queued"
 
 # KEYS[1]: the queued index, KEYS[2..]: channel streams. ARGV: repeated
 # triples (message id, KEYS index of its stream, ordering key). Adds one
