@@ -19,9 +19,10 @@ Streams and the delay set are named by SPEC 4; the others are internal.
 a name inside a stream, not a key, so a script gets it in ARGV.
 
 Redis Cluster: a script must receive every key it touches in KEYS (they do,
-see `scripts`), and those keys must hash to one slot. That needs one hash
-tag in every queue key (say `message_queue:{postline}:sms`), which renames
-the keys SPEC 4 names; until then Postline needs one Redis (with replicas).
+see `scripts`), and those keys must hash to one slot, as must the streams
+one XREADGROUP reads. That needs one hash tag in every queue key (say
+`message_queue:{postline}:sms`), which renames the keys SPEC 4 names; until
+then Postline needs one Redis (with replicas).
 """
 
 from __future__ import annotations
