@@ -11,6 +11,7 @@ import asyncpg
 import httpx
 import pytest
 
+from postline.queue.keys import RECONCILE_LOCK
 from tests.support.harness import (
     running_worker,
     settings_for,
@@ -217,7 +218,7 @@ async def test_reconciler_never_queues_twice(
     for i in range(5):
         answer = await api.post("/api/v1/messages/send", json={**SMS, "to": f"+1555987{i:04d}"})
         ids.append(answer.json()["id"])
-    await redis.delete("postline:reconciler")
+    await redis.delete(RECONCILE_LOCK)
     from postline.queue.streams import RedisQueue
     from postline.store.messages import MessageStore
     from postline.worker.reconciler import Reconciler
@@ -229,6 +230,6 @@ async def test_reconciler_never_queues_twice(
     await redis.flushdb()
     assert await reconciler.tick() == len(ids)
     assert await redis.xlen("message_queue:sms") == len(ids)
-    await redis.delete("postline:reconciler")
+    await redis.delete(RECONCILE_LOCK)
     assert await reconciler.tick() == 0  # queued again once, and only once
     assert await redis.xlen("message_queue:sms") == len(ids)

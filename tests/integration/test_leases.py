@@ -19,8 +19,9 @@ import asyncpg
 import pytest
 import redis.asyncio as aioredis
 
+from postline.queue import recovery
+from postline.queue.streams import RedisQueue
 from postline.store.messages import MessageStore
-from postline.worker import recovery
 from tests.support.faults import in_process, wait_final
 from tests.support.harness import settings_for, wait_for
 from tests.support.order import KeyedLoad, accepted
@@ -51,7 +52,9 @@ async def test_a_slow_send_outliving_its_first_lease_is_renewed_not_taken_over(
     async def rival() -> int:
         taken = 0
         while not stop.is_set():
-            entries = await recovery.idle_entries(redis, "rival", idle_seconds=0.5, limit=100)
+            entries = await recovery.idle_entries(
+                RedisQueue(redis), "rival", idle_seconds=0.5, limit=100
+            )
             ids = [uuid.UUID(e.message_id) for e in entries if e.message_id]
             if ids:
                 tries.append((time.monotonic(), len(ids)))

@@ -16,9 +16,8 @@ import httpx
 import orjson
 import pytest
 
-from postline.queue import workers
+from postline.queue import keys, workers
 from postline.store import stats as store_stats
-from postline.worker import runner
 from tests.support.harness import (
     running_api,
     running_worker,
@@ -141,18 +140,17 @@ async def test_a_stopped_worker_leaves_the_list(
 
     # A killed worker deletes nothing: its heartbeat expiring is what removes it.
     beat = {"name": "killed", "last_heartbeat": "2026-01-01T00:00:00Z", "inflight": 3}
-    await redis.set(workers.HEARTBEAT_PREFIX + "killed", orjson.dumps(beat), px=300)
+    await redis.set(keys.heartbeat("killed"), orjson.dumps(beat), px=300)
     assert (await stats_of(api))["workers"] == [beat]
     await wait_for(gone, timeout=5, what="the expired heartbeat to leave the list")
 
 
 async def test_heartbeats_that_are_not_workers_are_ignored(redis: Any) -> None:
-    assert workers.HEARTBEAT_PREFIX == runner.HEARTBEAT_PREFIX
-    await redis.set(workers.HEARTBEAT_PREFIX + "junk", "not json")
-    await redis.set(workers.HEARTBEAT_PREFIX + "partial", orjson.dumps({"inflight": 1}))
+    await redis.set(keys.heartbeat("junk"), "not json")
+    await redis.set(keys.heartbeat("partial"), orjson.dumps({"inflight": 1}))
     beat = {"name": "w1", "last_heartbeat": "2026-01-01T00:00:00Z", "inflight": 2,
             "concurrency": 8}  # fmt: skip
-    await redis.set(workers.HEARTBEAT_PREFIX + "w1", orjson.dumps(beat))
+    await redis.set(keys.heartbeat("w1"), orjson.dumps(beat))
     assert await workers.live_workers(redis) == [
         workers.WorkerBeat("w1", "2026-01-01T00:00:00Z", 2, 8)
     ]

@@ -22,6 +22,7 @@ from rich.table import Table
 
 from postline.bench.load import AcceptResult, accept, count_sent, wait_sent
 from postline.bench.stack import Stack, reset, running_stack
+from postline.queue.keys import HEARTBEAT_PREFIX
 
 ALL_SCENARIOS = ("accept", "accept-2000", "drain", "both", "drain-100ms", "both-100ms")
 OFFERED_RATE = 2000.0
@@ -121,7 +122,7 @@ class Bench:
         client = aioredis.Redis.from_url(self.stack.redis_url)
         try:
             deadline = time.monotonic() + timeout
-            while not await client.keys("postline:worker:*"):
+            while not await client.keys(HEARTBEAT_PREFIX + "*"):
                 if time.monotonic() > deadline:
                     raise TimeoutError("the worker did not start")
                 await asyncio.sleep(0.05)

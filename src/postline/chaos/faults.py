@@ -29,9 +29,9 @@ from postline.chaos.plan import PlannedFault
 from postline.chaos.records import FaultRecord, write_line
 from postline.chaos.stack import ChaosStack
 from postline.embedded import free_port
+from postline.queue.keys import CHAOS_SENTINEL
 
 POLL_SECONDS = 0.1
-SENTINEL_KEY = "chaos:sentinel"
 #: Loops on TIME until ARGV[1] seconds have passed: Redis answers BUSY to everyone else.
 BUSY_SCRIPT = """
 local t = redis.call('TIME')
@@ -150,8 +150,8 @@ class FaultDriver:
                 client.execute_command("REPLICAOF", "NO", "ONE")
                 if "_sentinel" not in state:
                     return None
-                kept = client.get(SENTINEL_KEY) == state["_sentinel"]
-                client.delete(SENTINEL_KEY)
+                kept = client.get(CHAOS_SENTINEL) == state["_sentinel"]
+                client.delete(CHAOS_SENTINEL)
             return {"data_kept": kept}
         elif kind == "postgres_restart":
             stack.restart_postgres()
@@ -175,7 +175,7 @@ class FaultDriver:
     def _readonly(self) -> dict[str, Any]:
         sentinel = f"{time.time():.6f}".encode()
         with self._redis() as client:
-            client.set(SENTINEL_KEY, sentinel)
+            client.set(CHAOS_SENTINEL, sentinel)
             # A master that cannot be reached: writes get READONLY, the data set stays.
             client.execute_command("REPLICAOF", "127.0.0.1", str(free_port()))
         return {"_sentinel": sentinel}

@@ -1,4 +1,4 @@
-"""Channels, the providers that carry them and their queue names (SPEC 4)."""
+"""Channels and the providers that carry them (their queues: `postline.queue.keys`)."""
 
 from __future__ import annotations
 
@@ -23,15 +23,3 @@ PROVIDER_OF: dict[Channel, Provider] = {
     Channel.WHATSAPP: Provider.TWILIO,
     Channel.EMAIL: Provider.SENDGRID,
 }
-
-QUEUE_PREFIX = "message_queue:"
-RETRY_QUEUE = QUEUE_PREFIX + "retry"
-DEAD_QUEUE = QUEUE_PREFIX + "dead"
-CONSUMER_GROUP = "workers"
-
-
-def stream_of(channel: Channel) -> str:
-    return QUEUE_PREFIX + channel.value
-
-
-CHANNEL_STREAMS: tuple[str, ...] = tuple(stream_of(c) for c in Channel)

@@ -1,7 +1,9 @@
-"""Redis Streams adapter: the one place that speaks to the queues.
+"""Redis Streams adapter: with its package, the one place that speaks to Redis.
 
 Entries are deleted once acknowledged (XACK + XDEL), so `XLEN` of a channel
 stream is the backlog a person sees: not yet read, or read and in flight.
+Key names come from `keys`; taking over a lost worker's entries is in
+`recovery`, the heartbeat format in `workers`.
 """
 
 from __future__ import annotations
@@ -10,21 +12,24 @@ import os
 import socket
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import redis.asyncio as aioredis
 from redis.exceptions import ResponseError
 
-from postline.domain.channels import (
+from postline.domain.channels import Channel
+from postline.queue import scripts, workers
+from postline.queue.keys import (
     CHANNEL_STREAMS,
     CONSUMER_GROUP,
     DEAD_QUEUE,
+    QUEUED_INDEX,
+    RECONCILE_LOCK,
     RETRY_QUEUE,
-    Channel,
+    stream_of,
 )
-from postline.queue import scripts
 
 DEAD_LETTER_MAXLEN = 100_000
 
@@ -93,17 +98,19 @@ class RedisQueue:
         """Puts one entry per message into its channel stream; returns how many."""
         if not items:
             return 0
-        args: list[str] = []
-        for item in items:
-            args += [item.message_id, item.channel.value, item.ordering_key]
-        return int(await self._push(keys=[scripts.QUEUED_INDEX], args=args))
+        streams = [stream_of(item.channel) for item in items]
+        keys, index = _declare([QUEUED_INDEX], streams)
+        args: list[str | int] = []
+        for item, stream in zip(items, streams, strict=True):
+            args += [item.message_id, index[stream], item.ordering_key]
+        return int(await self._push(keys=keys, args=args))
 
     async def queued(self, items: Sequence[Enqueue]) -> set[str]:
         """The ids of `items` whose latest entry is still in its stream (unread or pending)."""
         if not items:
             return set()
         ids = [item.message_id for item in items]
-        where = await self.client.hmget(scripts.QUEUED_INDEX, ids)
+        where = await self.client.hmget(QUEUED_INDEX, ids)
         found = [(i, str(w).split(" ", 1)) for i, w in zip(ids, where, strict=True) if w]
         if not found:
             return set()
@@ -145,7 +152,8 @@ class RedisQueue:
         """
         moment = time.time() if now is None else now
         count, scheduled = await self._promote(
-            keys=[RETRY_QUEUE, scripts.QUEUED_INDEX], args=[moment, limit]
+            keys=[RETRY_QUEUE, QUEUED_INDEX, *CHANNEL_STREAMS],
+            args=[moment, limit, *(channel.value for channel in Channel)],
         )
         items = []
         for member in scheduled:
@@ -167,10 +175,11 @@ class RedisQueue:
         """Acknowledges and deletes entries (and their index fields)."""
         if not entries:
             return
-        args: list[str] = []
+        keys, index = _declare([QUEUED_INDEX], (entry.stream for entry in entries))
+        args: list[str | int] = [CONSUMER_GROUP]
         for entry in entries:
-            args += [entry.stream, entry.entry_id, entry.message_id]
-        await self._ack(keys=[scripts.QUEUED_INDEX, CONSUMER_GROUP], args=args)
+            args += [index[entry.stream], entry.entry_id, entry.message_id]
+        await self._ack(keys=keys, args=args)
 
     async def dead_letter(self, fields: Sequence[dict[str, str]]) -> None:
         if not fields:
@@ -201,6 +210,37 @@ class RedisQueue:
         result[RETRY_QUEUE] = {"depth": retry if isinstance(retry, int) else 0, "pending": 0}
         result[DEAD_QUEUE] = {"depth": dead if isinstance(dead, int) else 0, "pending": 0}
         return result
+
+    async def ping(self) -> None:
+        """Raises unless Redis answers."""
+        await self.client.ping()
+
+    async def heartbeat(self, beat: workers.WorkerBeat) -> None:
+        """Says a worker is alive; without renewal it drops out (`workers`)."""
+        await workers.write_heartbeat(self.client, beat)
+
+    async def forget_worker(self, name: str) -> None:
+        """Deletes a stopping worker's heartbeat, so it is not counted live."""
+        await workers.delete_heartbeat(self.client, name)
+
+    async def live_workers(self) -> list[workers.WorkerBeat]:
+        return await workers.live_workers(self.client)
+
+    async def try_reconcile_lock(self, owner: str, *, ttl_ms: int) -> bool:
+        """Takes the reconcile lock unless someone holds it; it lapses after `ttl_ms`."""
+        return bool(await self.client.set(RECONCILE_LOCK, owner, nx=True, px=ttl_ms))
+
+
+def _declare(first: Sequence[str], streams: Iterable[str]) -> tuple[list[str], dict[str, int]]:
+    """A script's KEYS: `first`, then each distinct stream once; and each
+    stream's (1-based, as Lua counts) place in them."""
+    keys = list(first)
+    index: dict[str, int] = {}
+    for stream in streams:
+        if stream not in index:
+            keys.append(stream)
+            index[stream] = len(keys)
+    return keys, index
 
 
 def _entries(reply: Any) -> list[Entry]:

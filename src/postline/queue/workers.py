@@ -1,4 +1,4 @@
-"""Live workers, read from their heartbeat keys in Redis.
+"""Worker heartbeats in Redis: written, deleted and read here.
 
 Each worker writes `postline:worker:<name>` (JSON: name, last_heartbeat,
 inflight, concurrency) every 2 s with a 10 s TTL and deletes it when it
@@ -14,9 +14,10 @@ from typing import Any
 import orjson
 import redis.asyncio as aioredis
 
-#: Must equal `postline.worker.runner.HEARTBEAT_PREFIX` (a test holds them
-#: together); repeated here so reading the queue does not import the worker.
-HEARTBEAT_PREFIX = "postline:worker:"
+from postline.queue.keys import HEARTBEAT_PREFIX, heartbeat
+
+#: A worker whose heartbeat is this old is gone (it renews every 2 s).
+HEARTBEAT_TTL_SECONDS = 10
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,3 +63,13 @@ async def live_workers(client: aioredis.Redis) -> list[WorkerBeat]:
     values = await client.mget(keys)
     beats = [beat for raw in values if (beat := _parse(raw)) is not None]
     return sorted(beats, key=lambda beat: beat.name)
+
+
+async def write_heartbeat(client: aioredis.Redis, beat: WorkerBeat) -> None:
+    """Says the worker is alive for the next `HEARTBEAT_TTL_SECONDS`."""
+    await client.set(heartbeat(beat.name), orjson.dumps(beat), ex=HEARTBEAT_TTL_SECONDS)
+
+
+async def delete_heartbeat(client: aioredis.Redis, name: str) -> None:
+    """A worker that stops says so at once, instead of after the TTL."""
+    await client.delete(heartbeat(name))

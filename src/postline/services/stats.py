@@ -69,7 +69,7 @@ class Stats:
 
 
 async def _redis_part(queue: RedisQueue) -> tuple[dict[str, dict[str, int]], list[WorkerBeat]]:
-    depths, workers = await asyncio.gather(queue.depths(), live_workers(queue.client))
+    depths, workers = await asyncio.gather(queue.depths(), queue.live_workers())
     return depths, workers
 
 

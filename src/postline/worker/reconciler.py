@@ -28,12 +28,10 @@ from datetime import UTC, datetime
 
 from postline.domain.ordering import Head, needs_queue_check, plan_repairs
 from postline.queue.streams import Enqueue, RedisQueue
-from postline.queue.workers import live_workers
 from postline.store.messages import MessageStore
 
 log = logging.getLogger("postline.reconciler")
 
-LOCK_KEY = "postline:reconciler"
 PAGE = 1000
 
 
@@ -67,7 +65,7 @@ class Reconciler:
     async def tick(self) -> int:
         """Runs a pass if no other worker holds the lock; returns messages re-queued."""
         ttl_ms = max(int(self._interval * 1000) - 50, 100)
-        if not await self._queue.client.set(LOCK_KEY, self._owner, nx=True, px=ttl_ms):
+        if not await self._queue.try_reconcile_lock(self._owner, ttl_ms=ttl_ms):
             return 0
         self._passes += 1
         if self._passes % 60 == 1:
@@ -98,7 +96,7 @@ class Reconciler:
     async def _heads(self) -> int:
         after: str | None = None
         seen = repaired = 0
-        live = [beat.name for beat in await live_workers(self._queue.client)]
+        live = [beat.name for beat in await self._queue.live_workers()]
         while seen < self._max:
             heads = await self._store.open_heads(
                 after_key=after, limit=PAGE, lease_grace=self._lease_grace,

@@ -32,7 +32,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-import orjson
 from redis.exceptions import RedisError, ResponseError
 
 from postline.batching import GroupCommit
@@ -45,20 +44,19 @@ from postline.domain.statuses import Status
 from postline.logs import message_log, message_log_enabled
 from postline.metrics import WorkerMetrics
 from postline.providers.base import Provider
+from postline.queue import recovery
 from postline.queue.streams import Enqueue, Entry, RedisQueue, consumer_name
-from postline.queue.workers import live_workers
+from postline.queue.workers import WorkerBeat
 from postline.runtime import settle_garbage_collector
 from postline.services.attempts import attempt
 from postline.services.completion import Completer, Done
 from postline.store.messages import MessageStore
-from postline.worker import recovery
 from postline.worker.outage import DEPENDENCY_ERRORS, POSTGRESQL, REDIS, Outage
 from postline.worker.reconciler import Reconciler
 
 log = logging.getLogger("postline.worker")
 events = message_log()
 
-HEARTBEAT_PREFIX = recovery.HEARTBEAT_PREFIX
 HEARTBEAT_SECONDS = 2.0
 #: A send stops calling the provider this close to its lease's end.
 LEASE_MARGIN_SECONDS = 2.0
@@ -159,7 +157,7 @@ class Worker:
             if self._callbacks is not None:
                 await self._callbacks.close()
             with contextlib.suppress(RedisError, OSError):
-                await self._queue.client.delete(HEARTBEAT_PREFIX + self.name)
+                await self._queue.forget_worker(self.name)
             log.info("worker %s stopped", self.name)
 
     async def _read_loop(self, stop: asyncio.Event) -> None:
@@ -235,7 +233,7 @@ class Worker:
         """Workers whose heartbeat exists (cached for a second): their expired
         leases are not taken over before the hard bound."""
         if time.monotonic() - self._live_at > LIVE_REFRESH_SECONDS:
-            self._live = [beat.name for beat in await live_workers(self._queue.client)]
+            self._live = [beat.name for beat in await self._queue.live_workers()]
             self._live_at = time.monotonic()
         return self._live
 
@@ -302,7 +300,7 @@ class Worker:
     async def _answers(self, dependency: str | None) -> bool:
         try:
             if dependency == REDIS:
-                await self._queue.client.ping()
+                await self._queue.ping()
             elif dependency == POSTGRESQL:
                 await self._store.pool.fetchval("SELECT 1")
         except DEPENDENCY_ERRORS:
@@ -332,14 +330,14 @@ class Worker:
         free = self._concurrency - self.inflight
         if free <= 0 or self._leases_lapsed():
             return
-        dead = await recovery.dead_consumers_entries(self._queue.client, self.name, limit=free)
+        dead = await recovery.dead_consumers_entries(self._queue, self.name, limit=free)
         if dead:
             await self._dispatch(dead)
         free = self._concurrency - self.inflight
         if free <= 0:
             return
         idle = await recovery.idle_entries(
-            self._queue.client, self.name, idle_seconds=self._visibility, limit=min(free, 500)
+            self._queue, self.name, idle_seconds=self._visibility, limit=min(free, 500)
         )
         if idle:
             log.info("took over %d entries idle for over %.0fs", len(idle), self._visibility)
@@ -360,15 +358,9 @@ class Worker:
         try:
             await self._renew_leases()
         finally:
-            beat = {
-                "name": self.name,
-                "last_heartbeat": datetime.now(UTC).isoformat().replace("+00:00", "Z"),
-                "inflight": self.inflight,
-                "concurrency": self._concurrency,
-            }
-            await self._queue.client.set(
-                HEARTBEAT_PREFIX + self.name, orjson.dumps(beat), ex=recovery.HEARTBEAT_TTL_SECONDS
-            )
+            now = datetime.now(UTC).isoformat().replace("+00:00", "Z")
+            beat = WorkerBeat(self.name, now, self.inflight, self._concurrency)
+            await self._queue.heartbeat(beat)
 
     def _renewable(self, now: float) -> list[uuid.UUID]:
         """What the heartbeat renews: all it holds but sends stuck past the deadline."""

@@ -14,15 +14,11 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from redis.asyncio import Redis
+from postline.queue.keys import CHANNEL_STREAMS, CONSUMER_GROUP, heartbeat
+from postline.queue.streams import Entry, RedisQueue
+from postline.queue.workers import HEARTBEAT_TTL_SECONDS
 
-from postline.domain.channels import CHANNEL_STREAMS, CONSUMER_GROUP
-from postline.queue.streams import Entry
-
-log = logging.getLogger("postline.worker")
-
-HEARTBEAT_PREFIX = "postline:worker:"
-HEARTBEAT_TTL_SECONDS = 10
+log = logging.getLogger("postline.worker")  # what a worker does, wherever the code lives
 
 
 def _entry(stream: str, entry_id: str, fields: dict[str, str] | None) -> Entry:
@@ -31,9 +27,10 @@ def _entry(stream: str, entry_id: str, fields: dict[str, str] | None) -> Entry:
 
 
 async def idle_entries(
-    client: Redis, consumer: str, *, idle_seconds: float, limit: int
+    queue: RedisQueue, consumer: str, *, idle_seconds: float, limit: int
 ) -> list[Entry]:
     """XAUTOCLAIM on every channel stream, up to `limit` entries in all."""
+    client = queue.client
     found: list[Entry] = []
     for stream in CHANNEL_STREAMS:
         if len(found) >= limit:
@@ -46,8 +43,9 @@ async def idle_entries(
     return found
 
 
-async def dead_consumers_entries(client: Redis, consumer: str, *, limit: int) -> list[Entry]:
+async def dead_consumers_entries(queue: RedisQueue, consumer: str, *, limit: int) -> list[Entry]:
     """Claims what consumers without a live heartbeat hold; forgets empty dead consumers."""
+    client = queue.client
     found: list[Entry] = []
     min_idle = HEARTBEAT_TTL_SECONDS * 1000
     for stream in CHANNEL_STREAMS:
@@ -55,7 +53,7 @@ async def dead_consumers_entries(client: Redis, consumer: str, *, limit: int) ->
             name = info["name"]
             if name == consumer or info["idle"] < min_idle:
                 continue
-            if await client.exists(HEARTBEAT_PREFIX + name):
+            if await client.exists(heartbeat(name)):
                 continue
             if info["pending"] == 0:
                 await client.xgroup_delconsumer(stream, CONSUMER_GROUP, name)

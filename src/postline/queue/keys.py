@@ -1,0 +1,51 @@
+"""Every Redis key Postline uses, named here and nowhere else.
+
+Streams and the delay set are named by SPEC 4; the others are internal.
+
+| key                       | type   | what                                        |
+|---------------------------|--------|---------------------------------------------|
+| `message_queue:<channel>` | stream | one per channel (`stream_of`), hints        |
+| `message_queue:retry`     | zset   | the delay set: due-later retries and        |
+|                           |        | scheduled sends, score = due time           |
+| `message_queue:dead`      | stream | dead letters                                |
+| `postline:queued`         | hash   | message id -> `<stream> <entry id>`, its    |
+|                           |        | latest stream entry                         |
+| `postline:worker:<name>`  | string | a worker's heartbeat (JSON), with a TTL     |
+| `postline:reconciler`     | string | the reconcile lock (owner, PX)              |
+| `chaos:sentinel`          | string | written by the chaos campaign's read-only   |
+|                           |        | fault to see whether the data survived      |
+
+`workers` (`CONSUMER_GROUP`) is the consumer group on every channel stream:
+a name inside a stream, not a key, so a script gets it in ARGV.
+
+Redis Cluster: a script must receive every key it touches in KEYS (they do,
+see `scripts`), and those keys must hash to one slot, as must the streams
+one XREADGROUP reads. That needs one hash tag in every queue key (say
+`message_queue:{postline}:sms`), which renames the keys SPEC 4 names; until
+then Postline needs one Redis (with replicas).
+"""
+
+from __future__ import annotations
+
+from postline.domain.channels import Channel
+
+QUEUE_PREFIX = "message_queue:"
+RETRY_QUEUE = QUEUE_PREFIX + "retry"
+DEAD_QUEUE = QUEUE_PREFIX + "dead"
+CONSUMER_GROUP = "workers"
+
+QUEUED_INDEX = "postline:queued"
+HEARTBEAT_PREFIX = "postline:worker:"
+RECONCILE_LOCK = "postline:reconciler"
+CHAOS_SENTINEL = "chaos:sentinel"
+
+
+def stream_of(channel: Channel) -> str:
+    return QUEUE_PREFIX + channel.value
+
+
+CHANNEL_STREAMS: tuple[str, ...] = tuple(stream_of(c) for c in Channel)
+
+
+def heartbeat(worker: str) -> str:
+    return HEARTBEAT_PREFIX + worker
