@@ -19,7 +19,6 @@ import asyncpg
 import pytest
 import redis.asyncio as aioredis
 
-from postline.queue import recovery
 from postline.queue.streams import RedisQueue
 from postline.store.messages import MessageStore
 from tests.support.faults import in_process, wait_final
@@ -52,9 +51,7 @@ async def test_a_slow_send_outliving_its_first_lease_is_renewed_not_taken_over(
     async def rival() -> int:
         taken = 0
         while not stop.is_set():
-            entries = await recovery.idle_entries(
-                RedisQueue(redis), "rival", idle_seconds=0.5, limit=100
-            )
+            entries = await RedisQueue(redis).take_idle("rival", idle_seconds=0.5, limit=100)
             ids = [uuid.UUID(e.message_id) for e in entries if e.message_id]
             if ids:
                 tries.append((time.monotonic(), len(ids)))

@@ -84,7 +84,7 @@ class FakeQueue:
 def done(message_id: uuid.UUID, status: Status, *, attempt: int = 1, key: str = "k") -> Done:
     later = datetime.now(UTC) + timedelta(seconds=5) if status == Status.RETRYING else None
     outcome = Outcome(message_id, attempt, status, next_attempt_at=later)
-    entry = Entry("message_queue:sms", "1-0", str(message_id), key)
+    entry = Entry("message_queue:sms", "1-0", str(message_id))
     return Done(outcome, entry, Channel.SMS, key)
 
 

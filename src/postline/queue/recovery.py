@@ -14,8 +14,10 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+import redis.asyncio as aioredis
+
+from postline.queue.items import Entry
 from postline.queue.keys import CHANNEL_STREAMS, CONSUMER_GROUP, heartbeat
-from postline.queue.streams import Entry, RedisQueue
 from postline.queue.workers import HEARTBEAT_TTL_SECONDS
 
 log = logging.getLogger("postline.worker")  # what a worker does, wherever the code lives
@@ -23,29 +25,33 @@ log = logging.getLogger("postline.worker")  # what a worker does, wherever the c
 
 def _entry(stream: str, entry_id: str, fields: dict[str, str] | None) -> Entry:
     fields = fields or {}
-    return Entry(stream, entry_id, fields.get("id", ""), fields.get("k", ""))
+    return Entry(stream, entry_id, fields.get("id", ""))
 
 
 async def idle_entries(
-    queue: RedisQueue, consumer: str, *, idle_seconds: float, limit: int
+    client: aioredis.Redis, consumer: str, *, idle_seconds: float, limit: int
 ) -> list[Entry]:
     """XAUTOCLAIM on every channel stream, up to `limit` entries in all."""
-    client = queue.client
     found: list[Entry] = []
     for stream in CHANNEL_STREAMS:
         if len(found) >= limit:
             break
         reply = await client.xautoclaim(
-            stream, CONSUMER_GROUP, consumer, int(idle_seconds * 1000), "0-0",
+            stream,
+            CONSUMER_GROUP,
+            consumer,
+            int(idle_seconds * 1000),
+            "0-0",
             count=limit - len(found),
-        )  # fmt: skip
+        )
         found += [_entry(stream, entry_id, fields) for entry_id, fields in reply[1]]
     return found
 
 
-async def dead_consumers_entries(queue: RedisQueue, consumer: str, *, limit: int) -> list[Entry]:
+async def dead_consumers_entries(
+    client: aioredis.Redis, consumer: str, *, limit: int
+) -> list[Entry]:
     """Claims what consumers without a live heartbeat hold; forgets empty dead consumers."""
-    client = queue.client
     found: list[Entry] = []
     min_idle = HEARTBEAT_TTL_SECONDS * 1000
     for stream in CHANNEL_STREAMS:
@@ -61,9 +67,13 @@ async def dead_consumers_entries(queue: RedisQueue, consumer: str, *, limit: int
             if len(found) >= limit:
                 continue
             pending = await client.xpending_range(
-                stream, CONSUMER_GROUP, min="-", max="+", count=limit - len(found),
+                stream,
+                CONSUMER_GROUP,
+                min="-",
+                max="+",
+                count=limit - len(found),
                 consumername=name,
-            )  # fmt: skip
+            )
             ids: list[Any] = [p["message_id"] for p in pending]
             if not ids:
                 continue

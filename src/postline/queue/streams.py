@@ -13,14 +13,14 @@ import socket
 import time
 import uuid
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import redis.asyncio as aioredis
 from redis.exceptions import ResponseError
 
 from postline.domain.channels import Channel
-from postline.queue import scripts, workers
+from postline.queue import recovery, scripts, workers
+from postline.queue.items import Enqueue, Entry
 from postline.queue.keys import (
     CHANNEL_STREAMS,
     CONSUMER_GROUP,
@@ -32,25 +32,6 @@ from postline.queue.keys import (
 )
 
 DEAD_LETTER_MAXLEN = 100_000
-
-
-@dataclass(frozen=True, slots=True)
-class Enqueue:
-    """A message to put at the back of its ordering key's FIFO."""
-
-    message_id: str
-    channel: Channel
-    ordering_key: str
-
-
-@dataclass(frozen=True, slots=True)
-class Entry:
-    """One stream entry read by a worker."""
-
-    stream: str
-    entry_id: str
-    message_id: str
-    ordering_key: str
 
 
 def consumer_name() -> str:
@@ -226,6 +207,16 @@ class RedisQueue:
     async def live_workers(self) -> list[workers.WorkerBeat]:
         return await workers.live_workers(self.client)
 
+    async def take_from_dead(self, consumer: str, *, limit: int) -> list[Entry]:
+        """Entries of consumers whose heartbeat is gone, now `consumer`'s (`recovery`)."""
+        return await recovery.dead_consumers_entries(self.client, consumer, limit=limit)
+
+    async def take_idle(self, consumer: str, *, idle_seconds: float, limit: int) -> list[Entry]:
+        """Entries unacknowledged for `idle_seconds`, now `consumer`'s (`recovery`)."""
+        return await recovery.idle_entries(
+            self.client, consumer, idle_seconds=idle_seconds, limit=limit
+        )
+
     async def try_reconcile_lock(self, owner: str, *, ttl_ms: int) -> bool:
         """Takes the reconcile lock unless someone holds it; it lapses after `ttl_ms`."""
         return bool(await self.client.set(RECONCILE_LOCK, owner, nx=True, px=ttl_ms))
@@ -248,7 +239,10 @@ def _entries(reply: Any) -> list[Entry]:
     for stream, items in reply or []:
         for entry_id, fields in items:
             if not fields:  # deleted while pending: nothing left to do but ack it
-                entries.append(Entry(stream, entry_id, "", ""))
+                entries.append(Entry(stream, entry_id, ""))
                 continue
-            entries.append(Entry(stream, entry_id, fields.get("id", ""), fields.get("k", "")))
+            entries.append(Entry(stream, entry_id, fields.get("id", "")))
     return entries
+
+
+__all__ = ["Enqueue", "Entry", "RedisQueue", "connect", "consumer_name"]

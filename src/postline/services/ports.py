@@ -16,6 +16,7 @@ from postline.domain.ordering import Head
 from postline.domain.outcomes import Outcome
 from postline.domain.statuses import Status
 from postline.queue.streams import Enqueue, Entry
+from postline.queue.workers import WorkerBeat
 
 
 class Hints(Protocol):
@@ -60,3 +61,92 @@ class Acceptance(Protocol):
     ) -> list[tuple[Message, Status]]: ...
 
     async def get(self, message_id: uuid.UUID) -> Message | None: ...
+
+
+class LiveWorkers(Protocol):
+    """Which workers heartbeat: their expired leases wait for the hard bound."""
+
+    async def live_workers(self) -> list[WorkerBeat]: ...
+
+
+class ReconcileQueue(LiveWorkers, Protocol):
+    """The queue as the reconciler repairs it."""
+
+    async def try_reconcile_lock(self, owner: str, *, ttl_ms: int) -> bool: ...
+
+    async def push(self, items: Sequence[Enqueue]) -> int: ...
+
+    async def queued(self, items: Sequence[Enqueue]) -> set[str]: ...
+
+    async def schedule_many(
+        self, items: Sequence[tuple[Enqueue, float]], *, retry: bool, keep: bool = False
+    ) -> None: ...
+
+
+class WorkQueue(Hints, ReconcileQueue, Protocol):
+    """The queue as a worker reads it, and says it is alive."""
+
+    async def ensure_groups(self) -> None: ...
+
+    async def read(self, consumer: str, *, count: int, block_ms: int) -> list[Entry]: ...
+
+    async def promote_due(self, *, limit: int) -> tuple[int, list[Enqueue]]: ...
+
+    async def take_from_dead(self, consumer: str, *, limit: int) -> list[Entry]: ...
+
+    async def take_idle(self, consumer: str, *, idle_seconds: float, limit: int) -> list[Entry]: ...
+
+    async def heartbeat(self, beat: WorkerBeat) -> None: ...
+
+    async def forget_worker(self, name: str) -> None: ...
+
+    async def ping(self) -> None: ...
+
+
+class Scheduled(Protocol):
+    """Scheduled sends joining their key's queue when due."""
+
+    async def make_due(
+        self, ids: Sequence[uuid.UUID] | None = None, *, limit: int = 1000
+    ) -> list[Head]: ...
+
+
+class ReconcileStore(Scheduled, Protocol):
+    """What the reconciler reads and repairs from PostgreSQL."""
+
+    async def purge_idempotency_keys(self, *, older_than_hours: float = 24) -> int: ...
+
+    async def scheduled_before(self, *, until: float, limit: int) -> list[Head]: ...
+
+    async def open_heads(
+        self,
+        *,
+        after_key: str | None,
+        limit: int,
+        lease_grace: float,
+        live: Sequence[str] = (),
+        hard_bound: float = 0.0,
+    ) -> list[Head]: ...
+
+
+class WorkStore(Outcomes, ReconcileStore, Protocol):
+    """What a worker needs from PostgreSQL: claims and leases, and what its
+    completer and reconciler need."""
+
+    async def claim(
+        self,
+        ids: Sequence[uuid.UUID],
+        *,
+        holder: str,
+        lease: float,
+        live: Sequence[str] = (),
+        hard_bound: float = 0.0,
+    ) -> list[tuple[Message, Status]]: ...
+
+    async def release(self, message_id: uuid.UUID, *, holder: str) -> None: ...
+
+    async def renew(self, ids: Sequence[uuid.UUID], *, holder: str, lease: float) -> int: ...
+
+    async def states(self, ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, Message]: ...
+
+    async def ping(self) -> None: ...

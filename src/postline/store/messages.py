@@ -167,6 +167,10 @@ class MessageStore:
             columns[-1].append(idempotency_key)
         await (connection or self.pool).execute(_INSERT, *columns)
 
+    async def ping(self) -> None:
+        """Raises unless PostgreSQL answers."""
+        await self.pool.fetchval("SELECT 1")
+
     async def get(self, message_id: uuid.UUID) -> Message | None:
         row = await self.pool.fetchrow(
             f"SELECT {MESSAGE_COLUMNS} FROM messages WHERE id = $1", message_id

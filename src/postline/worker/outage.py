@@ -58,8 +58,12 @@ class Outage:
     def ok(self) -> None:
         """Records a success; logs the end of an outage if one was going on."""
         if self._since is not None:
-            self._log.warning("%s: recovered after %.1fs (%d failed tries)", self._what,
-                              time.monotonic() - self._since, self.failures)  # fmt: skip
+            self._log.warning(
+                "%s: recovered after %.1fs (%d failed tries)",
+                self._what,
+                time.monotonic() - self._since,
+                self.failures,
+            )
         self._since = None
         self._delay = self._first
         self.failures = 0

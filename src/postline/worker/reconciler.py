@@ -27,8 +27,8 @@ import logging
 from datetime import UTC, datetime
 
 from postline.domain.ordering import Head, needs_queue_check, plan_repairs
-from postline.queue.streams import Enqueue, RedisQueue
-from postline.store.messages import MessageStore
+from postline.queue.streams import Enqueue
+from postline.services.ports import ReconcileQueue, ReconcileStore
 
 log = logging.getLogger("postline.reconciler")
 
@@ -45,8 +45,8 @@ class Reconciler:
     def __init__(
         self,
         *,
-        store: MessageStore,
-        queue: RedisQueue,
+        store: ReconcileStore,
+        queue: ReconcileQueue,
         owner: str,
         interval: float,
         lease_grace: float = 5.0,
@@ -99,9 +99,12 @@ class Reconciler:
         live = [beat.name for beat in await self._queue.live_workers()]
         while seen < self._max:
             heads = await self._store.open_heads(
-                after_key=after, limit=PAGE, lease_grace=self._lease_grace,
-                live=live, hard_bound=self._hard_bound,
-            )  # fmt: skip
+                after_key=after,
+                limit=PAGE,
+                lease_grace=self._lease_grace,
+                live=live,
+                hard_bound=self._hard_bound,
+            )
             if not heads:
                 break
             after = heads[-1].ordering_key

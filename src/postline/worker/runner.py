@@ -44,13 +44,12 @@ from postline.domain.statuses import Status
 from postline.logs import message_log, message_log_enabled
 from postline.metrics import WorkerMetrics
 from postline.providers.base import Provider
-from postline.queue import recovery
-from postline.queue.streams import Enqueue, Entry, RedisQueue, consumer_name
+from postline.queue.streams import Enqueue, Entry, consumer_name
 from postline.queue.workers import WorkerBeat
 from postline.runtime import settle_garbage_collector
 from postline.services.attempts import attempt
 from postline.services.completion import Completer, Done
-from postline.store.messages import MessageStore
+from postline.services.ports import WorkQueue, WorkStore
 from postline.worker.outage import DEPENDENCY_ERRORS, POSTGRESQL, REDIS, Outage
 from postline.worker.reconciler import Reconciler
 
@@ -85,8 +84,8 @@ class Worker:
     def __init__(
         self,
         *,
-        store: MessageStore,
-        queue: RedisQueue,
+        store: WorkStore,
+        queue: WorkQueue,
         providers: Mapping[Channel, Provider],
         policy: RetryPolicy,
         concurrency: int,
@@ -117,9 +116,13 @@ class Worker:
         self._live: list[str] = []
         self._live_at = float("-inf")
         self.reconciler = Reconciler(
-            store=store, queue=queue, owner=self.name, interval=reconcile_interval,
-            lease_grace=LEASE_MARGIN_SECONDS + HEARTBEAT_SECONDS, hard_bound=self._hard_bound,
-        )  # fmt: skip
+            store=store,
+            queue=queue,
+            owner=self.name,
+            interval=reconcile_interval,
+            lease_grace=LEASE_MARGIN_SECONDS + HEARTBEAT_SECONDS,
+            hard_bound=self._hard_bound,
+        )
         self._completer = GroupCommit(
             Completer(store=store, queue=queue, metrics=self.metrics), max_batch=1000, parallel=2
         )
@@ -202,16 +205,23 @@ class Worker:
             else:
                 by_id[message_id] = entry
         claimed = await self._store.claim(
-            list(by_id), holder=self.name, lease=self._lease,
-            live=await self._live_holders(), hard_bound=self._hard_bound,
-        )  # fmt: skip
+            list(by_id),
+            holder=self.name,
+            lease=self._lease,
+            live=await self._live_holders(),
+            hard_bound=self._hard_bound,
+        )
         log_claims = message_log_enabled()
         for message, previous in claimed:
             entry = by_id.pop(message.id)
             if log_claims:
-                events.info("message.sending", message_id=str(message.id),
-                            channel=message.type.value, attempt=message.attempts,
-                            taken_over=previous == Status.SENDING)  # fmt: skip
+                events.info(
+                    "message.sending",
+                    message_id=str(message.id),
+                    channel=message.type.value,
+                    attempt=message.attempts,
+                    taken_over=previous == Status.SENDING,
+                )
             self._start(message, entry)
         await self._settle_unclaimed(by_id, extra)
 
@@ -225,8 +235,9 @@ class Worker:
         for retry, items in ((True, early.retries), (False, early.scheduled)):
             await self._queue.schedule_many(
                 [(Enqueue(str(m.id), m.type, m.ordering_key), at) for m, at in items],
-                retry=retry, keep=True,
-            )  # fmt: skip
+                retry=retry,
+                keep=True,
+            )
         await self._queue.ack([*by_id.values(), *extra])
 
     async def _live_holders(self) -> list[str]:
@@ -255,9 +266,11 @@ class Worker:
                 log.warning("lease of %s lapsed before its send; not sending", message.id)
                 return
             outcome, latency = await attempt(
-                message, providers=self._providers, policy=self._policy,
+                message,
+                providers=self._providers,
+                policy=self._policy,
                 deadline=self._provider_timeout,
-            )  # fmt: skip
+            )
             held.answered = True
             self.metrics.provider_duration.labels(outcome.provider or "").observe(latency)
             done = Done(outcome, entry, message.type, message.ordering_key, latency)
@@ -302,7 +315,7 @@ class Worker:
             if dependency == REDIS:
                 await self._queue.ping()
             elif dependency == POSTGRESQL:
-                await self._store.pool.fetchval("SELECT 1")
+                await self._store.ping()
         except DEPENDENCY_ERRORS:
             return False
         return True
@@ -330,14 +343,14 @@ class Worker:
         free = self._concurrency - self.inflight
         if free <= 0 or self._leases_lapsed():
             return
-        dead = await recovery.dead_consumers_entries(self._queue, self.name, limit=free)
+        dead = await self._queue.take_from_dead(self.name, limit=free)
         if dead:
             await self._dispatch(dead)
         free = self._concurrency - self.inflight
         if free <= 0:
             return
-        idle = await recovery.idle_entries(
-            self._queue, self.name, idle_seconds=self._visibility, limit=min(free, 500)
+        idle = await self._queue.take_idle(
+            self.name, idle_seconds=self._visibility, limit=min(free, 500)
         )
         if idle:
             log.info("took over %d entries idle for over %.0fs", len(idle), self._visibility)
