@@ -1,5 +1,5 @@
 """Every option of every `postline` command falls back to POSTLINE_<COMMAND>_<OPTION>,
-and `--help` names it."""
+and `--help` names it; but the switches that change what a command is."""
 
 from __future__ import annotations
 
@@ -15,6 +15,9 @@ from postline.cli import main
 from postline.cli.config import EnvOption
 
 COMMANDS = sorted(main.commands.items())
+#: Options that change what a command is: command line only.
+SWITCHES = {("api", "--insecure-no-auth"), ("worker", "--check"), ("chaos", "--check"),
+            ("chaos", "--keep-data")}  # fmt: skip
 
 
 def options(command: click.Command) -> list[click.Option]:
@@ -46,11 +49,20 @@ def test_each_option_has_its_env_var_and_help_shows_it(
     context = click.Context(command, info_name=name, parent=parent)
     for option in options(command):
         envvar = expected_envvar(name, option)
+        monkeypatch.setenv(envvar, "from-env")
+        if (name, max(option.opts, key=len)) in SWITCHES:
+            assert not option.allow_from_autoenv and envvar not in shown, envvar
+            assert option.resolve_envvar_value(context) is None, envvar
+            continue
         assert isinstance(option, EnvOption) and option.show_envvar, option.opts
         assert option.envvar is None, f"{option.opts}: a hand-written name, not the pattern"
         assert f"[env var: {envvar}]" in shown or f"env var: {envvar};" in shown, envvar
-        monkeypatch.setenv(envvar, "from-env")
         assert option.resolve_envvar_value(context) == "from-env", envvar
+
+
+def test_every_switch_exists() -> None:
+    found = {(n, max(o.opts, key=len)) for n, c in COMMANDS for o in options(c)}
+    assert found >= SWITCHES
 
 
 def test_an_env_var_reaches_the_command() -> None:

@@ -91,44 +91,44 @@ def create_app(settings: Settings) -> FastAPI:
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         assert settings.database_url and settings.redis_url
-        pool = await create_pool(settings.database_url, size=settings.db_pool_size, lazy=True)
-        redis = connect(settings.redis_url, timeout=2.0)
-        queue = RedisQueue(redis)
-        try:
-            await queue.ensure_groups()
-        except (RedisError, OSError) as exc:
-            log.warning("redis unavailable at start; sends are stored and queued later: %s", exc)
-        store = MessageStore(pool)
-        acceptor = Acceptor(store=store, queue=queue)
-        acceptor.start()
-        receipts = ReceiptIntake(ReceiptStore(pool), queue=queue)
-        receipts.start()
-        parts = Components(settings, pool, redis, queue, store, acceptor, receipts, metrics)
-        session = None
-        if settings.sync_message_processing:
-            session = http_session(settings, connections=100)
-            parts.inline = InlineSender(
-                store=store,
-                providers=build_providers(settings, session),
-                policy=retry_policy(settings),
-                completer=Completer(store=store, queue=queue, metrics=WorkerMetrics()),
-                queue=queue,
-                visibility_timeout=settings.visibility_timeout_seconds,
-                provider_timeout=settings.provider_timeout_seconds,
-            )
-        app.state.components = parts
-        await _warm(pool, settings.db_pool_size)
-        settle_garbage_collector()
-        try:
+        # Closed in reverse order, each whatever the one before it raised.
+        async with contextlib.AsyncExitStack() as closing:
+            closing.callback(metrics.process_exited)
+            pool = await create_pool(settings.database_url, size=settings.db_pool_size, lazy=True)
+            closing.push_async_callback(pool.close)
+            redis = connect(settings.redis_url, timeout=2.0)
+            closing.push_async_callback(redis.aclose)
+            queue = RedisQueue(redis)
+            try:
+                await queue.ensure_groups()
+            except (RedisError, OSError) as exc:
+                log.warning(
+                    "redis unavailable at start; sends are stored and queued later: %s", exc
+                )
+            store = MessageStore(pool)
+            acceptor = Acceptor(store=store, queue=queue)
+            receipts = ReceiptIntake(ReceiptStore(pool), queue=queue)
+            parts = Components(settings, pool, redis, queue, store, acceptor, receipts, metrics)
+            if settings.sync_message_processing:
+                session = http_session(settings, connections=100)
+                closing.push_async_callback(session.close)
+                parts.inline = InlineSender(
+                    store=store,
+                    providers=build_providers(settings, session),
+                    policy=retry_policy(settings),
+                    completer=Completer(store=store, queue=queue, metrics=WorkerMetrics()),
+                    queue=queue,
+                    visibility_timeout=settings.visibility_timeout_seconds,
+                    provider_timeout=settings.provider_timeout_seconds,
+                )
+            app.state.components = parts
+            await _warm(pool, settings.db_pool_size)
+            acceptor.start()
+            closing.push_async_callback(acceptor.close)
+            receipts.start()
+            closing.push_async_callback(receipts.close)
+            settle_garbage_collector()
             yield
-        finally:
-            await acceptor.close()
-            await receipts.close()
-            if session is not None:
-                await session.close()
-            await redis.aclose()
-            await pool.close()
-            metrics.process_exited()
 
     app = FastAPI(
         title="Postline",

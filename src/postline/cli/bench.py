@@ -15,7 +15,7 @@ from pathlib import Path
 
 import click
 
-from postline.cli.config import option
+from postline.cli.config import option, switch
 
 
 @click.command()
@@ -93,12 +93,14 @@ def bench(
     help="Comma-separated fault kinds to draw from, or `none` for a run without faults. "
     "[default: all]",
 )
-@option("--keep-data", is_flag=True, help="Keep the PostgreSQL and Redis data folders.")
+@switch("--keep-data", help="Keep the PostgreSQL and Redis data folders.")
 @option(
     "--check",
     default=None,
     type=click.Path(path_type=Path, exists=True),
     help="Judge an earlier run folder again; starts nothing.",
+    allow_from_autoenv=False,  # a mode, not a setting (see postline.cli.config)
+    show_envvar=False,
 )
 def chaos(
     duration: float,

@@ -2,7 +2,10 @@
 
 Options: every one falls back to `POSTLINE_<COMMAND>_<OPTION>` (click derives
 it from the command and the option's name) and `--help` shows it, so one
-pattern names them all and none is written by hand.
+pattern names them all and none is written by hand. Switches that change
+what a command is (`worker --check` runs a probe instead of a worker, `api
+--insecure-no-auth` drops a safety check) have none: an environment shared
+with something else must not turn them on.
 
 Settings: the service's own variables (DATABASE_URL, REDIS_URL, ...) are a
 different layer, read by `postline.settings` from the environment and `.env`;
@@ -38,6 +41,11 @@ class EnvOption(click.Option):
 def option(*param_decls: str, **attrs: Any) -> Callable[[F], F]:
     """`click.option` with `EnvOption`; the env var is click's automatic one."""
     return click.option(*param_decls, cls=EnvOption, **attrs)
+
+
+def switch(*param_decls: str, **attrs: Any) -> Callable[[F], F]:
+    """A flag that changes what the command is: given on the command line only."""
+    return click.option(*param_decls, is_flag=True, allow_from_autoenv=False, **attrs)
 
 
 def _read_settings() -> Settings:

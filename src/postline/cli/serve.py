@@ -13,7 +13,7 @@ from pathlib import Path
 
 import click
 
-from postline.cli.config import DATA_DIR, load_settings, option
+from postline.cli.config import DATA_DIR, load_settings, option, switch
 from postline.cli.status import check_workers
 from postline.errors import ConfigurationError
 
@@ -33,7 +33,7 @@ CHECK_HELP = (
     help="API processes on the port; /metrics sums their counters (PROMETHEUS_MULTIPROC_DIR, "
     "a fresh temporary one unless set).",
 )
-@option("--insecure-no-auth", is_flag=True, help="Listen on a public address without API_KEYS.")
+@switch("--insecure-no-auth", help="Listen on a public address without API_KEYS.")
 def api(host: str, port: int, workers: int, insecure_no_auth: bool) -> None:
     """Serve the HTTP API (needs DATABASE_URL and REDIS_URL)."""
     from postline.api import server
@@ -63,7 +63,7 @@ def api(host: str, port: int, workers: int, insecure_no_auth: bool) -> None:
     default=None,
     help="Serve this worker's Prometheus metrics on 127.0.0.1:PORT.",
 )
-@option("--check", is_flag=True, help=CHECK_HELP)
+@switch("--check", help=CHECK_HELP)
 def worker(concurrency: int | None, metrics_port: int | None, check: bool) -> None:
     """Deliver queued messages; SIGTERM finishes the sends in flight, then exits 0."""
     if check:

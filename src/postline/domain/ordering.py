@@ -15,7 +15,6 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from postline.domain.channels import Channel
-from postline.domain.message import Message
 from postline.domain.statuses import Status
 
 
@@ -73,12 +72,12 @@ def plan_repairs(heads: Iterable[Head], *, queued: Set[str], now: datetime) -> R
 class Later:
     """Refused entries whose message goes again at a time: (message, epoch seconds)."""
 
-    retries: list[tuple[Message, float]] = field(default_factory=list)
-    scheduled: list[tuple[Message, float]] = field(default_factory=list)
+    retries: list[tuple[Head, float]] = field(default_factory=list)
+    scheduled: list[tuple[Head, float]] = field(default_factory=list)
 
 
-def come_back_later(refused: Iterable[Message], *, now: datetime) -> Later:
-    """What becomes of the stream entries a claim refused, given their messages.
+def come_back_later(refused: Iterable[Head], *, now: datetime) -> Later:
+    """What becomes of the stream entries a claim refused, given where their messages stand.
 
     An entry is only a hint, so it is dropped in every case; a retry or a
     scheduled send that came too early goes back to the delay set for its
@@ -90,7 +89,7 @@ def come_back_later(refused: Iterable[Message], *, now: datetime) -> Later:
     later = Later()
     for message in refused:
         if message.status == Status.RETRYING:
-            at = message.next_attempt_at or now
+            at = message.next_attempt_at or message.send_at or now
             later.retries.append((message, at.timestamp()))
         elif message.status == Status.SCHEDULED:
             at = message.send_at or now

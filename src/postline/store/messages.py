@@ -312,14 +312,16 @@ class MessageStore:
         rows = await self.pool.fetch(_COMPLETE, *columns)
         return {row["id"] for row in rows}
 
-    async def states(self, ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, Message]:
-        """Each of `ids` as it stands (for the entries a claim skipped)."""
+    async def states(self, ids: Sequence[uuid.UUID]) -> list[Head]:
+        """Where each of `ids` stands (for the entries a claim skipped)."""
         if not ids:
-            return {}
+            return []
         rows = await self.pool.fetch(
-            f"SELECT {MESSAGE_COLUMNS} FROM messages WHERE id = ANY($1::uuid[])", list(ids)
+            "SELECT id, type, ordering_key, status, send_at, next_attempt_at FROM messages "
+            "WHERE id = ANY($1::uuid[])",
+            list(ids),
         )
-        return {row["id"]: message_of(row) for row in rows}
+        return [_head(r) for r in rows]
 
     async def insert_idempotent(
         self, message: Message, *, key: str, request_hash: bytes

@@ -231,10 +231,10 @@ class Worker:
         if not by_id and not extra:
             return
         states = await self._store.states(list(by_id))
-        early = come_back_later(states.values(), now=datetime.now(UTC))
+        early = come_back_later(states, now=datetime.now(UTC))
         for retry, items in ((True, early.retries), (False, early.scheduled)):
             await self._queue.schedule_many(
-                [(Enqueue(str(m.id), m.type, m.ordering_key), at) for m, at in items],
+                [(Enqueue(h.id, h.channel, h.ordering_key), at) for h, at in items],
                 retry=retry,
                 keep=True,
             )
