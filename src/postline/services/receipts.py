@@ -21,7 +21,7 @@ from postline.domain.statuses import Status
 from postline.errors import DatabaseUnavailable
 from postline.queue.streams import RedisQueue
 from postline.store.availability import DB_UNAVAILABLE
-from postline.store.receipts import Applied, ApplyResult, ReceiptStore
+from postline.store.receipts import Applied, ApplyResult, ReceiptOutcome, ReceiptStore
 
 log = logging.getLogger("postline.receipts")
 
@@ -127,11 +127,4 @@ def _log(result: ApplyResult) -> None:
             receipt.message_id,
             receipt.provider_message_id,
         )
-    log.debug(
-        "receipts: %d applied, %d parked, %d noted, %d ignored, %d unknown",
-        result.count("applied"),
-        result.count("parked"),
-        result.count("noted"),
-        result.count("ignored"),
-        result.count("unknown"),
-    )
+    log.debug("receipts: %s", ", ".join(f"{result.count(o)} {o.value}" for o in ReceiptOutcome))

@@ -29,6 +29,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import Any
 
 import asyncpg
@@ -179,16 +180,26 @@ class Applied:
     status: Status
 
 
+class ReceiptOutcome(StrEnum):
+    """What became of one receipt (the `_APPLY` statement names them)."""
+
+    APPLIED = "applied"  # it moved its message
+    PARKED = "parked"  # it came before its message was recorded as sent: kept for later
+    NOTED = "noted"  # recorded in the history, the status unchanged
+    IGNORED = "ignored"  # a duplicate, a late or a superseded report
+    UNKNOWN = "unknown"  # no such message
+
+
 @dataclass(slots=True)
 class ApplyResult:
-    """What became of each receipt of a batch, by outcome name."""
+    """What became of each receipt of a batch."""
 
-    outcomes: list[str] = field(default_factory=list)
+    outcomes: list[ReceiptOutcome] = field(default_factory=list)
     applied: list[Applied] = field(default_factory=list)
     parked: list[Receipt] = field(default_factory=list)
     unknown: list[Receipt] = field(default_factory=list)
 
-    def count(self, outcome: str) -> int:
+    def count(self, outcome: ReceiptOutcome) -> int:
         return self.outcomes.count(outcome)
 
 
@@ -234,12 +245,13 @@ class ReceiptStore:
                 column.append(value)
         rows = await self.pool.fetch(_APPLY, *columns)
         for row in rows:
-            result.outcomes.append(row["outcome"])
-            if row["outcome"] == "applied":
+            outcome = ReceiptOutcome(row["outcome"])
+            result.outcomes.append(outcome)
+            if outcome is ReceiptOutcome.APPLIED:
                 result.applied.append(Applied(row["message_id"], Status(row["new_status"])))
-            elif row["outcome"] == "parked":
+            elif outcome is ReceiptOutcome.PARKED:
                 result.parked.append(receipts[row["ord"]])
-            elif row["outcome"] == "unknown":
+            elif outcome is ReceiptOutcome.UNKNOWN:
                 result.unknown.append(receipts[row["ord"]])
         return result
 
