@@ -103,7 +103,9 @@ WITH p AS (
     UPDATE messages m
     SET status = 'sending', attempts = m.attempts + 1, updated_at = now(),
         next_attempt_at = NULL, held_by = $2,
-        lease_until = now() + $3::float8 * interval '1 second'
+        -- from now, not from the transaction's start: the advisory lock may have
+        -- kept it waiting, and the worker counts its lease from the answer
+        lease_until = clock_timestamp() + $3::float8 * interval '1 second'
     FROM p WHERE m.id = p.id
     RETURNING m.*, p.previous
 ), ev AS (
