@@ -10,9 +10,14 @@ scrape reaches only one of them. Two kinds of numbers, served two ways:
   with `PROMETHEUS_MULTIPROC_DIR` set, prometheus_client keeps them in
   per-process files there, and a scrape sums every process's files
   (`ApiMetrics.collector`), so any process answers with the same totals;
-- gauges of stored state (queue depths, messages per status) are read from
-  Redis and PostgreSQL at scrape time (`scrape_gauges`) and never stored, so
-  they are current whichever process answers and never sum across processes.
+- cluster-wide numbers of stored state (queue depths, messages per status,
+  the oldest waiting message, live workers, and the outcome totals per
+  channel) are read from Redis and PostgreSQL at scrape time
+  (`scrape_gauges`) and never stored in a process, so they are the same
+  whichever process answers and never sum across processes. Their HELP says
+  "Cluster-wide". The outcome totals are counters (events only accumulate)
+  under their own name, `postline_cluster_outcomes_total`, so a query never
+  adds them to the workers' per-process `postline_messages_sent_total`.
 """
 
 from __future__ import annotations
@@ -21,7 +26,7 @@ import os
 from collections.abc import Iterable, Iterator, Mapping
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, multiprocess
-from prometheus_client.metrics_core import GaugeMetricFamily, Metric
+from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
@@ -35,6 +40,9 @@ HTTP_DURATION = "postline_http_request_duration_seconds"
 QUEUE_DEPTH = "postline_queue_depth"
 QUEUE_PENDING = "postline_queue_pending"
 MESSAGES = "postline_messages"
+OUTCOMES = "postline_cluster_outcomes"
+OLDEST_PENDING = "postline_oldest_pending_age_seconds"
+WORKERS_LIVE = "postline_workers_live"
 
 
 class ApiMetrics:
@@ -100,26 +108,65 @@ class _Families:
 
 
 def scrape_gauges(
-    *, queues: Mapping[str, Mapping[str, int]] | None, statuses: Mapping[str, int] | None
+    *,
+    queues: Mapping[str, Mapping[str, int]] | None,
+    statuses: Mapping[str, int] | None,
+    totals: Mapping[tuple[str, str], int] | None = None,
+    oldest_pending: float | None = None,
+    workers: int | None = None,
 ) -> Collector:
-    """The stored-state gauges from one reading; None for a side that did not answer.
+    """The cluster-wide families from one reading; None for a reading that did not answer.
 
-    A side that did not answer leaves its gauges without samples: a stale
-    number would look current, an absent one is what an alert can test.
+    A reading that did not answer leaves its families without samples: a
+    stale number would look current, an absent one is what an alert can test.
     """
     depth = GaugeMetricFamily(
-        QUEUE_DEPTH, "Entries in each stream (backlog plus in flight).", labels=["stream"]
+        QUEUE_DEPTH,
+        "Cluster-wide: entries in each stream (backlog plus in flight); "
+        "message_queue:dead holds the dead letters, message_queue:retry the waiting retries.",
+        labels=["stream"],
     )
     pending = GaugeMetricFamily(
-        QUEUE_PENDING, "Entries read by a worker and not yet acknowledged.", labels=["stream"]
+        QUEUE_PENDING,
+        "Cluster-wide: entries read by a worker and not yet acknowledged.",
+        labels=["stream"],
     )
-    messages = GaugeMetricFamily(MESSAGES, "Stored messages per status.", labels=["status"])
+    messages = GaugeMetricFamily(
+        MESSAGES, "Cluster-wide: stored messages per status.", labels=["status"]
+    )
     for stream, numbers in (queues or {}).items():
         depth.add_metric([stream], numbers["depth"])
         pending.add_metric([stream], numbers["pending"])
     for status, count in (statuses or {}).items():
         messages.add_metric([status], count)
-    return _Families([depth, pending, messages])
+    return _Families([depth, pending, messages, *_cluster(totals, oldest_pending, workers)])
+
+
+def _cluster(
+    totals: Mapping[tuple[str, str], int] | None, oldest: float | None, workers: int | None
+) -> Iterator[Metric]:
+    outcomes = CounterMetricFamily(
+        OUTCOMES,
+        "Cluster-wide, from PostgreSQL (not per process): outcomes per channel since the "
+        "start, of every worker and sync send: sent, failed, retried (an attempt to be "
+        "retried), delivered, undelivered (receipts).",
+        labels=["channel", "outcome"],
+    )
+    for (channel, outcome), count in sorted((totals or {}).items()):
+        outcomes.add_metric([channel, outcome], count)
+    yield outcomes
+    age = GaugeMetricFamily(
+        OLDEST_PENDING,
+        "Cluster-wide: how long the longest-waiting sendable message (pending, or a retry "
+        "past its due time) has waited; 0 when none waits.",
+    )
+    if oldest is not None:
+        age.add_metric([], oldest)
+    yield age
+    live = GaugeMetricFamily(WORKERS_LIVE, "Cluster-wide: workers with a live heartbeat.")
+    if workers is not None:
+        live.add_metric([], workers)
+    yield live
 
 
 def scrape_registry(*collectors: Collector) -> CollectorRegistry:
@@ -137,19 +184,19 @@ class WorkerMetrics:
         self.registry = registry or CollectorRegistry()
         self.sent = Counter(
             "postline_messages_sent",
-            "Messages a provider accepted.",
+            "Messages a provider accepted, in this worker process.",
             ["channel", "provider"],
             registry=self.registry,
         )
         self.failed = Counter(
             "postline_messages_failed",
-            "Messages that ended failed.",
+            "Messages that ended failed, in this worker process.",
             ["channel"],
             registry=self.registry,
         )
         self.retried = Counter(
             "postline_messages_retried",
-            "Attempts that will be retried.",
+            "Attempts that will be retried, in this worker process.",
             ["channel"],
             registry=self.registry,
         )

@@ -23,12 +23,16 @@ from tests.support.processes import wait_http
 SMS = {"from": "+15551234567", "to": "+15559876543", "type": "sms", "body": "Test"}
 
 
-def start_dev(cwd: Path, api_port: int, sim_port: int) -> subprocess.Popen[bytes]:
+def start_dev(
+    cwd: Path, api_port: int, sim_port: int, metrics_port: int | None = None
+) -> subprocess.Popen[bytes]:
     env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL")}
+    # A port of the test's own, not 9101, so parallel runs do not meet there.
+    metrics_port = metrics_port or free_port()
     with (cwd / "dev.log").open("ab") as log:
         return subprocess.Popen(
             [sys.executable, "-m", "postline", "dev", "--port", str(api_port),
-             "--simulator-port", str(sim_port)],
+             "--simulator-port", str(sim_port), "--worker-metrics-port", str(metrics_port)],
             cwd=cwd, env=env, stdout=log, stderr=subprocess.STDOUT,
         )  # fmt: skip
 
@@ -77,11 +81,11 @@ def wait_status(api: httpx.Client, message_id: str, status: str, timeout: float 
 
 
 def test_dev_runs_everything_stops_cleanly_and_keeps_data(tmp_path: Path) -> None:
-    api_port, sim_port = free_port(), free_port()
+    api_port, sim_port, metrics_port = free_port(), free_port(), free_port()
     base = f"http://127.0.0.1:{api_port}"
     log = tmp_path / "dev.log"
 
-    dev = start_dev(tmp_path, api_port, sim_port)
+    dev = start_dev(tmp_path, api_port, sim_port, metrics_port)
     try:
         wait_http(f"{base}/health", dev, log, timeout=90)
         family = descendants(dev)
@@ -96,6 +100,11 @@ def test_dev_runs_everything_stops_cleanly_and_keeps_data(tmp_path: Path) -> Non
                     "subject": "Receipt", "body": "Thanks"}  # fmt: skip
             mail_id = api.post("/api/v1/messages/send", json=mail).json()["id"]
             wait_status(api, mail_id, "delivered")
+            # The worker serves its own metrics, at the URL the banner names.
+            worker_metrics = f"http://127.0.0.1:{metrics_port}/metrics"
+            assert worker_metrics in log.read_text()
+            page = httpx.get(worker_metrics, timeout=10).text
+            assert 'postline_messages_sent_total{channel="email",provider="sendgrid"} 1.0' in page
             # dev lets callbacks reach loopback, where a developer's receiver runs.
             with loopback_receiver() as (hook_url, calls):
                 hooked = api.post("/api/v1/messages/send", json={**SMS, "callback_url": hook_url})

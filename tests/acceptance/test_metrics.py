@@ -213,6 +213,8 @@ def test_every_api_process_scrapes_the_same_totals(
         for channel, sent in SENT.items():
             depth = value(samples, "postline_queue_depth", stream=f"message_queue:{channel}")
             assert depth == sent, f"{channel} stream depth {depth} ({where})"
+        # Cluster-wide gauges are read at scrape time, once, whichever process answers.
+        assert value(samples, "postline_workers_live") == 0, where
         return scrapes >= 10 and len(served) == 2 and min(served.values()) >= 2
 
     wait_until(scrape_once, timeout=30, what="both API processes to answer scrapes")
@@ -264,6 +266,8 @@ def test_liveness_answers_while_readiness_names_what_is_down(
         families = {f.name: f for f in text_string_to_metric_families(page.read().decode())}
         assert families["postline_messages"].samples == []
         assert families["postline_queue_depth"].samples == []
+        assert families["postline_cluster_outcomes"].samples == []
+        assert families["postline_workers_live"].samples == []
         connection.request("GET", "/api/v1/stats")
         assert connection.getresponse().status == 401  # auth is on, and still applies
         connection.close()
@@ -325,3 +329,9 @@ def test_a_worker_counts_its_sends_on_its_metrics_port(env: dict[str, str], tmp_
             stored = metrics_of(api_port)
             assert value(stored, "postline_messages", status="sent") == len(sent)
             assert value(stored, "postline_messages", status="pending") == 0
+            # The API's cluster-wide totals, counted in PostgreSQL, agree with the worker's own.
+            assert value(stored, "postline_cluster_outcomes_total",
+                         channel="sms", outcome="sent") == 3  # fmt: skip
+            assert value(stored, "postline_cluster_outcomes_total",
+                         channel="email", outcome="sent") == 2  # fmt: skip
+            assert value(stored, "postline_workers_live") == 1

@@ -24,16 +24,16 @@ from postline.domain.outcomes import Outcome
 from postline.domain.statuses import Status
 from postline.providers.signatures import public_key_base64, sendgrid_sign, twilio_signature
 from postline.settings import Settings
-from postline.simulator import RunningSimulator, SimulatorConfig, running_simulator
+from postline.simulator import RunningSimulator
 from postline.store.messages import MessageStore
 from postline.store.receipts import ReceiptStore
 from tests.support.harness import (
-    SIM_KEY,
     SIM_SID,
     SIM_TOKEN,
+    receipt_settings,
+    receipting_simulator,
     running_api,
     running_worker,
-    settings_for,
     wait_for,
 )
 
@@ -51,13 +51,7 @@ SENDGRID_PATH = "/api/v1/webhooks/sendgrid/events"
 
 @pytest.fixture
 async def sim() -> AsyncIterator[RunningSimulator]:
-    config = SimulatorConfig(
-        twilio_account_sid=SIM_SID,
-        twilio_auth_token=SIM_TOKEN,
-        sendgrid_api_key=SIM_KEY,
-        callback_delay_ms=20,
-    )
-    async with running_simulator(config) as running:
+    async with receipting_simulator() as running:
         yield running
 
 
@@ -66,12 +60,7 @@ def settings(
     database_url: str, redis_url: str, sim: RunningSimulator, pool: asyncpg.Pool, redis: Any
 ) -> Settings:
     # `pool` and `redis` are requested so each test starts from empty tables and queues.
-    return settings_for(
-        database_url,
-        redis_url,
-        sim.base_url,
-        sendgrid_webhook_public_key=sim.receipts.public_key(),
-    )
+    return receipt_settings(database_url, redis_url, sim)
 
 
 @pytest.fixture

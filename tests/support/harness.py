@@ -19,6 +19,7 @@ from fastapi import FastAPI
 from postline.api.app import create_app
 from postline.metrics import WorkerMetrics
 from postline.settings import Settings
+from postline.simulator import RunningSimulator, SimulatorConfig, running_simulator
 from postline.worker.process import built_worker
 from postline.worker.runner import Worker
 
@@ -44,6 +45,26 @@ def settings_for(database_url: str, redis_url: str, sim_url: str, **extra: Any) 
     }
     values.update(extra)
     return Settings(_env_file=None, **values)  # type: ignore[call-arg]
+
+
+@contextlib.asynccontextmanager
+async def receipting_simulator() -> AsyncIterator[RunningSimulator]:
+    """The simulator with the tests' credentials, sending delivery receipts 20 ms after a send."""
+    config = SimulatorConfig(
+        twilio_account_sid=SIM_SID,
+        twilio_auth_token=SIM_TOKEN,
+        sendgrid_api_key=SIM_KEY,
+        callback_delay_ms=20,
+    )
+    async with running_simulator(config) as running:
+        yield running
+
+
+def receipt_settings(database_url: str, redis_url: str, sim: RunningSimulator) -> Settings:
+    """`settings_for` that also checks the signatures of `sim`'s SendGrid receipts."""
+    return settings_for(
+        database_url, redis_url, sim.base_url, sendgrid_webhook_public_key=sim.receipts.public_key()
+    )
 
 
 def free_port() -> int:

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import socket
 import stat
 from pathlib import Path
 
 import pytest
 
-from postline.cli.launcher import _banner, _write_dev_env
+from postline.cli.launcher import _banner, _write_dev_env, worker_metrics_ports
 from postline.settings import Settings
 
 SECRET = "whsec_" + base64.b64encode(b"k" * 24).decode()
@@ -46,3 +47,32 @@ def test_the_dev_env_file_is_owner_only_and_lets_joining_workers_allow_loopback(
     lines = path.read_text().splitlines()
     assert f"CALLBACK_SIGNING_SECRET={SECRET}" in lines
     assert "CALLBACK_ALLOW_PRIVATE_NETWORKS=true" in lines
+
+
+def test_the_banner_names_the_cluster_metrics_and_each_workers_metrics_url(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    settings = Settings(_env_file=None, database_url=None, redis_url=None)  # type: ignore[call-arg]
+    urls = ["http://127.0.0.1:9101/metrics", "http://127.0.0.1:9102/metrics"]
+
+    _banner(ENV, "127.0.0.1", 8080, settings, tmp_path, urls)
+
+    [line] = [line for line in capsys.readouterr().out.splitlines() if "Metrics" in line]
+    assert "http://127.0.0.1:8080/metrics (cluster-wide)" in line
+    assert all(url in line for url in urls)
+
+
+def test_workers_get_metrics_ports_from_the_first_on_and_a_free_one_for_a_taken_one() -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        free = probe.getsockname()[1]
+    assert worker_metrics_ports(free, 1) == [free]
+    assert worker_metrics_ports(0, 3) == []
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        first = taken.getsockname()[1]
+        ports = worker_metrics_ports(first, 3)
+
+    assert len(ports) == 3 and len(set(ports)) == 3
+    assert ports[0] != first

@@ -11,6 +11,11 @@ Client callbacks may go to loopback and private addresses here
 one tries things with run on this machine. The banner never shows a secret:
 the callback signing secret appears as a fingerprint, next to the file that
 holds it (owner-only).
+
+Each worker serves its Prometheus metrics on 127.0.0.1 (`--worker-metrics-port`,
+9101 by default, the next ports for more workers); a port another program
+holds is skipped for a free one, so a second `postline dev` still starts,
+and the banner names the URLs actually used.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ import json
 import os
 import secrets
 import signal
+import socket
 import subprocess
 import threading
 import time
@@ -81,12 +87,15 @@ def run(
     port: int,
     workers: int,
     simulator_port: int,
+    worker_metrics_port: int = 0,
 ) -> int:
     data_dir.mkdir(parents=True, exist_ok=True)
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
-    launcher = _Launcher(settings, data_dir, host, port, workers, simulator_port)
+    launcher = _Launcher(
+        settings, data_dir, host, port, workers, simulator_port, worker_metrics_port
+    )
     with _servers(settings, data_dir) as (database_url, redis_url):
         # Children stop before the servers they use: this block sits inside the `with`.
         try:
@@ -99,7 +108,14 @@ class _Launcher:
     """Starts the simulator, the API and the workers, and watches them."""
 
     def __init__(
-        self, settings: Settings, data_dir: Path, host: str, port: int, workers: int, sim_port: int
+        self,
+        settings: Settings,
+        data_dir: Path,
+        host: str,
+        port: int,
+        workers: int,
+        sim_port: int,
+        metrics_port: int,
     ) -> None:
         self.settings = settings
         self.data_dir = data_dir
@@ -108,6 +124,8 @@ class _Launcher:
         self.workers = workers
         self.sim_port = sim_port
         self.children: list[tuple[str, subprocess.Popen[bytes]]] = []
+        #: Where the workers' metrics ports start (0: none); see `worker_metrics_ports`.
+        self.first_metrics_port = metrics_port
 
     def serve(self, database_url: str, redis_url: str, stop: threading.Event) -> int:
         applied = upgrade(database_url)
@@ -123,10 +141,15 @@ class _Launcher:
         _write_dev_env(self.data_dir, env)
         api = spawn(["api", "--host", self.host, "--port", str(self.port)], env)
         self.children.append(("api", api))
+        metrics_ports = worker_metrics_ports(self.first_metrics_port, self.workers)
         for i in range(self.workers):
-            self.children.append((f"worker-{i + 1}", spawn(["worker"], env)))
+            args = ["worker"]
+            if metrics_ports:
+                args += ["--metrics-port", str(metrics_ports[i])]
+            self.children.append((f"worker-{i + 1}", spawn(args, env)))
         wait_http(f"http://{api_host}:{self.port}/health", timeout=30, proc=api)
-        _banner(env, api_host, self.port, self.settings, self.data_dir)
+        metrics_urls = [f"http://127.0.0.1:{p}/metrics" for p in metrics_ports]
+        _banner(env, api_host, self.port, self.settings, self.data_dir, metrics_urls)
         while not stop.is_set():
             for name, child in self.children:
                 if child.poll() is not None:
@@ -168,6 +191,35 @@ class _Launcher:
         return provider_env
 
 
+def worker_metrics_ports(first: int, workers: int) -> list[int]:
+    """A metrics port per worker from `first` on, skipping taken ones; none when `first` is 0."""
+    if not first:
+        return []
+    ports: list[int] = []
+    candidate = first
+    while len(ports) < workers:
+        port = candidate if _free(candidate) else _any_free()
+        if port not in ports:  # a free port drawn for a taken one may be a later candidate
+            ports.append(port)
+        candidate += 1
+    return ports
+
+
+def _free(port: int) -> bool:
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def _any_free() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
 def _write_dev_env(data_dir: Path, env: dict[str, str]) -> None:
     """Lets `postline worker` in another terminal join this dev instance."""
     keys = (
@@ -206,7 +258,14 @@ def _stop_children(children: list[tuple[str, subprocess.Popen[bytes]]]) -> None:
             child.wait()
 
 
-def _banner(env: dict[str, str], host: str, port: int, settings: Settings, data_dir: Path) -> None:
+def _banner(
+    env: dict[str, str],
+    host: str,
+    port: int,
+    settings: Settings,
+    data_dir: Path,
+    worker_metrics: list[str] | None = None,
+) -> None:
     base = f"http://{host}:{port}"
     secret_print = fingerprint(env["CALLBACK_SIGNING_SECRET"])
     lines = [
@@ -223,6 +282,8 @@ def _banner(env: dict[str, str], host: str, port: int, settings: Settings, data_
             if settings.providers_configured
             else f"simulator at {env['TWILIO_BASE_URL']}"
         ),
+        f"  Metrics    {base}/metrics (cluster-wide)"
+        + "".join(f", worker {url}" for url in worker_metrics or []),
         f"  Callbacks  signed with CALLBACK_SIGNING_SECRET sha256:{secret_print}"
         f" (the secret is in {data_dir / DEV_ENV_FILE})",
         f"  More workers: `make worker` (reads {data_dir}/{DEV_ENV_FILE})",

@@ -94,8 +94,22 @@ def migrate() -> None:
 @option("--port", default=8080, type=int)
 @option("--workers", default=1, type=int)
 @option("--simulator-port", default=8900, type=int)
+@option(
+    "--worker-metrics-port",
+    default=9101,
+    type=int,
+    help="First worker's Prometheus metrics port on 127.0.0.1 (more workers take the next "
+    "ones; a taken port is replaced by a free one; 0: none).",
+)
 @option("--data-dir", default=str(DATA_DIR), type=click.Path(path_type=Path))
-def dev(host: str, port: int, workers: int, simulator_port: int, data_dir: Path) -> None:
+def dev(
+    host: str,
+    port: int,
+    workers: int,
+    simulator_port: int,
+    worker_metrics_port: int,
+    data_dir: Path,
+) -> None:
     """Run everything: embedded servers if needed, simulator, API and a worker."""
     from postline import logs
     from postline.cli import launcher
@@ -111,5 +125,6 @@ def dev(host: str, port: int, workers: int, simulator_port: int, data_dir: Path)
             port=port,
             workers=workers,
             simulator_port=simulator_port,
+            worker_metrics_port=worker_metrics_port,
         )
     )

@@ -12,6 +12,8 @@ Streams and the delay set are named by SPEC 4; the others are internal.
 |                           |        | latest stream entry                         |
 | `postline:worker:<name>`  | string | a worker's heartbeat (JSON), with a TTL     |
 | `postline:reconciler`     | string | the reconcile lock (owner, PX)              |
+| `postline:metrics:totals` | zset   | the newest outcome totals reading the API   |
+|                           |        | processes share, score = its snapshot time  |
 | `chaos:sentinel`          | string | written by the chaos campaign's read-only   |
 |                           |        | fault to see whether the data survived      |
 
@@ -37,6 +39,7 @@ CONSUMER_GROUP = "workers"
 QUEUED_INDEX = "postline:queued"
 HEARTBEAT_PREFIX = "postline:worker:"
 RECONCILE_LOCK = "postline:reconciler"
+TOTALS_READING = "postline:metrics:totals"
 CHAOS_SENTINEL = "chaos:sentinel"
 
 

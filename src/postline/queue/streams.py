@@ -28,6 +28,7 @@ from postline.queue.keys import (
     QUEUED_INDEX,
     RECONCILE_LOCK,
     RETRY_QUEUE,
+    TOTALS_READING,
     stream_of,
 )
 
@@ -220,6 +221,24 @@ class RedisQueue:
     async def try_reconcile_lock(self, owner: str, *, ttl_ms: int) -> bool:
         """Takes the reconcile lock unless someone holds it; it lapses after `ttl_ms`."""
         return bool(await self.client.set(RECONCILE_LOCK, owner, nx=True, px=ttl_ms))
+
+    async def latest_reading(self) -> tuple[float, str] | None:
+        """The newest shared reading (`offer_reading`) and its time, or None."""
+        found = await self.client.zrevrange(TOTALS_READING, 0, 0, withscores=True)
+        return (float(found[0][1]), str(found[0][0])) if found else None
+
+    async def offer_reading(self, as_of: float, reading: str) -> tuple[float, str]:
+        """Keeps `reading` unless a newer one is kept; returns the one kept.
+
+        The newest wins whatever order the offers arrive in, so the API
+        processes serve readings that never step back in time.
+        """
+        async with self.client.pipeline(transaction=True) as pipe:
+            pipe.zadd(TOTALS_READING, {reading: as_of})
+            pipe.zremrangebyrank(TOTALS_READING, 0, -2)
+            pipe.zrevrange(TOTALS_READING, 0, 0, withscores=True)
+            *_, kept = await pipe.execute()
+        return float(kept[0][1]), str(kept[0][0])
 
 
 def _declare(first: Sequence[str], streams: Iterable[str]) -> tuple[list[str], dict[str, int]]:

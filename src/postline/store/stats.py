@@ -13,6 +13,14 @@ Counts per status stay cheap as the table grows:
 
 Throughput counts the `sent` and `failed` events of the last minute on the
 partial index of migration 0003.
+
+Outcome totals (the API's cluster-wide counters) count every outcome event
+ever written, per channel: events are append-only, so the totals only grow,
+as Prometheus counters must. The count reads the whole events table, so its
+callers cache it (`postline.api.totals`). Should old messages ever be
+deleted, the totals would drop with them. The oldest waiting message is one
+probe of `messages_open_idx` for pending messages and a pass over the
+retrying ones (a few, next to the table).
 """
 
 from __future__ import annotations
@@ -60,6 +68,44 @@ SELECT count(*) FILTER (WHERE status = 'sent') AS sent,
 FROM message_events
 WHERE status IN ('sent', 'failed') AND at > now() - make_interval(secs => $1)
 """
+
+#: Event statuses that are outcomes, and the name each is counted under.
+OUTCOMES = {
+    "sent": "sent",
+    "failed": "failed",
+    "retrying": "retried",
+    "delivered": "delivered",
+    "undelivered": "undelivered",
+}
+
+# One statement, so `as_of` (its transaction's start) and the counts share a
+# snapshot: a reading with a later `as_of` never counts less.
+_OUTCOME_TOTALS = """
+WITH t AS (
+    SELECT m.type AS channel, e.status, count(*) AS n
+    FROM message_events e JOIN messages m ON m.id = e.message_id
+    WHERE e.status = ANY($1::text[])
+    GROUP BY m.type, e.status
+)
+SELECT extract(epoch FROM now())::float8 AS as_of, t.channel, t.status, t.n
+FROM (SELECT 1) AS one LEFT JOIN t ON true
+"""
+
+# Waiting to be sent now: pending since it last changed, or a retry past its due time.
+_OLDEST_WAITING = """
+SELECT extract(epoch FROM now() - least(
+    (SELECT min(updated_at) FROM messages WHERE status = 'pending'),
+    (SELECT min(next_attempt_at) FROM messages
+     WHERE status = 'retrying' AND next_attempt_at <= now())))::float8
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class OutcomeTotals:
+    """Outcome events per (channel, outcome name of `OUTCOMES`), as of `as_of` (epoch seconds)."""
+
+    as_of: float
+    counts: dict[tuple[str, str], int]
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,3 +165,16 @@ class StatsStore:
         row = await self.pool.fetchrow(_THROUGHPUT, float(window))
         assert row is not None  # an aggregate always returns one row
         return Throughput(sent=row["sent"], failed=row["failed"], window=window)
+
+    async def outcome_totals(self) -> OutcomeTotals:
+        """Every outcome event so far, per channel (the whole table: cache the answer)."""
+        rows = await self.pool.fetch(_OUTCOME_TOTALS, list(OUTCOMES))
+        counts = {
+            (r["channel"], OUTCOMES[r["status"]]): int(r["n"]) for r in rows if r["n"] is not None
+        }
+        return OutcomeTotals(as_of=rows[0]["as_of"], counts=counts)
+
+    async def oldest_waiting_seconds(self) -> float:
+        """How long the longest-waiting sendable message has waited; 0 when none waits."""
+        age = await self.pool.fetchval(_OLDEST_WAITING)
+        return max(0.0, float(age)) if age is not None else 0.0

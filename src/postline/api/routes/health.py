@@ -22,6 +22,7 @@ from starlette.responses import Response
 
 from postline.api.deps import ComponentsDep
 from postline.api.schemas import HealthPublic
+from postline.api.totals import outcome_totals
 from postline.metrics import scrape_gauges, scrape_registry
 from postline.store.stats import StatsStore
 
@@ -29,6 +30,8 @@ router = APIRouter(tags=["operations"])
 log = logging.getLogger("postline.api")
 
 PROBE_TIMEOUT = 2.0
+#: Counting the outcome totals reads the whole events table (then is reused, see `totals`).
+TOTALS_TIMEOUT = 5.0
 T = TypeVar("T")
 
 _LIVE = orjson.dumps({"status": "ok"})
@@ -67,10 +70,10 @@ async def health(parts: ComponentsDep) -> Response:
     )
 
 
-async def _reading(what: str, read: Awaitable[T]) -> T | None:
+async def _reading(what: str, read: Awaitable[T], timeout: float = PROBE_TIMEOUT) -> T | None:
     """`read`, or None when its server does not answer in time."""
     try:
-        return await asyncio.wait_for(read, PROBE_TIMEOUT)
+        return await asyncio.wait_for(read, timeout)
     except Exception as exc:  # metrics still answer with what is known when a server is down
         log.warning("metrics: %s not read: %r", what, exc)
         return None
@@ -79,10 +82,20 @@ async def _reading(what: str, read: Awaitable[T]) -> T | None:
 @router.get("/metrics", include_in_schema=False)
 async def metrics(parts: ComponentsDep) -> Response:
     # The same readings as /api/v1/stats (postline.services.stats), so both show one number.
-    queues, counts = await asyncio.gather(
+    stats = StatsStore(parts.pool)
+    queues, counts, totals, oldest, workers = await asyncio.gather(
         _reading("queue depths", parts.queue.depths()),
-        _reading("status counts", StatsStore(parts.pool).status_counts()),
+        _reading("status counts", stats.status_counts()),
+        _reading("outcome totals", outcome_totals(stats, parts.queue), TOTALS_TIMEOUT),
+        _reading("oldest pending", stats.oldest_waiting_seconds()),
+        _reading("live workers", parts.queue.live_workers()),
     )
-    gauges = scrape_gauges(queues=queues, statuses=counts.counts if counts else None)
+    gauges = scrape_gauges(
+        queues=queues,
+        statuses=counts.counts if counts else None,
+        totals=totals,
+        oldest_pending=oldest,
+        workers=len(workers) if workers is not None else None,
+    )
     registry = scrape_registry(parts.metrics.collector(), gauges)
     return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
