@@ -16,7 +16,7 @@ from redis.exceptions import RedisError
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from postline import logs
-from postline.api import errors, openapi
+from postline.api import docs, errors, openapi
 from postline.api.deps import Components
 from postline.api.routes import collection, dashboard, health, messages, stats, webhooks
 from postline.metrics import ApiMetrics, WorkerMetrics
@@ -133,6 +133,8 @@ def create_app(settings: Settings) -> FastAPI:
         version="1.0.0",
         summary="SMS, MMS, WhatsApp and email over one HTTP API.",
         lifespan=lifespan,
+        docs_url=None,  # served from local files by docs.install (no CDN)
+        redoc_url=None,
     )
     app.add_middleware(TimingMiddleware, metrics=metrics)
     errors.install(app)
@@ -144,6 +146,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(webhooks.router)
     app.mount(dashboard.STATIC_PATH, StaticFiles(directory=dashboard.STATIC_DIR), name="dashboard")
     openapi.install(app)
+    docs.install(app)
     return app
 
 

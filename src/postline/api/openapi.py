@@ -3,7 +3,7 @@
 The send and batch bodies are read raw (for speed and the error envelope),
 so their schemas are added here by hand; the document's introduction (auth,
 errors, limits) is written here too, its numbers taken from the constants
-that enforce them.
+that enforce them. `/docs` and `/redoc` render this document (`docs.py`).
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from typing import Any
 
 from fastapi import FastAPI
 
-from postline.api import examples
+from postline.api import docs, examples
 from postline.api.bodies import MAX_REQUEST_BYTES
 from postline.api.responses import PROBLEMS
 from postline.api.routes.collection import MAX_BATCH
@@ -60,7 +60,10 @@ the codes it answers. Bad input is never a 500.
 | `metadata` | {MAX_METADATA_BYTES:,} bytes as compact JSON |
 | mms `attachments` | 1 to {MAX_MMS_ATTACHMENTS} URLs; whatsapp: at most 1 |
 | any URL | {MAX_URL_CHARS} characters, http or https |
-| `ordering_key` | 1 to {MAX_ORDERING_KEY_CHARS} characters |"""
+| `ordering_key` | 1 to {MAX_ORDERING_KEY_CHARS} characters |
+
+The same document renders at `{docs.SWAGGER_PATH}` (try requests) and
+`{docs.REDOC_PATH}` (read), both served by Postline itself."""
 
 
 def install(app: FastAPI) -> None:
