@@ -8,16 +8,12 @@ is skipped without one, except under CI, where that is a failure.
 
 from __future__ import annotations
 
-import os
-import shutil
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import asyncpg
 import httpx
-import pytest
-from playwright.async_api import Browser, ConsoleMessage, Page, async_playwright, expect
+from playwright.async_api import Browser, ConsoleMessage, Page, expect
 
 from tests.support.harness import (
     running_api,
@@ -27,42 +23,10 @@ from tests.support.harness import (
 )
 
 ARTIFACTS = Path(__file__).resolve().parents[2] / "artifacts"
-# Without the background-networking flags Chromium's own connections (updates,
-# field trials) are refused on a closed network, and it stalls on them.
-CHROMIUM_ARGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
-]  # fmt: skip
 UI_TIMEOUT = 15_000  # ms; the page polls every 1.5 s
 API_KEY = "dashboard-test-key"
 SMS = {"from": "+15551234567", "type": "sms", "body": "Your booking is confirmed"}
 INVALID = {"status": 400, "code": 21211, "message": "Invalid 'To' Phone Number"}
-
-
-def chromium_path() -> str | None:
-    candidates = [os.environ.get("CHROMIUM_PATH"), shutil.which("chromium"),
-                  shutil.which("chromium-browser"), "/usr/bin/chromium"]  # fmt: skip
-    for candidate in candidates:
-        if candidate and os.access(candidate, os.X_OK):
-            return candidate
-    return None
-
-
-@pytest.fixture
-async def browser() -> AsyncIterator[Browser]:
-    executable = chromium_path()
-    if executable is None:
-        if os.environ.get("CI"):
-            pytest.fail(
-                "no Chromium found: CI must run the dashboard test (apt-get install chromium)"
-            )
-        pytest.skip("no Chromium found (apt-get install chromium, or set CHROMIUM_PATH)")
-    async with async_playwright() as playwright:
-        launched = await playwright.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
-        try:
-            yield launched
-        finally:
-            await launched.close()
 
 
 async def open_page(browser: Browser, url: str) -> tuple[Page, list[str]]:

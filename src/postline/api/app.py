@@ -8,7 +8,6 @@ import logging
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
 
 import asyncpg
 from fastapi import FastAPI
@@ -17,10 +16,9 @@ from redis.exceptions import RedisError
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from postline import logs
-from postline.api import errors
+from postline.api import docs, errors, openapi
 from postline.api.deps import Components
 from postline.api.routes import collection, dashboard, health, messages, stats, webhooks
-from postline.api.schemas import MessageCreate
 from postline.metrics import ApiMetrics, WorkerMetrics
 from postline.providers.registry import build_providers, http_session
 from postline.queue.streams import RedisQueue, connect
@@ -135,6 +133,8 @@ def create_app(settings: Settings) -> FastAPI:
         version="1.0.0",
         summary="SMS, MMS, WhatsApp and email over one HTTP API.",
         lifespan=lifespan,
+        docs_url=None,  # served from local files by docs.install (no CDN)
+        redoc_url=None,
     )
     app.add_middleware(TimingMiddleware, metrics=metrics)
     errors.install(app)
@@ -145,7 +145,8 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(dashboard.router)
     app.include_router(webhooks.router)
     app.mount(dashboard.STATIC_PATH, StaticFiles(directory=dashboard.STATIC_DIR), name="dashboard")
-    _register_schema(app)
+    openapi.install(app)
+    docs.install(app)
     return app
 
 
@@ -163,38 +164,3 @@ def app_from_environment() -> FastAPI:
     log_file = Path(settings.log_dir) / "app.log" if settings.log_dir else None
     logs.configure(level=settings.log_level, fmt=settings.log_format, file=log_file)
     return create_app(settings)
-
-
-def _register_schema(app: FastAPI) -> None:
-    """The send body is read raw (for speed and the error envelope), so its
-    schema is added to the OpenAPI document by hand."""
-    original = app.openapi
-
-    def openapi() -> dict[str, Any]:
-        if app.openapi_schema:
-            return app.openapi_schema
-        schema = original()
-        components = schema.setdefault("components", {}).setdefault("schemas", {})
-        defs = MessageCreate.model_json_schema(
-            by_alias=True, ref_template="#/components/schemas/{model}"
-        )
-        for name, definition in defs.pop("$defs", {}).items():
-            components.setdefault(name, definition)
-        components["MessageCreate"] = defs
-        components["BatchCreate"] = {
-            "type": "object",
-            "required": ["messages"],
-            "additionalProperties": False,
-            "properties": {
-                "messages": {
-                    "type": "array",
-                    "minItems": 1,
-                    "maxItems": 1000,
-                    "items": {"$ref": "#/components/schemas/MessageCreate"},
-                }
-            },
-        }
-        app.openapi_schema = schema
-        return schema
-
-    app.openapi = openapi  # type: ignore[method-assign]

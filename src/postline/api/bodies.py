@@ -7,6 +7,9 @@ from starlette.requests import ClientDisconnect
 
 from postline.api.errors import ApiError
 
+# What a send or a batch may weigh (SPEC 3: a request over 2 MB gets 413).
+MAX_REQUEST_BYTES = 2 * 1024 * 1024
+
 
 async def read_limited(request: Request, *, limit: int, what: str = "a request") -> bytes:
     """The raw body; 413 as soon as it is known to exceed `limit` bytes.

@@ -8,7 +8,8 @@ from typing import Annotated
 
 import asyncpg
 import redis.asyncio as aioredis
-from fastapi import Depends, Request
+from fastapi import Depends, Request, Security
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from postline.api.errors import ApiError
 from postline.metrics import ApiMetrics
@@ -42,7 +43,23 @@ async def components(request: Request) -> Components:
 ComponentsDep = Annotated[Components, Depends(components)]
 
 
-async def require_api_key(request: Request, parts: ComponentsDep) -> None:
+# Declares the scheme in the OpenAPI document (and on each route that uses
+# AuthDep); the check itself is `check_api_key`, which the send and batch
+# routes call directly and declare by hand (`BEARER_SECURITY`).
+bearer = HTTPBearer(
+    auto_error=False,
+    scheme_name="bearerAuth",
+    description="`Authorization: Bearer <key>` with one of the server's API_KEYS. A server "
+    "without API_KEYS (loopback only) asks for none.",
+)
+BEARER_SECURITY: list[dict[str, list[str]]] = [{"bearerAuth": []}]
+
+
+async def require_api_key(
+    request: Request,
+    parts: ComponentsDep,
+    _declared: Annotated[HTTPAuthorizationCredentials | None, Security(bearer)],
+) -> None:
     """Bearer auth when API_KEYS is set; keys compared in constant time."""
     check_api_key(request, parts)
 

@@ -6,19 +6,23 @@ from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, Field, ValidationError
 from starlette.responses import Response
 
+from postline.api import examples
+from postline.api.bodies import MAX_REQUEST_BYTES
 from postline.api.callback_urls import batch_target_errors
-from postline.api.deps import AuthDep, Components, ComponentsDep, check_api_key
+from postline.api.deps import BEARER_SECURITY, AuthDep, Components, ComponentsDep, check_api_key
 from postline.api.errors import ApiError, summary, validation_details
-from postline.api.routes.messages import ERRORS, json_response, read_json_body
-from postline.api.schemas import MessageCreate, MessagePublic
+from postline.api.responses import AUTHED, error_responses
+from postline.api.routes.messages import BODY_ERRORS, json_response, read_json_body
+from postline.api.schemas import ErrorBody, MessageCreate, MessagePublic
 from postline.api.strict_json import load_strict
 from postline.domain.addresses import WHATSAPP_PREFIX
 from postline.domain.channels import Channel
 from postline.domain.message import public_view
 from postline.domain.statuses import Status
+from postline.domain.validation import MAX_ORDERING_KEY_CHARS
 from postline.store.listing import (
     CURSOR_PATTERN,
     BadCursor,
@@ -36,19 +40,41 @@ NO_CONTROLS = r"^[^\x00-\x1f\x7f]*$"
 
 
 class BatchItemResult(BaseModel):
-    index: int
-    id: str | None = None
-    status: str | None = None
-    error: dict[str, Any] | None = None
+    """One item's outcome: `id` and `status` when accepted, else `error`."""
+
+    index: int = Field(description="The item's position in `messages`, from 0.")
+    id: str | None = Field(default=None, description="The accepted message's id.")
+    status: str | None = Field(
+        default=None, description="The accepted message's status: `pending` or `scheduled`."
+    )
+    error: ErrorBody | None = Field(
+        default=None,
+        description="Why the item was refused, as in a single send's `422` answer.",
+    )
 
 
 class BatchResult(BaseModel):
-    results: list[BatchItemResult]
+    """One result per item, in the order of `messages`."""
+
+    model_config = {"json_schema_extra": {"examples": [examples.BATCH_RESULT]}}
+
+    results: list[BatchItemResult] = Field(description="One entry per item sent, by index.")
 
 
 class MessagePage(BaseModel):
-    items: list[MessagePublic]
-    next_cursor: str | None
+    """One page of messages, newest first."""
+
+    items: list[MessagePublic] = Field(description="Up to `limit` messages, newest first.")
+    next_cursor: str | None = Field(
+        description="Pass it back as `cursor` for the next page; null on the last page."
+    )
+
+
+BATCH_DESCRIPTION = f"""Accepts 1 to {MAX_BATCH} messages in one request of at most
+{MAX_REQUEST_BYTES} bytes. Each item follows the rules of a single send; the valid
+ones are stored (in one transaction) and queued, the invalid ones are reported by
+index, and the answer is `202` either way. A body that is not
+`{{"messages": [...]}}` with 1 to {MAX_BATCH} items is `422`."""
 
 
 def _items(raw: bytes) -> list[Any]:
@@ -65,19 +91,24 @@ def _items(raw: bytes) -> list[Any]:
     "/batch",
     status_code=202,
     response_model=BatchResult,
-    responses=ERRORS,
+    summary="Send a batch",
+    description=BATCH_DESCRIPTION,
+    response_description="Accepted items by index, and the refused ones with their error",
+    responses=error_responses(*BODY_ERRORS),
     openapi_extra={
+        "security": BEARER_SECURITY,
         "requestBody": {
             "required": True,
             "content": {
-                "application/json": {"schema": {"$ref": "#/components/schemas/BatchCreate"}}
+                "application/json": {
+                    "schema": {"$ref": "#/components/schemas/BatchCreate"},
+                    "examples": examples.BATCH,
+                }
             },
-        }
+        },
     },
 )
 async def send_batch(request: Request) -> Response:
-    """Accepts up to 1000 messages: valid ones are stored (one transaction) and
-    queued; invalid ones are reported by index."""
     parts: Components = request.app.state.components
     check_api_key(request, parts)
     items = _items(await read_json_body(request))
@@ -121,16 +152,41 @@ async def send_batch(request: Request) -> Response:
     return json_response(202, {"results": results})
 
 
-@router.get("", response_model=MessagePage, responses=ERRORS)
+@router.get(
+    "",
+    summary="List messages",
+    response_model=MessagePage,
+    responses=error_responses(*AUTHED, "validation_error"),
+)
 async def list_all(
     parts: ComponentsDep,
     _auth: AuthDep,
-    status: Status | None = None,
-    type: Channel | None = None,  # the SPEC's parameter name
-    to: Annotated[str | None, Query(max_length=512, pattern=NO_CONTROLS)] = None,
-    ordering_key: Annotated[str | None, Query(max_length=256, pattern=NO_CONTROLS)] = None,
-    limit: Annotated[int, Query(ge=1, le=500)] = 50,
-    cursor: Annotated[str | None, Query(pattern=CURSOR_PATTERN)] = None,
+    status: Annotated[Status | None, Query(description="Only messages in this status.")] = None,
+    type: Annotated[  # the SPEC's parameter name
+        Channel | None, Query(description="Only messages of this channel.")
+    ] = None,
+    to: Annotated[
+        str | None,
+        Query(
+            max_length=512,
+            pattern=NO_CONTROLS,
+            description="Only messages to this recipient, exactly as stored (whatsapp numbers "
+            "with or without `whatsapp:`).",
+        ),
+    ] = None,
+    ordering_key: Annotated[
+        str | None,
+        Query(
+            max_length=MAX_ORDERING_KEY_CHARS,
+            pattern=NO_CONTROLS,
+            description="Only messages with this ordering key.",
+        ),
+    ] = None,
+    limit: Annotated[int, Query(ge=1, le=500, description="Messages per page.")] = 50,
+    cursor: Annotated[
+        str | None,
+        Query(pattern=CURSOR_PATTERN, description="A `next_cursor` from the page before."),
+    ] = None,
 ) -> Response:
     """Messages newest first; pass `next_cursor` back as `cursor` for the next page."""
     try:

@@ -17,7 +17,7 @@ from typing import Literal, TypeVar
 import orjson
 from fastapi import APIRouter
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 from starlette.responses import Response
 
 from postline.api.deps import ComponentsDep
@@ -40,7 +40,7 @@ _LIVE = orjson.dumps({"status": "ok"})
 class LivePublic(BaseModel):
     """The liveness answer: always ok when the process can answer at all."""
 
-    status: Literal["ok"]
+    status: Literal["ok"] = Field(description="Always `ok`: the process answers.")
 
 
 async def _probe(check: asyncio.Future[object] | object) -> str:

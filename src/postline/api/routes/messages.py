@@ -12,11 +12,13 @@ from fastapi import APIRouter, Header, Request
 from pydantic import ValidationError
 from starlette.responses import Response
 
-from postline.api.bodies import read_limited
+from postline.api import examples
+from postline.api.bodies import MAX_REQUEST_BYTES, read_limited
 from postline.api.callback_urls import check_callback_target
-from postline.api.deps import AuthDep, Components, ComponentsDep, check_api_key
+from postline.api.deps import BEARER_SECURITY, AuthDep, Components, ComponentsDep, check_api_key
 from postline.api.errors import ApiError, summary, validation_details
-from postline.api.schemas import ErrorEnvelope, EventPublic, MessageCreate, MessagePublic
+from postline.api.responses import AUTHED, error_responses
+from postline.api.schemas import EventPublic, MessageCreate, MessagePublic
 from postline.api.strict_json import load_strict
 from postline.domain.message import Change, Message, public_event, public_view
 from postline.domain.statuses import Status
@@ -25,11 +27,25 @@ from postline.services import changes
 
 router = APIRouter(prefix="/api/v1/messages", tags=["messages"])
 
-MAX_REQUEST_BYTES = 2 * 1024 * 1024
 MAX_IDEMPOTENCY_KEY = 255
-ERRORS: dict[int | str, dict[str, Any]] = {
-    code: {"model": ErrorEnvelope} for code in (401, 404, 409, 413, 415, 422, 503)
-}
+# What a send or a batch may answer besides its 2xx.
+BODY_ERRORS = (
+    *AUTHED,
+    "client_disconnected",
+    "payload_too_large",
+    "unsupported_media_type",
+    "validation_error",
+)
+ONE_MESSAGE = error_responses(*AUTHED, "not_found")
+SEND_DESCRIPTION = f"""Accepts one message: `202` with status `pending` (or `scheduled`) once it
+is stored in PostgreSQL, before any provider call; workers send it. In sync mode
+(`SYNC_MESSAGE_PROCESSING=true`) one attempt is made inline and the answer is `201`
+with its outcome (`sent`, `failed`, or `retrying` for a transient failure).
+
+With an `Idempotency-Key`, the same key and the same JSON body within 24 h answer
+`200` with the first message and queue nothing; the same key with another body is
+`409`. The body may be at most {MAX_REQUEST_BYTES} bytes; each field's limits are in
+the `MessageCreate` schema."""
 
 
 def json_response(status: int, value: Any) -> Response:
@@ -85,19 +101,28 @@ def _message_id(value: str) -> uuid.UUID:
     "/send",
     status_code=202,
     response_model=MessagePublic,
+    summary="Send a message",
+    description=SEND_DESCRIPTION,
+    response_description="Accepted: stored and queued (`pending`), or `scheduled`",
     responses={
         200: {"model": MessagePublic, "description": "Idempotency-Key replay: the first message"},
-        201: {"model": MessagePublic, "description": "sent inline (sync mode)"},
-        400: {"model": ErrorEnvelope, "description": "Idempotency-Key empty, too long or not text"},
-        **ERRORS,
+        201: {"model": MessagePublic, "description": "Sent inline (sync mode): its outcome"},
+        # not_found: a replayed key whose first message was deleted meanwhile.
+        **error_responses(
+            *BODY_ERRORS, "invalid_idempotency_key", "idempotency_key_reused", "not_found"
+        ),
     },
     openapi_extra={
+        "security": BEARER_SECURITY,
         "requestBody": {
             "required": True,
             "content": {
-                "application/json": {"schema": {"$ref": "#/components/schemas/MessageCreate"}}
+                "application/json": {
+                    "schema": {"$ref": "#/components/schemas/MessageCreate"},
+                    "examples": examples.SEND,
+                }
             },
-        }
+        },
     },
 )
 async def send_message(
@@ -108,9 +133,10 @@ async def send_message(
         default=None,
         alias="Idempotency-Key",
         json_schema_extra={"minLength": 1, "maxLength": MAX_IDEMPOTENCY_KEY},
+        description=f"Optional; 1 to {MAX_IDEMPOTENCY_KEY} characters, no control characters. "
+        "Sending again with the same key and body within 24 h returns the first message.",
     ),
 ) -> Response:
-    """Accepts a message: 202 `pending` (or `scheduled`) once it is stored."""
     # The hottest route skips FastAPI's dependency solving (a sixth of its CPU
     # time when measured); the header parameter above only documents it.
     parts: Components = request.app.state.components
@@ -158,13 +184,22 @@ async def _stored(parts: Components, message_id: uuid.UUID) -> Message:
     return message
 
 
-@router.get("/{message_id}", response_model=MessagePublic, responses=ERRORS)
+@router.get(
+    "/{message_id}", summary="Read a message", response_model=MessagePublic, responses=ONE_MESSAGE
+)
 async def get_message(message_id: str, parts: ComponentsDep, _auth: AuthDep) -> Response:
+    """The message with its current status (`404` for an unknown id)."""
     return json_response(200, public_view(await _stored(parts, _message_id(message_id))))
 
 
-@router.get("/{message_id}/events", response_model=list[EventPublic], responses=ERRORS)
+@router.get(
+    "/{message_id}/events",
+    summary="A message's status history",
+    response_model=list[EventPublic],
+    responses={200: {"content": {"application/json": {"example": examples.EVENTS}}}, **ONE_MESSAGE},
+)
 async def get_events(message_id: str, parts: ComponentsDep, _auth: AuthDep) -> Response:
+    """Every status change, oldest first, with its attempt and error."""
     key = _message_id(message_id)
     events = await parts.store.events(key)
     if not events and await parts.store.get(key) is None:
@@ -172,7 +207,12 @@ async def get_events(message_id: str, parts: ComponentsDep, _auth: AuthDep) -> R
     return json_response(200, [public_event(e) for e in events])
 
 
-@router.post("/{message_id}/cancel", response_model=MessagePublic, responses=ERRORS)
+@router.post(
+    "/{message_id}/cancel",
+    summary="Cancel a message",
+    response_model=MessagePublic,
+    responses=error_responses(*AUTHED, "not_found", "not_cancellable"),
+)
 async def cancel_message(message_id: str, parts: ComponentsDep, _auth: AuthDep) -> Response:
     """Cancels a scheduled, pending or retrying message (200); 409 from any other status."""
     change, message = await changes.cancel(parts.store, parts.queue, _message_id(message_id))
@@ -185,7 +225,13 @@ async def cancel_message(message_id: str, parts: ComponentsDep, _auth: AuthDep) 
     return json_response(200, public_view(message))
 
 
-@router.post("/{message_id}/retry", status_code=202, response_model=MessagePublic, responses=ERRORS)
+@router.post(
+    "/{message_id}/retry",
+    status_code=202,
+    summary="Retry a failed message",
+    response_model=MessagePublic,
+    responses=error_responses(*AUTHED, "not_found", "not_retryable"),
+)
 async def retry_message(message_id: str, parts: ComponentsDep, _auth: AuthDep) -> Response:
     """Re-queues a failed message with a fresh budget of attempts (202); 409 otherwise."""
     change, message = await changes.retry(parts.store, parts.queue, _message_id(message_id))

@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import orjson
 from fastapi import APIRouter
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 from starlette.responses import Response
 
 from postline.api.deps import AuthDep, ComponentsDep
 from postline.api.errors import ApiError
-from postline.api.schemas import ErrorEnvelope
+from postline.api.responses import error_responses
 from postline.services.stats import DependencyUnavailable, collect_stats
 
 router = APIRouter(prefix="/api/v1", tags=["operations"])
@@ -21,31 +19,41 @@ STATS_TIMEOUT = 2.0
 
 
 class QueuePublic(BaseModel):
-    depth: int
-    pending: int
+    """One Redis stream."""
+
+    depth: int = Field(description="Entries in the stream (XLEN): the backlog.")
+    pending: int = Field(description="Entries a worker holds and has not acknowledged yet.")
 
 
 class WorkerPublic(BaseModel):
-    name: str
-    last_heartbeat: str
-    inflight: int
+    """A worker that sent a heartbeat recently."""
+
+    name: str = Field(description="The worker's name (host and process).")
+    last_heartbeat: str = Field(description="Its last heartbeat, RFC 3339 in UTC.")
+    inflight: int = Field(description="Sends it had in flight then.")
 
 
 class ThroughputPublic(BaseModel):
-    sent_per_second: float
-    failed_per_second: float
+    """Rates over the last minute."""
+
+    sent_per_second: float = Field(description="Messages that reached `sent`, per second.")
+    failed_per_second: float = Field(description="Messages that ended `failed`, per second.")
 
 
 class StatsPublic(BaseModel):
     """Counts of finished statuses may be planner estimates on very large tables."""
 
-    queues: dict[str, QueuePublic]
-    messages: dict[str, int]
-    workers: list[WorkerPublic]
-    throughput: ThroughputPublic
+    queues: dict[str, QueuePublic] = Field(
+        description="Per stream (`message_queue:sms`, ..., `message_queue:dead`)."
+    )
+    messages: dict[str, int] = Field(description="Stored messages per status.")
+    workers: list[WorkerPublic] = Field(description="Live workers.")
+    throughput: ThroughputPublic = Field(description="Over the last minute.")
 
 
-ERRORS: dict[int | str, dict[str, Any]] = {code: {"model": ErrorEnvelope} for code in (401, 503)}
+ERRORS = error_responses(
+    "unauthorized", "database_unavailable", "redis_unavailable", "database_and_redis_unavailable"
+)
 
 
 def unavailable(exc: DependencyUnavailable) -> ApiError:

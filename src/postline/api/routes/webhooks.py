@@ -25,7 +25,7 @@ from __future__ import annotations
 import functools
 import logging
 import time
-from typing import Annotated, Any
+from typing import Annotated
 from urllib.parse import parse_qsl
 
 import orjson
@@ -36,7 +36,7 @@ from starlette.responses import Response
 from postline.api.bodies import read_limited
 from postline.api.deps import ComponentsDep
 from postline.api.errors import ApiError
-from postline.api.schemas import ErrorEnvelope
+from postline.api.responses import error_responses
 from postline.domain.receipts import sendgrid_receipts, twilio_receipt
 from postline.providers.signatures import (
     SENDGRID_MAX_SKEW_SECONDS,
@@ -59,9 +59,14 @@ TWILIO_MAX_BYTES = 64 * 1024
 # SendGrid batches events; a batch stays well under this.
 SENDGRID_MAX_BYTES = 8 * 1024 * 1024
 
-ERRORS: dict[int | str, dict[str, Any]] = {
-    code: {"model": ErrorEnvelope} for code in (400, 403, 413, 503)
-}
+ERRORS = error_responses(
+    "bad_request",
+    "client_disconnected",
+    "forbidden",
+    "payload_too_large",
+    "database_unavailable",
+    "service_unavailable",
+)
 
 
 router = APIRouter(prefix="/api/v1/webhooks", tags=["webhooks"])
@@ -88,9 +93,14 @@ def _public_key(encoded: str) -> ec.EllipticCurvePublicKey:
     return load_sendgrid_public_key(encoded)
 
 
-@router.post("/twilio/status", status_code=200, responses=ERRORS)
+@router.post(
+    "/twilio/status",
+    status_code=200,
+    responses=ERRORS,
+    description="A Twilio message status callback: form-encoded, signed with "
+    f"`{TWILIO_SIGNATURE_HEADER}`, at most {TWILIO_MAX_BYTES} bytes.",
+)
 async def twilio_status(request: Request, parts: ComponentsDep, intake: IntakeDep) -> Response:
-    """A Twilio message status callback."""
     raw = await read_limited(request, limit=TWILIO_MAX_BYTES, what="a webhook body")
     pairs = parse_qsl(raw.decode("utf-8", "replace"), keep_blank_values=True)
     settings = parts.settings
@@ -104,9 +114,14 @@ async def twilio_status(request: Request, parts: ComponentsDep, intake: IntakeDe
     return Response(status_code=200)
 
 
-@router.post("/sendgrid/events", status_code=200, responses=ERRORS)
+@router.post(
+    "/sendgrid/events",
+    status_code=200,
+    responses=ERRORS,
+    description="A batch of SendGrid Event Webhook events: a JSON array, signed with "
+    f"`{SENDGRID_SIGNATURE_HEADER}`, at most {SENDGRID_MAX_BYTES} bytes.",
+)
 async def sendgrid_events(request: Request, parts: ComponentsDep, intake: IntakeDep) -> Response:
-    """A batch of SendGrid Event Webhook events."""
     raw = await read_limited(request, limit=SENDGRID_MAX_BYTES, what="a webhook body")
     encoded = parts.settings.sendgrid_webhook_public_key
     if not encoded:
