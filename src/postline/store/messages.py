@@ -215,10 +215,16 @@ class MessageStore:
         """Gives up `holder`'s claim on a message it will not send: once the
         lease runs out, another worker may take it without waiting for the
         hard bound."""
+        await self.release_many([message_id], holder=holder)
+
+    async def release_many(self, ids: Sequence[uuid.UUID], *, holder: str) -> None:
+        """`release` for each of `ids` that `holder` holds."""
+        if not ids:
+            return
         await self.pool.execute(
             "UPDATE messages SET held_by = NULL "
-            "WHERE id = $1 AND held_by = $2 AND status = 'sending'",
-            message_id,
+            "WHERE id = ANY($1::uuid[]) AND held_by = $2 AND status = 'sending'",
+            list(ids),
             holder,
         )
 

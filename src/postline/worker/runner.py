@@ -107,6 +107,8 @@ class Worker:
         self._provider_timeout = provider_timeout
         self.metrics = metrics or WorkerMetrics()
         self._held: dict[uuid.UUID, Held] = {}
+        #: Ids of a claim that failed: it may have committed all the same.
+        self._unsure: set[uuid.UUID] = set()
         self._slot_free = asyncio.Event()
         self._tasks: set[asyncio.Task[None]] = set()
         self._reconcile_interval = reconcile_interval
@@ -200,17 +202,25 @@ class Worker:
         extra: list[Entry] = []
         for entry in entries:
             message_id = _uuid(entry.message_id)
+            if message_id in self._unsure:
+                continue  # left pending until its release lands (see below)
             if message_id is None or message_id in by_id or message_id in self._held:
                 extra.append(entry)
             else:
                 by_id[message_id] = entry
-        claimed = await self._store.claim(
-            list(by_id),
-            holder=self.name,
-            lease=self._lease,
-            live=await self._live_holders(),
-            hard_bound=self._hard_bound,
-        )
+        live = await self._live_holders()
+        try:
+            claimed = await self._store.claim(
+                list(by_id), holder=self.name, lease=self._lease, live=live,
+                hard_bound=self._hard_bound,
+            )  # fmt: skip
+        except BaseException:
+            # The claim may have committed without its answer reaching us (the
+            # connection broke after COMMIT). Such messages are leased to this
+            # live worker, which does not hold them: nobody would send them
+            # before the hard bound. The heartbeat gives them up.
+            self._unsure.update(by_id)
+            raise
         log_claims = message_log_enabled()
         for message, previous in claimed:
             entry = by_id.pop(message.id)
@@ -370,10 +380,20 @@ class Worker:
         """
         try:
             await self._renew_leases()
+            await self._release_unsure()
         finally:
             now = datetime.now(UTC).isoformat().replace("+00:00", "Z")
             beat = WorkerBeat(self.name, now, self.inflight, self._concurrency)
             await self._queue.heartbeat(beat)
+
+    async def _release_unsure(self) -> None:
+        """Gives up the leases a failed claim may have taken (see `_dispatch`):
+        their lease then runs out like a dead worker's, without the hard bound."""
+        if not self._unsure:
+            return
+        ids = [i for i in self._unsure if i not in self._held]
+        await self._store.release_many(ids, holder=self.name)
+        self._unsure.clear()
 
     def _renewable(self, now: float) -> list[uuid.UUID]:
         """What the heartbeat renews: all it holds but sends stuck past the deadline."""
