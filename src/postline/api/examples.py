@@ -107,12 +107,32 @@ MESSAGE: dict[str, Any] = {
 }
 
 EVENTS: list[dict[str, Any]] = [
-    {"status": "pending", "at": "2030-06-01T09:00:00.120000Z", "attempt": 0, "error": None,
-     "detail": "accepted"},
-    {"status": "sending", "at": "2030-06-01T09:00:00.150000Z", "attempt": 1, "error": None,
-     "detail": None},
-    {"status": "sent", "at": "2030-06-01T09:00:00.310000Z", "attempt": 1, "error": None,
-     "detail": None},
-    {"status": "delivered", "at": "2030-06-01T09:00:02.480000Z", "attempt": 1, "error": None,
-     "detail": "receipt from twilio: delivered"},
-]  # fmt: skip
+    {
+        "status": "pending",
+        "at": "2030-06-01T09:00:00.120000Z",
+        "attempt": 0,
+        "error": None,
+        "detail": "accepted",
+    },
+    {
+        "status": "sending",
+        "at": "2030-06-01T09:00:00.150000Z",
+        "attempt": 1,
+        "error": None,
+        "detail": None,
+    },
+    {
+        "status": "sent",
+        "at": "2030-06-01T09:00:00.310000Z",
+        "attempt": 1,
+        "error": None,
+        "detail": None,
+    },
+    {
+        "status": "delivered",
+        "at": "2030-06-01T09:00:02.480000Z",
+        "attempt": 1,
+        "error": None,
+        "detail": "receipt from twilio: delivered",
+    },
+]

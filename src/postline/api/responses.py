@@ -45,8 +45,12 @@ PROBLEMS: dict[str, Problem] = {
             "the client closed the connection before its whole body arrived",
             "a request ended before its body did",
         ),
-        Problem(400, "bad_request", "the body is not what the route reads",
-                "the body must be a JSON array of events"),
+        Problem(
+            400,
+            "bad_request",
+            "the body is not what the route reads",
+            "the body must be a JSON array of events",
+        ),
         Problem(
             401,
             "unauthorized",
@@ -126,7 +130,7 @@ PROBLEMS: dict[str, Problem] = {
             "a server Postline needs is unavailable",
         ),
     )
-}  # fmt: skip
+}
 
 # What every route behind the API key may answer, whatever it does.
 AUTHED = ("unauthorized", "database_unavailable", "service_unavailable")

@@ -90,9 +90,13 @@ def _path(message_id: MessageId, tail: str = "") -> str:
 def send(message: Mapping[str, Any], idempotency_key: str | None) -> Call[Message]:
     key = idempotency_key if idempotency_key is not None else str(uuid.uuid4())
     return Call(
-        "POST", f"{PREFIX}/send", Message.from_json, body=dict(message),
-        idempotency_key=key, replayable=True,
-    )  # fmt: skip
+        "POST",
+        f"{PREFIX}/send",
+        Message.from_json,
+        body=dict(message),
+        idempotency_key=key,
+        replayable=True,
+    )
 
 
 def send_batch(messages: Sequence[Mapping[str, Any]]) -> Call[list[BatchItem]]:

@@ -15,15 +15,12 @@ from redis.exceptions import RedisError
 
 from postline.domain.message import Change, Message
 from postline.logs import message_log
-from postline.queue.streams import Enqueue, RedisQueue
+from postline.queue.streams import RedisQueue
+from postline.services.accepting import enqueue_item
 from postline.services.completion import queue_next_heads
 from postline.store.messages import MessageStore
 
 events = message_log()
-
-
-def _item(message: Message) -> Enqueue:
-    return Enqueue(str(message.id), message.type, message.ordering_key)
 
 
 async def cancel(
@@ -37,7 +34,7 @@ async def cancel(
     # The key is released in PostgreSQL already; what follows only saves the
     # next message a wait for the reconciler if Redis fails here.
     with contextlib.suppress(RedisError, OSError):
-        await queue.unschedule(_item(message))
+        await queue.unschedule(enqueue_item(message))
     await queue_next_heads(store, queue, [message.ordering_key])
     return change, message
 
@@ -57,5 +54,5 @@ async def retry(
         detail="retry requested",
     )
     with contextlib.suppress(RedisError, OSError):  # else the reconciler queues it
-        await queue.push([_item(message)])
+        await queue.push([enqueue_item(message)])
     return change, message

@@ -211,9 +211,12 @@ class Worker:
         live = await self._live_holders()
         try:
             claimed = await self._store.claim(
-                list(by_id), holder=self.name, lease=self._lease, live=live,
+                list(by_id),
+                holder=self.name,
+                lease=self._lease,
+                live=live,
                 hard_bound=self._hard_bound,
-            )  # fmt: skip
+            )
         except BaseException:
             # The claim may have committed without its answer reaching us (the
             # connection broke after COMMIT). Such messages are leased to this
