@@ -131,6 +131,9 @@ async def test_list_filters_and_pages_newest_first(api: httpx.AsyncClient) -> No
         {"limit": 501},
         {"cursor": "garbage!"},
         {"to": "+1555\x00"},
+        {"to": "15559876543"},
+        {"to": "not an address"},
+        {"to": "@example.com"},
         {"ordering_key": "key\x00"},
     ],
 )
@@ -138,3 +141,36 @@ async def test_bad_list_parameters_are_422(api: httpx.AsyncClient, params: Any) 
     answer = await api.get("/api/v1/messages", params=params)
     assert answer.status_code == 422
     assert answer.json()["error"]["code"] == "validation_error"
+
+
+async def test_the_to_filter_finds_an_email_recipient_in_any_case_and_form(
+    api: httpx.AsyncClient,
+) -> None:
+    email = {"from": "a@example.com", "type": "email", "subject": "s", "body": "b"}
+    ids = []
+    for to in ("Bob@Example.com", "Bob Smith <bob@EXAMPLE.com>", '"Smith, Bob" <BOB@example.com>'):
+        answer = await api.post("/api/v1/messages/send", json={**email, "to": to})
+        assert answer.status_code == 202, answer.text
+        ids.append(answer.json()["id"])
+    other = await api.post("/api/v1/messages/send", json={**email, "to": "bobby@example.com"})
+    assert other.status_code == 202
+
+    for asked in ("bob@example.com", "BOB@EXAMPLE.COM", "Robert <Bob@example.com>"):
+        page = (await api.get("/api/v1/messages", params={"to": asked})).json()
+        assert [m["id"] for m in page["items"]] == list(reversed(ids)), asked
+        # the stored address is shown as it was sent
+        assert page["items"][-1]["to"] == "Bob@Example.com"
+
+
+async def test_a_plus_left_unencoded_in_the_to_filter_is_422_saying_so(
+    api: httpx.AsyncClient,
+) -> None:
+    await api.post("/api/v1/messages/send", json=SMS)
+    raw = f"/api/v1/messages?to={SMS['to']}"  # the '+' reaches the server as a space
+    answer = await api.get(raw)
+    assert answer.status_code == 422
+    assert "%2B" in answer.json()["error"]["message"]
+    encoded = await api.get("/api/v1/messages", params={"to": SMS["to"]})
+    assert len(encoded.json()["items"]) == 1
+    with_prefix = await api.get("/api/v1/messages", params={"to": f"whatsapp:{SMS['to']}"})
+    assert with_prefix.json()["items"] == encoded.json()["items"]

@@ -8,11 +8,16 @@ import sys
 import uuid
 
 import asyncpg
+import pytest
+from alembic import command
+from alembic.script import ScriptDirectory
 
+from postline.domain import addresses
 from postline.domain.message import Change, Message
 from postline.domain.outcomes import Outcome
 from postline.domain.statuses import Status
 from postline.store.messages import MessageStore
+from postline.store.migrate import alembic_config
 from tests.support.messages import new_message
 from tests.support.servers import drop_database, migrated_database
 
@@ -111,20 +116,31 @@ async def test_migrate_applies_once_then_says_up_to_date(database_url: str) -> N
     url, name = await migrated_database(server)
     try:
         assert "schema is up to date" in await migrate(url)
-        connection = await asyncpg.connect(url)
-        try:
-            # As if the newest migration had never run.
-            await connection.execute("DROP FUNCTION postline_lock_keys(uuid[])")
-            await connection.execute(
-                "ALTER TABLE messages DROP COLUMN position, DROP COLUMN held_by, "
-                "DROP COLUMN lease_until"
-            )
-            await connection.execute("DROP SEQUENCE messages_position_seq")
-            await connection.execute("DROP INDEX messages_scheduled_idx")
-            await connection.execute("UPDATE alembic_version SET version_num = '0005'")
-        finally:
-            await connection.close()
-        assert "applied: 0006" in await migrate(url)
+        # As if the newest migration had never run: its own downgrade undoes it.
+        newest = ScriptDirectory.from_config(alembic_config(url)).get_current_head()
+        await asyncio.to_thread(command.downgrade, alembic_config(url), "-1")
+        assert f"applied: {newest}" in await migrate(url)
         assert "schema is up to date" in await migrate(url)
     finally:
         await drop_database(server, name)
+
+
+@pytest.mark.parametrize(
+    "to",
+    [
+        "Bob@Example.COM",
+        "  bob@example.com ",
+        "Bob <Bob@Example.com>",
+        "Bob< bob@example.com >",
+        '"Smith, Bob" <BOB@example.com>',
+        "Zoë <ZOË@Exämple.com>",
+        "ÅSA@EXAMPLE.COM",
+    ],
+)
+async def test_the_stored_recipient_form_is_the_one_the_filter_asks_for(
+    pool: asyncpg.Pool, to: str
+) -> None:
+    """`message_recipient` (SQL, indexed) and `addresses.recipient` (the filter) agree."""
+    asked = addresses.recipient(to)
+    stored = await pool.fetchval("SELECT message_recipient('email', $1)", addresses.email(to))
+    assert stored == asked

@@ -80,11 +80,24 @@ async def test_unknown_message_is_404(api: httpx.AsyncClient) -> None:
         assert answer.json()["error"]["code"] == "not_found"
 
 
-async def test_wrong_method_is_405_in_the_envelope(api: httpx.AsyncClient) -> None:
-    answer = await api.delete("/api/v1/messages/2b1c5f5e-0000-4000-8000-000000000000")
+@pytest.mark.parametrize(
+    ("method", "path", "allowed"),
+    [
+        ("DELETE", "/api/v1/messages/2b1c5f5e-0000-4000-8000-000000000000", "GET"),
+        ("GET", "/api/v1/messages/send", "POST"),
+        ("GET", "/api/v1/messages/batch", "POST"),
+        ("PUT", "/api/v1/messages/send", "POST"),
+        ("GET", "/api/v1/messages/2b1c5f5e-0000-4000-8000-000000000000/cancel", "POST"),
+        ("POST", "/api/v1/messages", "GET"),
+    ],
+)
+async def test_wrong_method_on_a_known_path_is_405_in_the_envelope(
+    api: httpx.AsyncClient, method: str, path: str, allowed: str
+) -> None:
+    answer = await api.request(method, path)
     assert answer.status_code == 405
     assert answer.json()["error"]["code"] == "method_not_allowed"
-    assert "GET" in answer.headers["allow"]
+    assert answer.headers["allow"] == allowed
 
 
 async def test_odd_but_legitimate_text_is_stored_byte_for_byte(

@@ -108,3 +108,31 @@ def test_an_accepted_address_is_one_line_and_accepted_again_unchanged(value: str
     assert not HEADER_UNSAFE.search(stored)
     assert addresses.email(stored) == stored
     assert "@" in addresses.email_parts(stored)[1]
+
+
+@given(e164)
+def test_a_phone_recipient_is_its_e164_form_with_or_without_whatsapp(number: str) -> None:
+    assert addresses.recipient(number) == number
+    assert addresses.recipient(f"whatsapp:{number}") == number
+    # an unencoded '+' in a query string arrives as a space: refused, saying so
+    with pytest.raises(addresses.AddressError, match="%2B"):
+        addresses.recipient(" " + number[1:])
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("Bob@Example.COM", "bob@example.com"),
+        ("  bob@example.com ", "bob@example.com"),
+        ("Bob <Bob@Example.com>", "bob@example.com"),
+        ('"Smith, Bob" <BOB@example.com>', "bob@example.com"),
+    ],
+)
+def test_an_email_recipient_is_its_bare_address_lower_cased(value: str, expected: str) -> None:
+    assert addresses.recipient(value) == expected
+
+
+@pytest.mark.parametrize("value", ["15559876543", "+1555", "bob", "@example.com", "a@b@c", ""])
+def test_anything_else_is_no_recipient(value: str) -> None:
+    with pytest.raises(addresses.AddressError):
+        addresses.recipient(value)

@@ -81,6 +81,18 @@ def summary(details: list[dict[str, Any]]) -> str:
     return f"{where}: {first['msg']}{more}"
 
 
+def http_error(exc: StarletteHTTPException) -> Response:
+    """Starlette's own answers (no route, wrong method) in the envelope."""
+    code = _CODES.get(exc.status_code, "error")
+    message = exc.detail if isinstance(exc.detail, str) else code.replace("_", " ")
+    if exc.status_code == 404 and message == "Not Found":  # no route matched the path
+        message = "nothing at this path (a message id is a UUID)"
+    response = envelope(exc.status_code, code, message)
+    for name, value in (exc.headers or {}).items():
+        response.headers[name] = value
+    return response
+
+
 def install(app: FastAPI) -> None:
     @app.exception_handler(ApiError)
     async def _api_error(_: Request, exc: ApiError) -> Response:
@@ -107,12 +119,7 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(_: Request, exc: StarletteHTTPException) -> Response:
-        code = _CODES.get(exc.status_code, "error")
-        message = exc.detail if isinstance(exc.detail, str) else code.replace("_", " ")
-        response = envelope(exc.status_code, code, message)
-        for name, value in (exc.headers or {}).items():
-            response.headers[name] = value
-        return response
+        return http_error(exc)
 
     async def _unavailable(_: Request, exc: Exception) -> Response:
         # Once for every route: a read, a list, a cancel or a retry that

@@ -7,6 +7,7 @@ look-up: a send must never wait on the network to be validated).
 from __future__ import annotations
 
 import re
+import string
 from email.utils import parseaddr
 
 from email_validator import EmailNotValidError, validate_email
@@ -15,6 +16,7 @@ from postline.domain.text import HEADER_UNSAFE
 
 E164 = re.compile(r"\+[1-9][0-9]{7,14}")
 WHATSAPP_PREFIX = "whatsapp:"
+_ASCII_LOWER = str.maketrans(string.ascii_uppercase, string.ascii_lowercase)
 _DISPLAY_NAME_FORM = re.compile(r"^\s*(?P<name>[^<>]*?)\s*<(?P<addr>[^<>]+)>\s*$")
 
 
@@ -70,3 +72,27 @@ def email_parts(value: str) -> tuple[str, str]:
 def email_addr(value: str) -> str:
     """The bare address, lower-cased: what identifies the recipient."""
     return email_parts(value)[1].lower()
+
+
+def recipient(value: str) -> str:
+    """The form the list filter `to` compares: what identifies a recipient.
+
+    A phone number (with or without `whatsapp:`) is its E.164 form; an email
+    address, with or without a display name, its bare address lower-cased
+    (the store's `message_recipient` gives stored addresses the same form).
+    Only ASCII letters are folded, as PostgreSQL's `lower` does under the
+    "C" collation, so the two agree whatever locale the database has.
+    Anything else is refused rather than matched against nothing: a `+` left
+    unencoded in a query string arrives as a space, and would otherwise find
+    no message without saying why.
+    """
+    if "@" in value:
+        return email_parts(email(value))[1].translate(_ASCII_LOWER)
+    if value[:1] == " " and E164.fullmatch("+" + value[1:]):
+        raise AddressError("the '+' arrived as a space: encode it as %2B in a query string")
+    try:
+        return whatsapp(value)
+    except AddressError:
+        raise AddressError(
+            "must be an E.164 number ('+' then 8 to 15 digits) or an email address"
+        ) from None

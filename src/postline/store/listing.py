@@ -38,7 +38,7 @@ def decode_cursor(cursor: str) -> int:
 class Filters:
     status: str | None = None
     type: str | None = None
-    to: str | None = None
+    to: str | None = None  # in `domain.addresses.recipient` form
     ordering_key: str | None = None
 
 
@@ -54,19 +54,21 @@ class MessageListing:
         """One page, and the seq to continue after (None on the last page).
 
         The statement holds only the filters given, so each combination gets a
-        plan that uses its own index ((status|type|to_addr|ordering_key, seq)).
+        plan that uses its own index ((status|type|recipient|ordering_key,
+        seq)); the recipient is `message_recipient`, the expression the
+        migration indexed.
         """
         clauses: list[str] = []
         args: list[Any] = []
-        for column, value in (
+        for expression, value in (
             ("status", filters.status),
             ("type", filters.type),
-            ("to_addr", filters.to),
+            ("message_recipient(type, to_addr)", filters.to),
             ("ordering_key", filters.ordering_key),
         ):
             if value is not None:
                 args.append(value)
-                clauses.append(f"{column} = ${len(args)}")
+                clauses.append(f"{expression} = ${len(args)}")
         if before_seq is not None:
             args.append(before_seq)
             clauses.append(f"seq < ${len(args)}")

@@ -18,7 +18,7 @@ from postline.api.responses import AUTHED, error_responses
 from postline.api.routes.messages import BODY_ERRORS, json_response, read_json_body
 from postline.api.schemas import ErrorBody, MessageCreate, MessagePublic
 from postline.api.strict_json import load_strict
-from postline.domain.addresses import WHATSAPP_PREFIX
+from postline.domain.addresses import AddressError, recipient
 from postline.domain.channels import Channel
 from postline.domain.message import public_view
 from postline.domain.statuses import Status
@@ -170,8 +170,9 @@ async def list_all(
         Query(
             max_length=512,
             pattern=NO_CONTROLS,
-            description="Only messages to this recipient, exactly as stored (whatsapp numbers "
-            "with or without `whatsapp:`).",
+            description="Only messages to this recipient: an E.164 number (encode its `+` as "
+            "`%2B`; whatsapp numbers with or without `whatsapp:`) or an email address, in any "
+            "case, with or without a display name. Anything else is `422`.",
         ),
     ] = None,
     ordering_key: Annotated[
@@ -194,7 +195,11 @@ async def list_all(
     except BadCursor as exc:
         raise ApiError(422, "cursor is not valid: pass back a next_cursor as it was") from exc
     if to is not None:
-        to = to.removeprefix(WHATSAPP_PREFIX)  # stored without the prefix
+        try:
+            to = recipient(to)
+        except AddressError as exc:
+            details = [{"loc": ["query", "to"], "msg": str(exc), "type": "value_error"}]
+            raise ApiError(422, summary(details), details=details) from exc
     filters = Filters(
         status=status.value if status else None,
         type=type.value if type else None,

@@ -90,13 +90,6 @@ def checked_idempotency_key(value: str | None) -> str | None:
     raise ApiError(400, f"Idempotency-Key {problem}", code="invalid_idempotency_key")
 
 
-def _message_id(value: str) -> uuid.UUID:
-    try:
-        return uuid.UUID(value)
-    except ValueError as exc:
-        raise ApiError(404, "no message with that id") from exc
-
-
 @router.post(
     "/send",
     status_code=202,
@@ -185,37 +178,39 @@ async def _stored(parts: Components, message_id: uuid.UUID) -> Message:
 
 
 @router.get(
-    "/{message_id}", summary="Read a message", response_model=MessagePublic, responses=ONE_MESSAGE
+    "/{message_id:uuid}",
+    summary="Read a message",
+    response_model=MessagePublic,
+    responses=ONE_MESSAGE,
 )
-async def get_message(message_id: str, parts: ComponentsDep, _auth: AuthDep) -> Response:
+async def get_message(message_id: uuid.UUID, parts: ComponentsDep, _auth: AuthDep) -> Response:
     """The message with its current status (`404` for an unknown id)."""
-    return json_response(200, public_view(await _stored(parts, _message_id(message_id))))
+    return json_response(200, public_view(await _stored(parts, message_id)))
 
 
 @router.get(
-    "/{message_id}/events",
+    "/{message_id:uuid}/events",
     summary="A message's status history",
     response_model=list[EventPublic],
     responses={200: {"content": {"application/json": {"example": examples.EVENTS}}}, **ONE_MESSAGE},
 )
-async def get_events(message_id: str, parts: ComponentsDep, _auth: AuthDep) -> Response:
+async def get_events(message_id: uuid.UUID, parts: ComponentsDep, _auth: AuthDep) -> Response:
     """Every status change, oldest first, with its attempt and error."""
-    key = _message_id(message_id)
-    events = await parts.store.events(key)
-    if not events and await parts.store.get(key) is None:
+    events = await parts.store.events(message_id)
+    if not events and await parts.store.get(message_id) is None:
         raise ApiError(404, "no message with that id")
     return json_response(200, [public_event(e) for e in events])
 
 
 @router.post(
-    "/{message_id}/cancel",
+    "/{message_id:uuid}/cancel",
     summary="Cancel a message",
     response_model=MessagePublic,
     responses=error_responses(*AUTHED, "not_found", "not_cancellable"),
 )
-async def cancel_message(message_id: str, parts: ComponentsDep, _auth: AuthDep) -> Response:
+async def cancel_message(message_id: uuid.UUID, parts: ComponentsDep, _auth: AuthDep) -> Response:
     """Cancels a scheduled, pending or retrying message (200); 409 from any other status."""
-    change, message = await changes.cancel(parts.store, parts.queue, _message_id(message_id))
+    change, message = await changes.cancel(parts.store, parts.queue, message_id)
     if change is Change.MISSING or message is None:
         raise ApiError(404, "no message with that id")
     if change is Change.CONFLICT:
@@ -226,15 +221,15 @@ async def cancel_message(message_id: str, parts: ComponentsDep, _auth: AuthDep) 
 
 
 @router.post(
-    "/{message_id}/retry",
+    "/{message_id:uuid}/retry",
     status_code=202,
     summary="Retry a failed message",
     response_model=MessagePublic,
     responses=error_responses(*AUTHED, "not_found", "not_retryable"),
 )
-async def retry_message(message_id: str, parts: ComponentsDep, _auth: AuthDep) -> Response:
+async def retry_message(message_id: uuid.UUID, parts: ComponentsDep, _auth: AuthDep) -> Response:
     """Re-queues a failed message with a fresh budget of attempts (202); 409 otherwise."""
-    change, message = await changes.retry(parts.store, parts.queue, _message_id(message_id))
+    change, message = await changes.retry(parts.store, parts.queue, message_id)
     if change is Change.MISSING or message is None:
         raise ApiError(404, "no message with that id")
     if change is Change.CONFLICT:
