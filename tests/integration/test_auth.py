@@ -34,6 +34,9 @@ CALLS = [
     ("GET", "/api/v1/messages/2b1c5f5e-0000-4000-8000-000000000000/events", None),
     ("POST", "/api/v1/messages/2b1c5f5e-0000-4000-8000-000000000000/cancel", None),
     ("POST", "/api/v1/messages/2b1c5f5e-0000-4000-8000-000000000000/retry", None),
+    ("GET", "/api/v1/suppressions", None),
+    ("POST", "/api/v1/suppressions", {"channel": "sms", "recipient": "+15559876543"}),
+    ("DELETE", "/api/v1/suppressions/sms/+15559876543", None),
 ]
 
 

@@ -149,7 +149,7 @@ async def test_a_lost_send_behind_a_late_commit_does_not_stall_its_key(
         await queue.push([_item(x)])
         await client.xreadgroup("workers", "lost-worker", {"message_queue:sms": ">"})
         claimed = await store.claim([x.id], holder="lost-worker", lease=1)  # step 3
-        assert [m.id for m, _ in claimed] == [x.id]
+        assert [c.message.id for c in claimed] == [x.id]
         await late.commit()  # step 4
     await queue.push([_item(y)])  # the batch's own push, after its commit
     if redis_too:

@@ -411,7 +411,7 @@ async def test_a_receipt_before_the_send_is_recorded_is_applied_once_it_is(
     store = MessageStore(pool)
     email_id, sms_id = await send(api, EMAIL), await send(api, SMS)
     claimed = await store.claim([uuid.UUID(email_id), uuid.UUID(sms_id)], holder="w1", lease=30)
-    assert {m.status for m, _ in claimed} == {Status.SENDING}
+    assert {c.message.status for c in claimed} == {Status.SENDING}
     email = {"id": email_id, "to": EMAIL["to"], "provider_message_id": "early-sg-id"}
     sid = "SM" + uuid.uuid4().hex
 

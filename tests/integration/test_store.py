@@ -38,7 +38,7 @@ async def test_a_message_is_claimed_once(store: MessageStore, pool: asyncpg.Pool
     await store.insert([row])
     first = await store.claim([row.id, row.id], holder="w1", lease=30)
     second = await store.claim([row.id], holder="w1", lease=30)
-    assert [m.attempts for m, _ in first] == [1]
+    assert [c.message.attempts for c in first] == [1]
     assert second == []
     assert await history(pool, row.id) == [("pending", 0), ("sending", 1)]
 
@@ -53,7 +53,7 @@ async def test_a_late_outcome_of_an_old_attempt_does_not_land(
     # over (attempt 2) and sends it.
     await pool.execute("UPDATE messages SET lease_until = now() - interval '1 second'")
     again = await store.claim([row.id], holder="w2", lease=30)
-    assert again[0][0].attempts == 2 and again[0][1] is Status.SENDING
+    assert again[0].message.attempts == 2 and again[0].previous is Status.SENDING
     landed = await store.complete([Outcome(id=row.id, attempt=2, status=Status.SENT, provider="t")])
     assert landed == {row.id}
     # The lost worker wakes up late: its attempt-1 outcome must change nothing.

@@ -72,6 +72,12 @@ def validation_details(exc: ValidationError | RequestValidationError) -> list[di
     return details
 
 
+def field_error(loc: list[str], message: str) -> ApiError:
+    """A 422 about one field (`loc` as pydantic writes it), in the envelope."""
+    details = [{"loc": loc, "msg": message, "type": "value_error"}]
+    return ApiError(422, summary(details), details=details)
+
+
 def summary(details: list[dict[str, Any]]) -> str:
     if not details:
         return "the request is not valid"

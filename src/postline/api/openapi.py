@@ -1,6 +1,6 @@
 """The parts of the OpenAPI document FastAPI cannot derive from the routes.
 
-The send and batch bodies are read raw (for speed and the error envelope),
+The send, batch and suppression bodies are read raw (for speed and the error envelope),
 so their schemas are added here by hand; the document's introduction (auth,
 errors, limits) is written here too, its numbers taken from the constants
 that enforce them. `/docs` and `/redoc` render this document (`docs.py`).
@@ -16,6 +16,7 @@ from postline.api import docs, examples
 from postline.api.bodies import MAX_REQUEST_BYTES
 from postline.api.responses import PROBLEMS
 from postline.api.routes.collection import MAX_BATCH
+from postline.api.routes.suppressions import SuppressionCreate
 from postline.api.schemas import MessageCreate
 from postline.domain.validation import (
     MAX_EMAIL_BYTES,
@@ -36,8 +37,9 @@ DESCRIPTION = f"""Postline accepts SMS, MMS, WhatsApp and email messages, stores
 PostgreSQL before it answers, and workers deliver them through Twilio and SendGrid
 with retries, per-key ordering and delivery receipts.
 
-**Auth.** When the server sets `API_KEYS`, every `/api/v1/messages*` and
-`/api/v1/stats` call needs `Authorization: Bearer <key>` (`401` otherwise).
+**Auth.** When the server sets `API_KEYS`, every `/api/v1/messages*`,
+`/api/v1/suppressions*` and `/api/v1/stats` call needs
+`Authorization: Bearer <key>` (`401` otherwise).
 Health, metrics, provider webhooks and these pages need none.
 
 **Errors.** Every 4xx and 5xx answer is
@@ -103,12 +105,11 @@ def _drop_default_422(paths: dict[str, Any], components: dict[str, Any]) -> None
 
 
 def _add_bodies(components: dict[str, Any]) -> None:
-    defs = MessageCreate.model_json_schema(
-        by_alias=True, ref_template="#/components/schemas/{model}"
-    )
-    for name, definition in defs.pop("$defs", {}).items():
-        components.setdefault(name, definition)
-    components["MessageCreate"] = defs
+    for model in (MessageCreate, SuppressionCreate):
+        defs = model.model_json_schema(by_alias=True, ref_template="#/components/schemas/{model}")
+        for name, definition in defs.pop("$defs", {}).items():
+            components.setdefault(name, definition)
+        components[model.__name__] = defs
     components["BatchCreate"] = {
         "title": "BatchCreate",
         "description": "Up to a batch's limit of send bodies, each checked on its own.",

@@ -14,7 +14,7 @@ import uuid
 from dataclasses import dataclass, field, fields
 from datetime import datetime
 from enum import StrEnum
-from typing import Any
+from typing import Any, NamedTuple
 
 from postline.domain.channels import Channel
 from postline.domain.statuses import Status
@@ -51,6 +51,16 @@ class Message:
     delivered_at: datetime | None = None
     #: acceptance order (list paging); drawn by the store, None before it
     seq: int | None = None
+
+
+class Claimed(NamedTuple):
+    """A message a claim gave its holder, with the status it was claimed from
+    (`sending`: taken over) and, if its recipient is suppressed, the reason
+    (`domain/suppression.py`): then it must not reach a provider."""
+
+    message: Message
+    previous: Status
+    suppressed_by: str | None = None
 
 
 #: Message's fields, in order: the store's column list.

@@ -208,10 +208,11 @@ class InlineSender:
         claimed = await self._store.claim([message.id], holder=self._holder, lease=self._visibility)
         if claimed:
             outcome, _ = await attempt(
-                claimed[0][0],
+                claimed[0].message,
                 providers=self._providers,
                 policy=self._policy,
                 deadline=self._deadline,
+                suppressed_by=claimed[0].suppressed_by,
             )
             await self._completer([Done(outcome, None, message.type, message.ordering_key)])
         else:

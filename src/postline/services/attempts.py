@@ -10,6 +10,7 @@ from postline.domain.channels import Channel
 from postline.domain.message import Message
 from postline.domain.outcomes import Outcome, RetryPolicy, judge_failure
 from postline.domain.statuses import Status
+from postline.domain.suppression import SUPPRESSED_CODE, suppressed_message
 from postline.errors import ProviderError, TransientProviderError
 from postline.providers.base import Provider
 from postline.settings import Settings
@@ -30,13 +31,18 @@ async def attempt(
     providers: Mapping[Channel, Provider],
     policy: RetryPolicy,
     deadline: float,
+    suppressed_by: str | None = None,
 ) -> tuple[Outcome, float]:
     """Sends `message` once; returns the outcome to store and the provider latency.
 
     `deadline` bounds the whole provider call (connect, write, read) in
     seconds, whatever the HTTP client's own timeouts do; a call cut by it
     is a transient failure (the provider may have accepted: at-least-once).
+    A message whose claim found its recipient suppressed (`suppressed_by`,
+    the reason) fails at once, without a provider call.
     """
+    if suppressed_by is not None:
+        return suppressed(message, suppressed_by), 0.0
     provider = providers[message.type]
     started = time.perf_counter()
     try:
@@ -57,6 +63,18 @@ async def attempt(
         provider_message_id=result.provider_message_id,
     )
     return sent, time.perf_counter() - started
+
+
+def suppressed(message: Message, reason: str) -> Outcome:
+    """The outcome of a send to a suppressed recipient: failed, for good."""
+    return Outcome(
+        id=message.id,
+        attempt=message.attempts,
+        status=Status.FAILED,
+        error_code=SUPPRESSED_CODE,
+        error_message=suppressed_message(reason),
+        detail="not sent: the recipient is suppressed",
+    )
 
 
 def _failed(message: Message, provider: str, error: ProviderError, policy: RetryPolicy) -> Outcome:

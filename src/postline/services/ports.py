@@ -11,10 +11,9 @@ import uuid
 from collections.abc import Sequence
 from typing import Protocol
 
-from postline.domain.message import Message
+from postline.domain.message import Claimed, Message
 from postline.domain.ordering import Head
 from postline.domain.outcomes import Outcome
-from postline.domain.statuses import Status
 from postline.queue.streams import Enqueue, Entry
 from postline.queue.workers import WorkerBeat
 
@@ -58,7 +57,7 @@ class Acceptance(Protocol):
 
     async def claim(
         self, ids: Sequence[uuid.UUID], *, holder: str, lease: float
-    ) -> list[tuple[Message, Status]]: ...
+    ) -> list[Claimed]: ...
 
     async def get(self, message_id: uuid.UUID) -> Message | None: ...
 
@@ -141,7 +140,7 @@ class WorkStore(Outcomes, ReconcileStore, Protocol):
         lease: float,
         live: Sequence[str] = (),
         hard_bound: float = 0.0,
-    ) -> list[tuple[Message, Status]]: ...
+    ) -> list[Claimed]: ...
 
     async def release(self, message_id: uuid.UUID, *, holder: str) -> None: ...
 

@@ -16,12 +16,14 @@ from typing import Any
 import asyncpg
 import orjson
 
-from postline.domain.channels import Channel
-from postline.domain.message import COLUMNS, Change, Event, Message
+from postline.domain.channels import Channel, Provider
+from postline.domain.message import COLUMNS, Change, Claimed, Event, Message
 from postline.domain.ordering import Head
 from postline.domain.outcomes import Outcome
 from postline.domain.statuses import Status
+from postline.domain.suppression import TWILIO_OPT_OUT_CODES, Reason, Source
 from postline.store.rows import MESSAGE_COLUMNS, message_of
+from postline.store.suppressions import CHANNEL_OF, SUPPRESSED_BY
 
 
 def _insert_sql() -> str:
@@ -82,7 +84,8 @@ _INSERT = _insert_sql()
 #: would stall the key for good: each of the two would wait for the other.
 _CLAIM = f"""
 WITH p AS (
-    SELECT m.id, m.status AS previous FROM messages m
+    SELECT m.id, m.status AS previous, {SUPPRESSED_BY.format(m="m")} AS suppressed_by
+    FROM messages m
     WHERE m.id = ANY($1::uuid[])
       AND (m.status = 'pending'
            OR (m.status = 'retrying'
@@ -107,7 +110,7 @@ WITH p AS (
         -- kept it waiting, and the worker counts its lease from the answer
         lease_until = clock_timestamp() + $3::float8 * interval '1 second'
     FROM p WHERE m.id = p.id
-    RETURNING m.*, p.previous
+    RETURNING m.*, p.previous, p.suppressed_by
 ), ev AS (
     INSERT INTO message_events (message_id, status, attempt, detail)
     SELECT id, 'sending', attempts,
@@ -115,10 +118,10 @@ WITH p AS (
                 THEN 'attempted again: the worker that held it was lost' END
     FROM c
 )
-SELECT {MESSAGE_COLUMNS}, previous FROM c
+SELECT {MESSAGE_COLUMNS}, previous, suppressed_by FROM c
 """
 
-_COMPLETE = """
+_COMPLETE = f"""
 WITH d AS (
     SELECT * FROM unnest($1::uuid[], $2::int[], $3::text[], $4::text[], $5::text[],
                          $6::text[], $7::text[], $8::timestamptz[], $9::text[])
@@ -134,10 +137,21 @@ WITH d AS (
         updated_at = now(), held_by = NULL, lease_until = NULL
     FROM d
     WHERE m.id = d.id AND m.status = 'sending' AND m.attempts = d.attempt
-    RETURNING m.id, m.status, m.attempts, m.error_code, m.error_message, d.detail
+    RETURNING m.id, m.status, m.attempts, m.error_code, m.error_message, d.detail,
+              m.type, m.to_addr, m.from_addr, m.provider
 ), ev AS (
     INSERT INTO message_events (message_id, status, attempt, error_code, error_message, detail)
     SELECT id, status, attempts, error_code, error_message, detail FROM upd
+), opt_out AS (
+    -- the provider says the recipient opted out of this sender: suppress the pair
+    INSERT INTO suppressions (channel, recipient, sender, reason, source)
+    SELECT {CHANNEL_OF.format(m="upd")}, message_recipient(upd.type, upd.to_addr),
+           message_recipient(upd.type, upd.from_addr), '{Reason.OPT_OUT}', '{Source.TWILIO}'
+    FROM upd WHERE upd.provider = '{Provider.TWILIO}' AND upd.error_code = ANY($10::text[])
+    ON CONFLICT (channel, recipient, sender) DO UPDATE
+        SET expires_at = NULL, reason = EXCLUDED.reason, source = EXCLUDED.source,
+            created_at = now()
+        WHERE suppressions.expires_at IS NOT NULL
 )
 SELECT id FROM upd
 """
@@ -195,9 +209,10 @@ class MessageStore:
         lease: float,
         live: Sequence[str] = (),
         hard_bound: float = 0.0,
-    ) -> list[tuple[Message, Status]]:
+    ) -> list[Claimed]:
         """Claims what may be sent now of `ids`; returns each message claimed
-        with the status it was claimed from (`sending`: taken over).
+        with the status it was claimed from (`sending`: taken over) and the
+        reason its recipient is suppressed, if it is.
 
         Only a pending message or a due retry that is the first open
         message of its ordering key (see `_CLAIM`); a `sending` one only once
@@ -209,7 +224,7 @@ class MessageStore:
         async with self.pool.acquire() as connection, connection.transaction():
             await connection.execute("SELECT postline_lock_keys($1::uuid[])", list(ids))
             rows = await connection.fetch(_CLAIM, list(ids), holder, lease, list(live), hard_bound)
-        return [(message_of(r), Status(r["previous"])) for r in rows]
+        return [Claimed(message_of(r), Status(r["previous"]), r["suppressed_by"]) for r in rows]
 
     async def release(self, message_id: uuid.UUID, *, holder: str) -> None:
         """Gives up `holder`'s claim on a message it will not send: once the
@@ -317,7 +332,7 @@ class MessageStore:
         for o in outcomes:
             for column, name in zip(columns, _OUTCOME_FIELDS, strict=True):
                 column.append(getattr(o, name))
-        rows = await self.pool.fetch(_COMPLETE, *columns)
+        rows = await self.pool.fetch(_COMPLETE, *columns, sorted(TWILIO_OPT_OUT_CODES))
         return {row["id"] for row in rows}
 
     async def states(self, ids: Sequence[uuid.UUID]) -> list[Head]:

@@ -225,7 +225,7 @@ class Worker:
             self._unsure.update(by_id)
             raise
         log_claims = message_log_enabled()
-        for message, previous in claimed:
+        for message, previous, suppressed_by in claimed:
             entry = by_id.pop(message.id)
             if log_claims:
                 events.info(
@@ -235,7 +235,7 @@ class Worker:
                     attempt=message.attempts,
                     taken_over=previous == Status.SENDING,
                 )
-            self._start(message, entry)
+            self._start(message, entry, suppressed_by)
         await self._settle_unclaimed(by_id, extra)
 
     async def _settle_unclaimed(self, by_id: dict[uuid.UUID, Entry], extra: list[Entry]) -> None:
@@ -261,15 +261,15 @@ class Worker:
             self._live_at = time.monotonic()
         return self._live
 
-    def _start(self, message: Message, entry: Entry) -> None:
+    def _start(self, message: Message, entry: Entry, suppressed_by: str | None) -> None:
         now = time.monotonic()
         self._held[message.id] = Held(entry, now, now + self._lease - LEASE_MARGIN_SECONDS)
         self.metrics.inflight.set(self.inflight)
-        task = asyncio.create_task(self._send(message, entry))
+        task = asyncio.create_task(self._send(message, entry, suppressed_by))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _send(self, message: Message, entry: Entry) -> None:
+    async def _send(self, message: Message, entry: Entry, suppressed_by: str | None) -> None:
         held = self._held[message.id]
         sent = False
         try:
@@ -283,9 +283,11 @@ class Worker:
                 providers=self._providers,
                 policy=self._policy,
                 deadline=self._provider_timeout,
+                suppressed_by=suppressed_by,
             )
             held.answered = True
-            self.metrics.provider_duration.labels(outcome.provider or "").observe(latency)
+            if outcome.provider is not None:  # else no provider was called (suppressed)
+                self.metrics.provider_duration.labels(outcome.provider).observe(latency)
             done = Done(outcome, entry, message.type, message.ordering_key, latency)
             await self._completer.submit(done)
             sent = True

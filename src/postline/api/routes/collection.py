@@ -13,7 +13,8 @@ from postline.api import examples
 from postline.api.bodies import MAX_REQUEST_BYTES
 from postline.api.callback_urls import batch_target_errors
 from postline.api.deps import BEARER_SECURITY, AuthDep, Components, ComponentsDep, check_api_key
-from postline.api.errors import ApiError, summary, validation_details
+from postline.api.errors import ApiError, field_error, summary, validation_details
+from postline.api.paging import CursorQuery, LimitQuery, before_seq, page_answer
 from postline.api.responses import AUTHED, error_responses
 from postline.api.routes.messages import BODY_ERRORS, json_response, read_json_body
 from postline.api.schemas import ErrorBody, MessageCreate, MessagePublic
@@ -24,12 +25,8 @@ from postline.domain.message import public_view
 from postline.domain.statuses import Status
 from postline.domain.validation import MAX_ORDERING_KEY_CHARS
 from postline.store.listing import (
-    CURSOR_PATTERN,
-    BadCursor,
     Filters,
     MessageListing,
-    decode_cursor,
-    encode_cursor,
 )
 
 router = APIRouter(prefix="/api/v1/messages", tags=["messages"])
@@ -183,23 +180,16 @@ async def list_all(
             description="Only messages with this ordering key.",
         ),
     ] = None,
-    limit: Annotated[int, Query(ge=1, le=500, description="Messages per page.")] = 50,
-    cursor: Annotated[
-        str | None,
-        Query(pattern=CURSOR_PATTERN, description="A `next_cursor` from the page before."),
-    ] = None,
+    limit: LimitQuery = 50,
+    cursor: CursorQuery = None,
 ) -> Response:
     """Messages newest first; pass `next_cursor` back as `cursor` for the next page."""
-    try:
-        before = decode_cursor(cursor) if cursor else None
-    except BadCursor as exc:
-        raise ApiError(422, "cursor is not valid: pass back a next_cursor as it was") from exc
+    before = before_seq(cursor)
     if to is not None:
         try:
             to = recipient(to)
         except AddressError as exc:
-            details = [{"loc": ["query", "to"], "msg": str(exc), "type": "value_error"}]
-            raise ApiError(422, summary(details), details=details) from exc
+            raise field_error(["query", "to"], str(exc)) from exc
     filters = Filters(
         status=status.value if status else None,
         type=type.value if type else None,
@@ -207,10 +197,4 @@ async def list_all(
         ordering_key=ordering_key,
     )
     messages, last = await MessageListing(parts.pool).page(filters, limit=limit, before_seq=before)
-    return json_response(
-        200,
-        {
-            "items": [public_view(m) for m in messages],
-            "next_cursor": encode_cursor(last) if last is not None else None,
-        },
-    )
+    return page_answer([public_view(m) for m in messages], last)

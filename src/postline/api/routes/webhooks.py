@@ -38,6 +38,7 @@ from postline.api.deps import ComponentsDep
 from postline.api.errors import ApiError
 from postline.api.responses import error_responses
 from postline.domain.receipts import sendgrid_receipts, twilio_receipt
+from postline.domain.suppression import sendgrid_suppressions
 from postline.providers.signatures import (
     SENDGRID_MAX_SKEW_SECONDS,
     SENDGRID_SIGNATURE_HEADER,
@@ -50,6 +51,7 @@ from postline.providers.signatures import (
     twilio_signature_valid,
 )
 from postline.services.receipts import ReceiptIntake
+from postline.store.suppressions import SuppressionStore
 
 log = logging.getLogger("postline.receipts")
 
@@ -147,4 +149,6 @@ async def sendgrid_events(request: Request, parts: ComponentsDep, intake: Intake
     if not isinstance(events, list):
         raise ApiError(400, "the body must be a JSON array of events")
     await intake.submit("sendgrid", sendgrid_receipts(events))
+    # Bounces, spam reports and unsubscribes also stop later sends (idempotent).
+    await SuppressionStore(parts.pool).add(sendgrid_suppressions(events))
     return Response(status_code=200)
