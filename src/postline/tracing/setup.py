@@ -74,12 +74,13 @@ class InsideTraces(Sampler):
 
 def start_from(environ: Mapping[str, str], *, service: str) -> TracerProvider:
     """Builds the SDK from the environment, makes it global and instruments the libraries."""
+    chosen = exporters(environ)
     resource = Resource.create()
     if str(resource.attributes.get(SERVICE_NAME, "")).startswith("unknown_service"):
         resource = resource.merge(Resource({SERVICE_NAME: service}))
     # The SDK's own reading of OTEL_TRACES_SAMPLER(_ARG); it has no public name.
     provider = TracerProvider(resource=resource, sampler=InsideTraces(_get_from_env_or_default()))
-    for exporter in exporters(environ):
+    for exporter in chosen:
         provider.add_span_processor(BatchSpanProcessor(exporter))
     trace.set_tracer_provider(provider)
     start(provider)

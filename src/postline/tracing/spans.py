@@ -8,7 +8,8 @@ format is Postline's own.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+import os
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import AbstractContextManager, contextmanager
 from typing import Any
 
@@ -19,6 +20,8 @@ from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapProp
 
 _W3C = TraceContextTextMapPropagator()
 _KEY = "traceparent"
+#: Requests left untraced unless OTEL_PYTHON_(FASTAPI_)EXCLUDED_URLS says otherwise.
+DEFAULT_EXCLUDED_URLS = "/health,/metrics"
 
 
 class Spans:
@@ -89,5 +92,18 @@ class Spans:
         # "receive"/"send" spans would add two spans per request and tell
         # nothing the request span does not.
         FastAPIInstrumentor.instrument_app(
-            app, tracer_provider=self.provider, exclude_spans=["receive", "send"]
+            app,
+            tracer_provider=self.provider,
+            exclude_spans=["receive", "send"],
+            excluded_urls=excluded_urls(os.environ),
         )
+
+
+def excluded_urls(environ: Mapping[str, str]) -> str:
+    """The instrumentation's own variables, else the probes: a health check or a
+    scrape every few seconds would be most of the traces."""
+    return (
+        environ.get("OTEL_PYTHON_FASTAPI_EXCLUDED_URLS")
+        or environ.get("OTEL_PYTHON_EXCLUDED_URLS")
+        or DEFAULT_EXCLUDED_URLS
+    )
