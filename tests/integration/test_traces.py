@@ -138,6 +138,8 @@ async def test_one_message_is_one_trace_from_request_to_status_write(
     assert deliver.kind == SpanKind.CONSUMER
     assert deliver.parent is not None and deliver.parent.span_id == request.context.span_id
     assert (deliver.attributes or {})["postline.message.id"] == message_id
+    assert (deliver.attributes or {})["postline.outcome.status"] == "sent"
+    assert deliver.status.is_unset
 
     provider = _one(spans, "the provider call", parent=deliver, kind=SpanKind.CLIENT)
     assert provider.name == "POST"

@@ -103,3 +103,23 @@ def test_probes_are_not_traced_unless_the_variables_say_otherwise() -> None:
     assert excluded_urls({}) == DEFAULT_EXCLUDED_URLS == "/health,/metrics"
     assert excluded_urls({"OTEL_PYTHON_EXCLUDED_URLS": "x"}) == "x"
     assert excluded_urls({"OTEL_PYTHON_FASTAPI_EXCLUDED_URLS": "y"}) == "y"
+
+
+def test_a_deliver_span_continues_the_entry_s_trace_and_shows_a_failed_attempt() -> None:
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    spans = Spans(provider)
+    carried = "00-" + f"{5:032x}" + "-" + f"{6:016x}" + "-01"
+    with spans.message("postline.deliver", carried, message_id="m", channel="sms", attempt=2):
+        spans.note_outcome("retrying", "http_503")
+    with spans.message("postline.deliver", "", message_id="n", channel="email", attempt=1):
+        spans.note_outcome("sent", None)
+    continued, fresh = exporter.get_finished_spans()
+    assert continued.parent is not None and continued.parent.span_id == 6
+    assert continued.context.trace_id == 5 and continued.kind == SpanKind.CONSUMER
+    assert not continued.status.is_ok and continued.status.description == "http_503"
+    assert (continued.attributes or {})["postline.outcome.error_code"] == "http_503"
+    assert fresh.parent is None and fresh.context.trace_id != 5  # queued again: a new trace
+    assert (fresh.attributes or {})["postline.trace.continued"] is False
+    assert fresh.status.is_unset

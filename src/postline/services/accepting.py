@@ -230,6 +230,7 @@ class InlineSender:
                 policy=self._policy,
                 deadline=self._deadline,
             )
+            tracing.note_outcome(outcome.status.value, outcome.error_code)
             await self._completer([Done(outcome, None, message.type, message.ordering_key)])
         else:
             with contextlib.suppress(RedisError, OSError):  # else the reconciler queues it

@@ -116,6 +116,13 @@ def message_span(
     )
 
 
+def note_outcome(status: str, error_code: str | None) -> None:
+    """Records an attempt's outcome on the current span; a failed or retried one
+    marks it as an error, so a backend can find the attempts that did not go."""
+    if _spans is not None:
+        _spans.note_outcome(status, error_code)
+
+
 def instrument_app(app: Any) -> None:
     """Traces a FastAPI app's requests (when tracing is on)."""
     if _spans is not None:

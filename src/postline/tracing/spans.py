@@ -15,7 +15,7 @@ from typing import Any
 
 from opentelemetry import trace
 from opentelemetry.context import Context
-from opentelemetry.trace import Link, SpanKind, TracerProvider
+from opentelemetry.trace import Link, SpanKind, StatusCode, TracerProvider
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 _W3C = TraceContextTextMapPropagator()
@@ -85,6 +85,14 @@ class Spans:
                 "postline.trace.continued": bool(traceparent),
             },
         )
+
+    def note_outcome(self, status: str, error_code: str | None) -> None:
+        span = trace.get_current_span()
+        span.set_attribute("postline.outcome.status", status)
+        if error_code:
+            span.set_attribute("postline.outcome.error_code", error_code)
+        if status != "sent":
+            span.set_status(StatusCode.ERROR, error_code or status)
 
     def instrument_app(self, app: Any) -> None:
         from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor

@@ -297,6 +297,7 @@ class Worker:
                 deadline=self._provider_timeout,
             )
             held.answered = True
+            tracing.note_outcome(outcome.status.value, outcome.error_code)
             self.metrics.provider_duration.labels(outcome.provider or "").observe(latency)
             done = Done(
                 outcome, entry, message.type, message.ordering_key, latency, tracing.traceparent()
