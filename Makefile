@@ -16,7 +16,7 @@ $(STAMP): pyproject.toml uv.lock
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Postline needs Python 3.11+"'
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	@test -x $(VENV)/bin/uv || $(PY) -m pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
-	UV_PYTHON_DOWNLOADS=never $(VENV)/bin/uv sync --frozen --quiet --python $(PY)
+	UV_PYTHON_DOWNLOADS=never $(VENV)/bin/uv sync --frozen --extra otel --quiet --python $(PY)
 	@touch $(STAMP)
 
 run: $(STAMP)  ## everything: embedded servers if needed, simulator, API on :8080, a worker

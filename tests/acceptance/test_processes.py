@@ -7,14 +7,12 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
-from typing import Any
 
 import httpx
 
 from tests.support.harness import free_port
-from tests.support.processes import postline, running, stop
+from tests.support.processes import postline, running, stop, wait_until
 
 PDF = base64.b64encode(b"%PDF-1.4").decode()
 MESSAGES = [
@@ -26,16 +24,6 @@ MESSAGES = [
      "subject": "Receipt", "body": "Thanks", "html": "<b>Thanks</b>",
      "attachments": [{"filename": "r.pdf", "content_type": "application/pdf", "content": PDF}]},
 ]  # fmt: skip
-
-
-def wait_until(check: Any, timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
 
 
 def test_one_message_of_each_channel_reaches_the_provider(

@@ -9,8 +9,9 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 
 def postline(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
@@ -34,6 +35,17 @@ def wait_http(url: str, proc: subprocess.Popen[bytes], log: Path, timeout: float
             return
         time.sleep(0.1)
     raise AssertionError(f"{url} did not answer in {timeout}s:\n{log.read_text()[-3000:]}")
+
+
+def wait_until(check: Callable[[], Any], timeout: float, what: str) -> Any:
+    """Polls `check` until it returns something truthy; fails after `timeout`."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = check()
+        if value:
+            return value
+        time.sleep(0.05)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
 
 
 def stop(proc: subprocess.Popen[bytes], timeout: float = 20) -> int:

@@ -15,7 +15,7 @@ from fastapi.staticfiles import StaticFiles
 from redis.exceptions import RedisError
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from postline import logs
+from postline import logs, tracing
 from postline.api import docs, errors, openapi
 from postline.api.deps import Components
 from postline.api.routes import (
@@ -41,6 +41,9 @@ from postline.store.pool import create_pool
 from postline.store.receipts import ReceiptStore
 
 log = logging.getLogger("postline.api")
+
+#: The default `service.name` of the API's traces (OTEL_SERVICE_NAME wins).
+SERVICE_NAME = "postline-api"
 
 
 class TimingMiddleware:
@@ -143,6 +146,10 @@ def create_app(settings: Settings) -> FastAPI:
         lifespan=lifespan,
         docs_url=None,  # served from local files by docs.install (no CDN)
         redoc_url=None,
+        # FastAPI's own telemetry would switch itself on whenever anything in
+        # the process configures an OpenTelemetry provider; Postline's traces
+        # are `postline.tracing`'s alone, and off unless asked for.
+        telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     app.add_middleware(TimingMiddleware, metrics=metrics)
     errors.install(app)
@@ -156,6 +163,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.mount(dashboard.STATIC_PATH, StaticFiles(directory=dashboard.STATIC_DIR), name="dashboard")
     openapi.install(app)
     docs.install(app)
+    tracing.instrument_app(app)
     return app
 
 
@@ -172,4 +180,5 @@ def app_from_environment() -> FastAPI:
     # The same file `postline api` itself logs to (cli._settings).
     log_file = Path(settings.log_dir) / "app.log" if settings.log_dir else None
     logs.configure(level=settings.log_level, fmt=settings.log_format, file=log_file)
+    tracing.start_from_environment(SERVICE_NAME)
     return create_app(settings)

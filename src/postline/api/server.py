@@ -19,7 +19,8 @@ from typing import Any
 
 import uvicorn
 
-from postline.api.app import create_app
+from postline import tracing
+from postline.api.app import SERVICE_NAME, create_app
 from postline.errors import ConfigurationError
 from postline.metrics import MULTIPROC_DIR_ENV
 from postline.settings import Settings
@@ -68,6 +69,7 @@ def run(
     }
     with metrics_directory(multiprocess=workers > 1):
         if workers == 1:
+            tracing.start_from_environment(SERVICE_NAME)
             uvicorn.run(create_app(settings), **options)
         else:
             uvicorn.run(APP_FACTORY, factory=True, workers=workers, **options)

@@ -1,4 +1,10 @@
-"""What goes into the queue and what comes out of it."""
+"""What goes into the queue and what comes out of it.
+
+`traceparent` is the W3C trace context of the message's API request while
+tracing is on (`postline.tracing`), else "". Only entries queued by the
+accept path carry one: an entry queued again later (a retry, a key's next
+message, the reconciler) has none, and the worker starts a new trace.
+"""
 
 from __future__ import annotations
 
@@ -14,6 +20,7 @@ class Enqueue:
     message_id: str
     channel: Channel
     ordering_key: str
+    traceparent: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -23,3 +30,4 @@ class Entry:
     stream: str
     entry_id: str
     message_id: str
+    traceparent: str = ""

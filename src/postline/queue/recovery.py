@@ -16,6 +16,7 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
+from postline import tracing
 from postline.queue.items import Entry
 from postline.queue.keys import CHANNEL_STREAMS, CONSUMER_GROUP, heartbeat
 from postline.queue.workers import HEARTBEAT_TTL_SECONDS
@@ -25,7 +26,7 @@ log = logging.getLogger("postline.worker")  # what a worker does, wherever the c
 
 def _entry(stream: str, entry_id: str, fields: dict[str, str] | None) -> Entry:
     fields = fields or {}
-    return Entry(stream, entry_id, fields.get("id", ""))
+    return Entry(stream, entry_id, fields.get("id", ""), fields.get(tracing.ENTRY_FIELD, ""))
 
 
 async def idle_entries(

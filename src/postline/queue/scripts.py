@@ -14,7 +14,7 @@ removed) together, also in the AOF.
 Every key a script touches comes in KEYS, values in ARGV; no script builds
 a key name (they are all in `keys`):
 
-- PUSH: the queued index and the channel streams of the batch;
+- PUSH (and PUSH_TRACED): the queued index and the channel streams of the batch;
 - ACK: the queued index and the streams of the entries;
 - PROMOTE: the delay set, the queued index and every channel stream (which
   stream a due retry goes to is only known inside the script).
@@ -33,6 +33,26 @@ local n = 0
 for i = 1, #ARGV, 3 do
   local id, stream, key = ARGV[i], KEYS[tonumber(ARGV[i + 1])], ARGV[i + 2]
   local entry = redis.call('XADD', stream, '*', 'id', id, 'k', key)
+  redis.call('HSET', KEYS[1], id, stream .. ' ' .. entry)
+  n = n + 1
+end
+return n
+"""
+
+# PUSH, with each message's W3C trace context in the entry's field `tp`:
+# ARGV is repeated quadruples (PUSH's triple, then the traceparent; "" adds
+# no field). Used only while tracing is on, so PUSH's entries and arguments
+# stay as they were when it is off.
+PUSH_TRACED = """
+local n = 0
+for i = 1, #ARGV, 4 do
+  local id, stream, key, tp = ARGV[i], KEYS[tonumber(ARGV[i + 1])], ARGV[i + 2], ARGV[i + 3]
+  local entry
+  if tp == '' then
+    entry = redis.call('XADD', stream, '*', 'id', id, 'k', key)
+  else
+    entry = redis.call('XADD', stream, '*', 'id', id, 'k', key, 'tp', tp)
+  end
   redis.call('HSET', KEYS[1], id, stream .. ' ' .. entry)
   n = n + 1
 end

@@ -18,6 +18,7 @@ from typing import Any
 import redis.asyncio as aioredis
 from redis.exceptions import ResponseError
 
+from postline import tracing
 from postline.domain.channels import Channel
 from postline.queue import recovery, scripts, workers
 from postline.queue.items import Enqueue, Entry
@@ -61,6 +62,7 @@ class RedisQueue:
     def __init__(self, client: aioredis.Redis) -> None:
         self.client = client
         self._push = client.register_script(scripts.PUSH)
+        self._push_traced = client.register_script(scripts.PUSH_TRACED)
         self._ack = client.register_script(scripts.ACK)
         self._promote = client.register_script(scripts.PROMOTE)
 
@@ -83,6 +85,10 @@ class RedisQueue:
         streams = [stream_of(item.channel) for item in items]
         keys, index = _declare([QUEUED_INDEX], streams)
         args: list[str | int] = []
+        if tracing.enabled() and any(item.traceparent for item in items):
+            for item, stream in zip(items, streams, strict=True):
+                args += [item.message_id, index[stream], item.ordering_key, item.traceparent]
+            return int(await self._push_traced(keys=keys, args=args))
         for item, stream in zip(items, streams, strict=True):
             args += [item.message_id, index[stream], item.ordering_key]
         return int(await self._push(keys=keys, args=args))
@@ -255,12 +261,16 @@ def _declare(first: Sequence[str], streams: Iterable[str]) -> tuple[list[str], d
 
 def _entries(reply: Any) -> list[Entry]:
     entries: list[Entry] = []
+    traced = tracing.enabled()
     for stream, items in reply or []:
         for entry_id, fields in items:
             if not fields:  # deleted while pending: nothing left to do but ack it
                 entries.append(Entry(stream, entry_id, ""))
-                continue
-            entries.append(Entry(stream, entry_id, fields.get("id", "")))
+            elif traced:
+                tp = fields.get(tracing.ENTRY_FIELD, "")
+                entries.append(Entry(stream, entry_id, fields.get("id", ""), tp))
+            else:
+                entries.append(Entry(stream, entry_id, fields.get("id", "")))
     return entries
 
 

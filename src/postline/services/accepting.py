@@ -19,6 +19,7 @@ from dataclasses import dataclass
 import asyncpg
 from redis.exceptions import RedisError
 
+from postline import tracing
 from postline.batching import GroupCommit
 from postline.domain.channels import Channel
 from postline.domain.message import Message
@@ -43,6 +44,8 @@ class Pending:
 
     messages: Sequence[Message]
     enqueue: bool
+    # The request's trace context (W3C traceparent), "" when tracing is off.
+    traceparent: str = ""
     # Set when the flush had to store its requests one by one and this one
     # could not be stored; the others of the flush were.
     failure: Exception | None = None
@@ -70,7 +73,7 @@ class Acceptor:
         if it refused these messages' values (requests stored in the same
         flush are not hurt).
         """
-        pending = Pending(messages, enqueue)
+        pending = Pending(messages, enqueue, tracing.traceparent())
         with _database_answers():
             await self._commits.submit(pending)
             if pending.failure is not None:
@@ -91,11 +94,14 @@ class Acceptor:
             )
         if created[0]:
             log_accepted([message])
-            if enqueue:
-                await self._queue_messages([message])
+            await self._queue_messages([Pending([message], enqueue, tracing.traceparent())])
         return created
 
     async def _flush(self, batch: Sequence[Pending]) -> None:
+        with tracing.batch_span("postline.accept", (p.traceparent for p in batch)):
+            await self._store_and_queue(batch)
+
+    async def _store_and_queue(self, batch: Sequence[Pending]) -> None:
         try:
             await self.store.insert([m for p in batch for m in p.messages])
         except asyncpg.PostgresError as exc:
@@ -111,7 +117,7 @@ class Acceptor:
                 exc.sqlstate,
             )
             batch = await self._insert_one_by_one(batch)
-        await self._queue_messages([m for p in batch if p.enqueue for m in p.messages])
+        await self._queue_messages(batch)
 
     async def _insert_one_by_one(self, batch: Sequence[Pending]) -> list[Pending]:
         """Stores each request in its own statement; returns those stored."""
@@ -125,20 +131,31 @@ class Acceptor:
                 stored.append(pending)
         return stored
 
-    async def _queue_messages(self, messages: Sequence[Message]) -> None:
-        due = [m for m in messages if m.status == Status.PENDING]
-        later = [
-            (enqueue_item(m), m.send_at.timestamp())
-            for m in messages
-            if m.status == Status.SCHEDULED and m.send_at is not None
-        ]
+    async def _queue_messages(self, batch: Sequence[Pending]) -> None:
+        """Queues the stored messages of the requests that asked for it.
+
+        A due message's entry carries its request's trace context; a
+        scheduled one's does not (the delay set keeps no context).
+        """
+        due: list[Enqueue] = []
+        later: list[tuple[Enqueue, float]] = []
+        for pending in batch:
+            if not pending.enqueue:
+                continue
+            for m in pending.messages:
+                if m.status == Status.PENDING:
+                    due.append(enqueue_item(m, pending.traceparent))
+                elif m.status == Status.SCHEDULED and m.send_at is not None:
+                    later.append((enqueue_item(m), m.send_at.timestamp()))
         try:
-            await self.queue.push([enqueue_item(r) for r in due])
+            await self.queue.push(due)
             await self.queue.schedule_many(later, retry=False)
         except (RedisError, OSError) as exc:
             # Stored is what counts: the reconciler queues these when Redis is back.
             log.warning(
-                "redis unavailable, %d messages left to the reconciler: %s", len(messages), exc
+                "redis unavailable, %d messages left to the reconciler: %s",
+                len(due) + len(later),
+                exc,
             )
 
 
@@ -172,8 +189,8 @@ def log_accepted(messages: Sequence[Message]) -> None:
         )
 
 
-def enqueue_item(message: Message) -> Enqueue:
-    return Enqueue(str(message.id), message.type, message.ordering_key)
+def enqueue_item(message: Message, traceparent: str = "") -> Enqueue:
+    return Enqueue(str(message.id), message.type, message.ordering_key, traceparent)
 
 
 class InlineSender:
@@ -214,6 +231,7 @@ class InlineSender:
                 deadline=self._deadline,
                 suppressed_by=claimed[0].suppressed_by,
             )
+            tracing.note_outcome(outcome.status.value, outcome.error_code)
             await self._completer([Done(outcome, None, message.type, message.ordering_key)])
         else:
             with contextlib.suppress(RedisError, OSError):  # else the reconciler queues it

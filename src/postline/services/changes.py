@@ -13,6 +13,7 @@ import uuid
 
 from redis.exceptions import RedisError
 
+from postline import tracing
 from postline.domain.message import Change, Message
 from postline.logs import message_log
 from postline.queue.streams import RedisQueue
@@ -54,5 +55,6 @@ async def retry(
         detail="retry requested",
     )
     with contextlib.suppress(RedisError, OSError):  # else the reconciler queues it
-        await queue.push([enqueue_item(message)])
+        # Its new attempts join the trace of the request that asked for them.
+        await queue.push([enqueue_item(message, tracing.traceparent())])
     return change, message

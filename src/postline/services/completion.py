@@ -23,6 +23,7 @@ from typing import TypeVar
 
 from redis.exceptions import RedisError
 
+from postline import tracing
 from postline.domain.channels import Channel
 from postline.domain.outcomes import Outcome
 from postline.domain.statuses import Status
@@ -48,6 +49,7 @@ class Done:
     channel: Channel
     ordering_key: str
     latency: float = 0.0  # seconds the provider took
+    traceparent: str = ""  # the attempt's trace context, "" when tracing is off
 
 
 async def persist(
@@ -118,6 +120,10 @@ class Completer:
         self._metrics = metrics
 
     async def __call__(self, batch: Sequence[Done]) -> None:
+        with tracing.batch_span("postline.complete", (d.traceparent for d in batch)):
+            await self._complete(batch)
+
+    async def _complete(self, batch: Sequence[Done]) -> None:
         landed = await persist("status write", lambda: self._write(batch), DB_UNAVAILABLE)
         mine = [replace(d, outcome=landed[d.outcome.id]) for d in batch if d.outcome.id in landed]
         self._count(mine)

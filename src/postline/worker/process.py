@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator
 import asyncpg
 from prometheus_client import start_http_server
 
+from postline import tracing
 from postline.callbacks.dispatcher import CallbackDispatcher
 from postline.metrics import WorkerMetrics
 from postline.providers.registry import build_providers, http_session
@@ -83,6 +84,8 @@ def run(
     settings: Settings, *, concurrency: int | None = None, metrics_port: int | None = None
 ) -> None:
     """Blocks until SIGTERM/SIGINT, then finishes the sends in flight and returns."""
+    # Before the pools and the HTTP session exist, so that they are traced.
+    tracing.start_from_environment("postline-worker")
     main = serve(
         settings, concurrency=concurrency or settings.worker_concurrency, metrics_port=metrics_port
     )

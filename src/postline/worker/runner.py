@@ -34,6 +34,7 @@ from typing import Any
 
 from redis.exceptions import RedisError, ResponseError
 
+from postline import tracing
 from postline.batching import GroupCommit
 from postline.callbacks.dispatcher import CallbackDispatcher
 from postline.domain.channels import Channel
@@ -210,13 +211,14 @@ class Worker:
                 by_id[message_id] = entry
         live = await self._live_holders()
         try:
-            claimed = await self._store.claim(
-                list(by_id),
-                holder=self.name,
-                lease=self._lease,
-                live=live,
-                hard_bound=self._hard_bound,
-            )
+            with tracing.batch_span("postline.claim", (e.traceparent for e in by_id.values())):
+                claimed = await self._store.claim(
+                    list(by_id),
+                    holder=self.name,
+                    lease=self._lease,
+                    live=live,
+                    hard_bound=self._hard_bound,
+                )
         except BaseException:
             # The claim may have committed without its answer reaching us (the
             # connection broke after COMMIT). Such messages are leased to this
@@ -270,6 +272,16 @@ class Worker:
         task.add_done_callback(self._tasks.discard)
 
     async def _send(self, message: Message, entry: Entry, suppressed_by: str | None) -> None:
+        with tracing.message_span(
+            "postline.deliver",
+            entry.traceparent,
+            message_id=entry.message_id,
+            channel=message.type.value,
+            attempt=message.attempts,
+        ):
+            await self._deliver(message, entry, suppressed_by)
+
+    async def _deliver(self, message: Message, entry: Entry, suppressed_by: str | None) -> None:
         held = self._held[message.id]
         sent = False
         try:
@@ -286,9 +298,12 @@ class Worker:
                 suppressed_by=suppressed_by,
             )
             held.answered = True
+            tracing.note_outcome(outcome.status.value, outcome.error_code)
             if outcome.provider is not None:  # else no provider was called (suppressed)
                 self.metrics.provider_duration.labels(outcome.provider).observe(latency)
-            done = Done(outcome, entry, message.type, message.ordering_key, latency)
+            done = Done(
+                outcome, entry, message.type, message.ordering_key, latency, tracing.traceparent()
+            )
             await self._completer.submit(done)
             sent = True
         except Exception:  # a bug must not kill the loop; the lease runs out, then a retake
