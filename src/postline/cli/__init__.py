@@ -6,10 +6,15 @@
 - `bench`: `bench` and `chaos`, the measurements and the fault campaign;
 - `flow`: one message of each channel walked through a running Postline.
 
-`config` holds what they share: the settings and the option type. Every
-option falls back to the environment variable `POSTLINE_<COMMAND>_<OPTION>`
-(click's `auto_envvar_prefix`), which `--help` shows. Each command imports
-what it needs when it runs, so `postline --help` loads little beyond click.
+`config` holds what they share: the settings, the option type and the data
+directory (`--data-dir`), through whose dev.env (`devenv`) every command finds
+the `postline dev` running there; `ports` refuses a taken port up front.
+
+Every option falls back to the environment variable
+`POSTLINE_<COMMAND>_<OPTION>` (click's `auto_envvar_prefix`; a group's
+subcommand adds its name, `POSTLINE_MESSAGES_LIST_STATUS`), which `--help`
+shows. Each command imports what it needs when it runs, so `postline --help`
+loads little beyond click.
 """
 
 from __future__ import annotations
