@@ -31,9 +31,12 @@ def leaves(group: click.Group, prefix: str = "") -> list[tuple[str, click.Comman
 COMMANDS = leaves(main)
 #: Options that change what a command is: command line only.
 SWITCHES = {("api", "--insecure-no-auth"), ("worker", "--check"), ("chaos", "--check"),
-            ("chaos", "--keep-data")}  # fmt: skip
+            ("chaos", "--keep-data"), ("dead-letters replay", "--yes"),
+            ("dead-letters replay", "--dry-run")}  # fmt: skip
 #: The commands that run, join or read a `postline dev`, so must follow its data dir.
-FOLLOW_DEV = {"api", "worker", "migrate", "dev", "status", "flow"}
+FOLLOW_DEV = {"api", "worker", "migrate", "dev", "status", "flow", "messages get",
+              "messages list", "messages retry", "messages cancel", "dead-letters list",
+              "dead-letters replay"}  # fmt: skip
 
 
 def options(command: click.Command) -> list[click.Option]:

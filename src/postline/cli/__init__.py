@@ -4,7 +4,9 @@
 - `simulator`: the Twilio + SendGrid simulator;
 - `status`: `postline status` and the live-worker check it shares with `worker --check`;
 - `bench`: `bench` and `chaos`, the measurements and the fault campaign;
-- `flow`: one message of each channel walked through a running Postline.
+- `flow`: one message of each channel walked through a running Postline;
+- `messages`, `dead_letters`: an operator's look at messages and failed ones,
+  with retry, cancel and replay, through the HTTP API (`operator`).
 
 `config` holds what they share: the settings, the option type and the data
 directory (`--data-dir`), through whose dev.env (`devenv`) every command finds
@@ -21,7 +23,7 @@ from __future__ import annotations
 
 import click
 
-from postline.cli import bench, flow, serve, simulator, status
+from postline.cli import bench, dead_letters, flow, messages, serve, simulator, status
 from postline.cli.config import ENV_PREFIX
 
 
@@ -45,6 +47,8 @@ for _command in (
     bench.bench,
     flow.flow,
     status.status,
+    messages.messages,
+    dead_letters.dead_letters,
     bench.chaos,
 ):
     main.add_command(_command)
