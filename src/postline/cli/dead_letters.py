@@ -95,6 +95,8 @@ def replay(
             chosen = newest(
                 client, limit=limit, status=FAILED, type=type, to=to, ordering_key=ordering_key
             )
+        if not message_ids and len(chosen) == limit:
+            click.echo(f"(--limit {limit} reached: more may match; run again for them)", err=True)
         if dry_run or not chosen:
             show_messages(chosen, as_json=json, title="Would replay")
             return
