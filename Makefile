@@ -1,4 +1,5 @@
 # Postline's front door. `make run` runs the whole service, `make test` the tests.
+# POSTLINE_DATA_DIR (in the environment or `make run POSTLINE_DATA_DIR=...`) reaches every command.
 PYTHON ?= python3
 UV_VERSION := 0.13.8
 VENV := .venv
@@ -22,7 +23,7 @@ $(STAMP): pyproject.toml uv.lock
 run: $(STAMP)  ## everything: embedded servers if needed, simulator, API on :8080, a worker
 	$(VENV)/bin/postline dev
 
-worker: $(STAMP)  ## one more worker (joins `make run`, or uses DATABASE_URL/REDIS_URL)
+worker: $(STAMP)  ## one more worker (joins `make run` of POSTLINE_DATA_DIR, or uses DATABASE_URL/REDIS_URL)
 	$(VENV)/bin/postline worker
 
 migrate: $(STAMP)

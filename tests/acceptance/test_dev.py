@@ -16,7 +16,9 @@ from pathlib import Path
 import httpx
 import psutil
 
-from postline.cli.launcher import fingerprint, read_env_file
+from postline.cli.devenv import read_env_file
+from postline.cli.launcher import fingerprint
+from postline.embedded.privileges import SERVICE_USER
 from tests.support.harness import free_port
 from tests.support.processes import wait_http
 
@@ -122,10 +124,15 @@ def test_dev_runs_everything_stops_cleanly_and_keeps_data(tmp_path: Path) -> Non
         assert flow.returncode == 0, flow.stdout + flow.stderr
         assert "All steps passed" in flow.stdout
         assert (tmp_path / ".postline" / "postgres").is_dir()
+        # Logs go under the data dir, not into the folder dev was started from.
+        assert (tmp_path / ".postline" / "logs" / "worker.log").stat().st_size > 0
+        assert not (tmp_path / "logs").exists()
     finally:
         if dev.poll() is None:
             stop_dev(dev, family)
     assert "Postline is running" in log.read_text()
+    # Run as root, the embedded servers run as a system user, and dev says so.
+    assert (f"system user {SERVICE_USER!r}" in log.read_text()) == (os.geteuid() == 0)
     assert "Traceback" not in log.read_text(), log.read_text()[-4000:]
     secret = read_env_file(tmp_path / ".postline" / "dev.env")["CALLBACK_SIGNING_SECRET"]
     assert secret not in log.read_text()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -70,3 +71,27 @@ def running(
         yield proc
     finally:
         stop(proc)
+
+
+def clean_env(**extra: str) -> dict[str, str]:
+    """The environment without any URL or Postline flag variable, plus `extra`."""
+    dropped = ("DATABASE_URL", "REDIS_URL", "API_KEYS", "LOG_DIR", "POSTLINE_")
+    kept = {k: v for k, v in os.environ.items() if not k.startswith(dropped)}
+    return {**kept, **extra}
+
+
+def run_postline(*args: str, cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """`postline <args>` to its end, its output captured, with nothing on stdin."""
+    return subprocess.run(
+        [sys.executable, "-m", "postline", *args],
+        cwd=cwd, env=env, capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL,
+    )  # fmt: skip
+
+
+@contextlib.contextmanager
+def socket_listening() -> Iterator[str]:
+    """A port some other program listens on, as a string for the command line."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen()
+        yield str(sock.getsockname()[1])

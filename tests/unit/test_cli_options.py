@@ -1,5 +1,7 @@
 """Every option of every `postline` command falls back to POSTLINE_<COMMAND>_<OPTION>,
-and `--help` names it; but the switches that change what a command is."""
+and `--help` names it; but the switches that change what a command is. A
+group's subcommand adds its name (POSTLINE_MESSAGES_LIST_STATUS). `--data-dir`
+also falls back to POSTLINE_DATA_DIR, shared by every command."""
 
 from __future__ import annotations
 
@@ -12,12 +14,29 @@ import pytest
 from click.testing import CliRunner
 
 from postline.cli import main
-from postline.cli.config import EnvOption
+from postline.cli.config import SHARED_DATA_DIR_ENV, DataDirOption, EnvOption
 
-COMMANDS = sorted(main.commands.items())
+
+def leaves(group: click.Group, prefix: str = "") -> list[tuple[str, click.Command]]:
+    """Every runnable command, named by its words: `api`, `messages list`."""
+    found: list[tuple[str, click.Command]] = []
+    for name, command in group.commands.items():
+        if isinstance(command, click.Group):
+            found += leaves(command, f"{prefix}{name} ")
+        else:
+            found.append((f"{prefix}{name}", command))
+    return sorted(found)
+
+
+COMMANDS = leaves(main)
 #: Options that change what a command is: command line only.
 SWITCHES = {("api", "--insecure-no-auth"), ("worker", "--check"), ("chaos", "--check"),
-            ("chaos", "--keep-data")}  # fmt: skip
+            ("chaos", "--keep-data"), ("dead-letters replay", "--yes"),
+            ("dead-letters replay", "--dry-run")}  # fmt: skip
+#: The commands that run, join or read a `postline dev`, so must follow its data dir.
+FOLLOW_DEV = {"api", "worker", "migrate", "dev", "status", "flow", "messages get",
+              "messages list", "messages retry", "messages cancel", "dead-letters list",
+              "dead-letters replay"}  # fmt: skip
 
 
 def options(command: click.Command) -> list[click.Option]:
@@ -30,23 +49,50 @@ def options(command: click.Command) -> list[click.Option]:
 
 def expected_envvar(command_name: str, option: click.Option) -> str:
     longest = max(option.opts, key=len).lstrip("-")
-    return f"POSTLINE_{command_name}_{longest}".upper().replace("-", "_")
+    return f"POSTLINE_{command_name}_{longest}".upper().replace("-", "_").replace(" ", "_")
+
+
+def context_of(name: str) -> click.Context:
+    """The context click builds for `postline <name>`, the way the real entry point does."""
+    context = click.Context(main, info_name="postline", auto_envvar_prefix="POSTLINE")
+    group: click.Command = main
+    for word in name.split():
+        assert isinstance(group, click.Group)
+        group = group.commands[word]
+        context = click.Context(group, info_name=word, parent=context)
+    return context
 
 
 def test_every_command_is_walked() -> None:
-    assert {name for name, _ in COMMANDS} >= {"api", "worker", "dev", "flow", "status", "chaos"}
-    assert all(options(command) or name == "migrate" for name, command in COMMANDS)
+    names = {name for name, _ in COMMANDS}
+    assert names >= {"api", "worker", "dev", "flow", "status", "chaos"} | FOLLOW_DEV
+    assert all(options(command) for _, command in COMMANDS)
+
+
+@pytest.mark.parametrize("name", sorted(FOLLOW_DEV))
+def test_the_data_dir_is_one_option_with_one_shared_variable(
+    name: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    command = dict(COMMANDS)[name]
+    (option,) = [o for o in options(command) if "--data-dir" in o.opts]
+    assert isinstance(option, DataDirOption)
+    context = context_of(name)
+    monkeypatch.setenv(SHARED_DATA_DIR_ENV, "shared")
+    assert option.resolve_envvar_value(context) == "shared"
+    monkeypatch.setenv(expected_envvar(name, option), "own")
+    assert option.resolve_envvar_value(context) == "own", "the command's own variable wins"
+    shown = " ".join(CliRunner().invoke(main, [*name.split(), "--help"]).output.split())
+    assert SHARED_DATA_DIR_ENV in shown
 
 
 @pytest.mark.parametrize(("name", "command"), COMMANDS, ids=[name for name, _ in COMMANDS])
 def test_each_option_has_its_env_var_and_help_shows_it(
     name: str, command: click.Command, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    result = CliRunner().invoke(main, [name, "--help"], terminal_width=200)
+    result = CliRunner().invoke(main, [*name.split(), "--help"], terminal_width=200)
     assert result.exit_code == 0, result.output
     shown = " ".join(result.output.split())
-    parent = click.Context(main, info_name="postline", auto_envvar_prefix="POSTLINE")
-    context = click.Context(command, info_name=name, parent=parent)
+    context = context_of(name)
     for option in options(command):
         envvar = expected_envvar(name, option)
         monkeypatch.setenv(envvar, "from-env")
@@ -56,7 +102,7 @@ def test_each_option_has_its_env_var_and_help_shows_it(
             continue
         assert isinstance(option, EnvOption) and option.show_envvar, option.opts
         assert option.envvar is None, f"{option.opts}: a hand-written name, not the pattern"
-        assert f"[env var: {envvar}]" in shown or f"env var: {envvar};" in shown, envvar
+        assert re.search(rf"env var: {envvar}[];,]", shown), envvar
         assert option.resolve_envvar_value(context) == "from-env", envvar
 
 

@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from postline.cli.launcher import _banner, _write_dev_env, worker_metrics_ports
+from postline.cli.devenv import read_env_file, write_dev_env
+from postline.cli.launcher import _banner, worker_metrics_ports
 from postline.settings import Settings
 
 SECRET = "whsec_" + base64.b64encode(b"k" * 24).decode()
@@ -40,13 +41,34 @@ def test_the_banner_shows_a_fingerprint_of_the_signing_secret_and_where_it_is(
 def test_the_dev_env_file_is_owner_only_and_lets_joining_workers_allow_loopback(
     tmp_path: Path,
 ) -> None:
-    _write_dev_env(tmp_path, ENV)
+    write_dev_env(tmp_path, ENV)
 
     path = tmp_path / "dev.env"
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     lines = path.read_text().splitlines()
     assert f"CALLBACK_SIGNING_SECRET={SECRET}" in lines
     assert "CALLBACK_ALLOW_PRIVATE_NETWORKS=true" in lines
+
+
+def test_the_dev_env_file_tells_other_commands_where_dev_runs(tmp_path: Path) -> None:
+    where = {"DEV_API_URL": "http://127.0.0.1:8181", "DEV_SIMULATOR_URL": "http://127.0.0.1:8901",
+             "API_KEYS": "k1,k2", "LOG_DIR": str(tmp_path / "logs")}  # fmt: skip
+
+    write_dev_env(tmp_path, {**ENV, **where, "HOME": "/root"})
+
+    saved = read_env_file(tmp_path / "dev.env")
+    assert {k: saved.get(k) for k in where} == where
+    assert "HOME" not in saved, "only the keys dev means to share"
+
+
+def test_the_banner_names_the_logs_under_the_data_dir(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    settings = Settings(_env_file=None, database_url=None, redis_url=None)  # type: ignore[call-arg]
+
+    _banner({**ENV, "LOG_DIR": str(tmp_path / "logs")}, "127.0.0.1", 8080, settings, tmp_path)
+
+    assert f"{tmp_path}/logs/app.log" in capsys.readouterr().out
 
 
 def test_the_banner_names_the_cluster_metrics_and_each_workers_metrics_url(

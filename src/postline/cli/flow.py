@@ -1,7 +1,8 @@
 """`postline flow` (`make test-flow`): a message's walk, printed step by step.
 
-Runs against a live Postline (by default the one `make run` started) the
-way a person following the README would: health, send one message of each
+Runs against a live Postline (by default the one `postline dev` of the data
+directory started, found through its dev.env; else :8080) the way a person
+following the README would: health, send one message of each
 channel, watch each go from `pending` to `sent`, show its history.
 
 Speaks HTTP through the standard library: the command ships in every
@@ -16,11 +17,12 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import click
 
-from postline.cli.config import option
+from postline.cli.config import api_target, data_dir_option, option
 
 EXAMPLES: list[dict[str, Any]] = [
     {"from": "+15551234567", "to": "+15559876543", "type": "sms", "body": "Your booking is paid"},
@@ -100,7 +102,10 @@ def run(base_url: str, *, api_key: str | None, timeout: float, echo: Callable[[s
     try:
         health = api.get("/health")
     except OSError as exc:  # refused, unreachable, timed out (URLError is an OSError)
-        raise FlowFailed(f"Postline does not answer at {base_url}: is `make run` running?") from exc
+        raise FlowFailed(
+            f"Postline does not answer at {base_url}: is `make run` running? (A dev with "
+            "another --data-dir is found with the same --data-dir or POSTLINE_DATA_DIR.)"
+        ) from exc
     if health.status_code != 200:
         raise FlowFailed(f"health is {health.status_code}: {health.text}")
     echo(f"   ✓ {health.json()}")
@@ -144,14 +149,18 @@ def _wait_sent(api: Api, message_id: str, timeout: float) -> dict[str, Any]:
 
 
 @click.command()
-@option("--url", default="http://127.0.0.1:8080")
+@option(
+    "--url",
+    default=None,
+    help="The API [default: the one `postline dev` of --data-dir runs, else "
+    "http://127.0.0.1:8080].",
+)
 @option("--timeout", default=30.0, type=float, help="Seconds to wait for each message.")
-def flow(url: str, timeout: float) -> None:
+@data_dir_option()
+def flow(url: str | None, timeout: float, data_dir: Path) -> None:
     """Walk one message of each channel through a running Postline (make test-flow)."""
-    from postline.settings import Settings
-
-    keys = Settings().api_key_list
+    base_url, api_key = api_target(data_dir=data_dir, url=url)
     try:
-        run(url, api_key=keys[0] if keys else None, timeout=timeout, echo=click.echo)
+        run(base_url, api_key=api_key, timeout=timeout, echo=click.echo)
     except FlowFailed as exc:
         raise click.ClickException(str(exc)) from exc

@@ -1,8 +1,12 @@
 """`postline dev`: the whole service on one machine, in one command.
 
-Starts what is missing (embedded PostgreSQL and Redis under `./.postline/`
-when no URLs are given, the provider simulator when no provider credentials
-are given), migrates, then runs the API and one worker as child processes.
+Refuses at once, in one line, a fixed port (the API's, the simulator's) that
+another program holds. Then starts what is missing (embedded PostgreSQL and
+Redis under the data directory, `./.postline/` by default, when no URLs are
+given; the provider simulator when no provider credentials are given),
+migrates, runs the API and one worker as child processes, and writes
+`<data dir>/dev.env` so the other commands find all of it (`devenv`). The
+children's logs go to `<data dir>/logs/`.
 Ctrl-C or SIGTERM stops everything in reverse order; children also die with
 the launcher if it is killed outright (PR_SET_PDEATHSIG on Linux).
 
@@ -27,7 +31,6 @@ import json
 import os
 import secrets
 import signal
-import socket
 import subprocess
 import threading
 import time
@@ -35,23 +38,18 @@ import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
+from postline.cli.devenv import (
+    API_URL_KEY,
+    SIMULATOR_URL_KEY,
+    dev_env_path,
+    read_env_file,
+    write_dev_env,
+)
+from postline.cli.ports import any_free, is_free, require_free
 from postline.runtime import spawn, wait_http
 from postline.settings import Settings
 from postline.simulator.config import SIM_ACCOUNT_SID, SIM_AUTH_TOKEN, SIM_SENDGRID_KEY
 from postline.store.migrate import upgrade
-
-DEV_ENV_FILE = "dev.env"
-
-
-def read_env_file(path: Path) -> dict[str, str]:
-    if not path.exists():
-        return {}
-    values = {}
-    for line in path.read_text().splitlines():
-        key, sep, value = line.partition("=")
-        if sep and not key.startswith("#"):
-            values[key.strip()] = value.strip()
-    return values
 
 
 def fingerprint(secret: str) -> str:
@@ -61,7 +59,7 @@ def fingerprint(secret: str) -> str:
 
 def _signing_secret(data_dir: Path) -> str:
     """A stable `whsec_` secret for dev callbacks, kept with the dev data."""
-    saved = read_env_file(data_dir / DEV_ENV_FILE).get("CALLBACK_SIGNING_SECRET")
+    saved = read_env_file(dev_env_path(data_dir)).get("CALLBACK_SIGNING_SECRET")
     return saved or "whsec_" + base64.b64encode(secrets.token_bytes(24)).decode()
 
 
@@ -89,7 +87,9 @@ def run(
     simulator_port: int,
     worker_metrics_port: int = 0,
 ) -> int:
+    check_ports(settings, host=host, port=port, simulator_port=simulator_port)
     data_dir.mkdir(parents=True, exist_ok=True)
+    _announce_service_user(settings)
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
@@ -133,12 +133,18 @@ class _Launcher:
         env = dict(os.environ, DATABASE_URL=database_url, REDIS_URL=redis_url)
         env.setdefault("CALLBACK_SIGNING_SECRET", _signing_secret(self.data_dir))
         env.setdefault("CALLBACK_ALLOW_PRIVATE_NETWORKS", "true")
-        env.setdefault("LOG_DIR", "logs")  # tail -f logs/app.log logs/worker.log
+        # tail -f <data dir>/logs/app.log <data dir>/logs/worker.log; absolute, so a
+        # `postline worker` joining from another folder writes there too.
+        env.setdefault("LOG_DIR", str((self.data_dir / "logs").resolve()))
         api_host = "127.0.0.1" if self.host in ("", "0.0.0.0", "::") else self.host  # noqa: S104
-        env.setdefault("PUBLIC_BASE_URL", f"http://{api_host}:{self.port}")
+        api_url = f"http://{api_host}:{self.port}"
+        env.setdefault("PUBLIC_BASE_URL", api_url)
         if not self.settings.providers_configured:
             env.update(self._simulator(env))
-        _write_dev_env(self.data_dir, env)
+        write_dev_env(
+            self.data_dir,
+            dict(env, API_KEYS=self.settings.api_keys or "", **{API_URL_KEY: api_url}),
+        )
         api = spawn(["api", "--host", self.host, "--port", str(self.port)], env)
         self.children.append(("api", api))
         metrics_ports = worker_metrics_ports(self.first_metrics_port, self.workers)
@@ -147,7 +153,7 @@ class _Launcher:
             if metrics_ports:
                 args += ["--metrics-port", str(metrics_ports[i])]
             self.children.append((f"worker-{i + 1}", spawn(args, env)))
-        wait_http(f"http://{api_host}:{self.port}/health", timeout=30, proc=api)
+        _started("api", f"{api_url}/health", api, log=Path(env["LOG_DIR"]) / "app.log")
         metrics_urls = [f"http://127.0.0.1:{p}/metrics" for p in metrics_ports]
         _banner(env, api_host, self.port, self.settings, self.data_dir, metrics_urls)
         while not stop.is_set():
@@ -172,6 +178,7 @@ class _Launcher:
             "TWILIO_BASE_URL": sim_url,
             "SENDGRID_API_KEY": SIM_SENDGRID_KEY,
             "SENDGRID_BASE_URL": sim_url,
+            SIMULATOR_URL_KEY: sim_url,
         }
         events_url = f"{env['PUBLIC_BASE_URL']}/api/v1/webhooks/sendgrid/events"
         args = [
@@ -185,10 +192,39 @@ class _Launcher:
         ]
         sim = spawn(args, dict(env, **provider_env))
         self.children.append(("simulator", sim))
-        wait_http(f"{sim_url}/_sim/health", timeout=20, proc=sim)
+        _started("simulator", f"{sim_url}/_sim/health", sim, log=None)
         with urllib.request.urlopen(f"{sim_url}/_sim/sendgrid/public-key", timeout=5) as answer:  # noqa: S310
             provider_env["SENDGRID_WEBHOOK_PUBLIC_KEY"] = json.loads(answer.read())["public_key"]
         return provider_env
+
+
+class LaunchFailed(Exception):
+    """A child did not come up; the message says which, and where its log is."""
+
+
+def _started(name: str, url: str, proc: subprocess.Popen[bytes], *, log: Path | None) -> None:
+    """Waits (bounded) until `proc` answers at `url`; `LaunchFailed` in one line if not."""
+    where = "; see its output above" + (f" and {log}" if log else "")
+    try:
+        wait_http(url, timeout=30, proc=proc)
+    except RuntimeError:
+        raise LaunchFailed(
+            f"{name} exited with code {proc.returncode} before answering at {url}{where}"
+        ) from None
+    except TimeoutError:
+        raise LaunchFailed(f"{name} did not answer at {url} within 30s{where}") from None
+
+
+def check_ports(settings: Settings, *, host: str, port: int, simulator_port: int) -> None:
+    """Refuses, before anything starts, the fixed ports dev would find taken.
+
+    The embedded servers take free ports and the workers' metrics skip taken
+    ones, so only the API's and the simulator's can be taken.
+    """
+    checks = [(host, port, "dev", "--port")]
+    if not settings.providers_configured:
+        checks.append(("127.0.0.1", simulator_port, "dev", "--simulator-port"))
+    require_free(checks)
 
 
 def worker_metrics_ports(first: int, workers: int) -> list[int]:
@@ -198,50 +234,23 @@ def worker_metrics_ports(first: int, workers: int) -> list[int]:
     ports: list[int] = []
     candidate = first
     while len(ports) < workers:
-        port = candidate if _free(candidate) else _any_free()
+        port = candidate if is_free("127.0.0.1", candidate) else any_free()
         if port not in ports:  # a free port drawn for a taken one may be a later candidate
             ports.append(port)
         candidate += 1
     return ports
 
 
-def _free(port: int) -> bool:
-    with socket.socket() as sock:
-        try:
-            sock.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
+def _announce_service_user(settings: Settings) -> None:
+    """Says so when, run as root, the embedded servers run as (and may create) a system user."""
+    from postline.embedded.privileges import SERVICE_USER
 
-
-def _any_free() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _write_dev_env(data_dir: Path, env: dict[str, str]) -> None:
-    """Lets `postline worker` in another terminal join this dev instance."""
-    keys = (
-        "DATABASE_URL",
-        "REDIS_URL",
-        "TWILIO_ACCOUNT_SID",
-        "TWILIO_AUTH_TOKEN",
-        "TWILIO_BASE_URL",
-        "SENDGRID_API_KEY",
-        "SENDGRID_BASE_URL",
-        "CALLBACK_SIGNING_SECRET",
-        "PUBLIC_BASE_URL",
-        "SENDGRID_WEBHOOK_PUBLIC_KEY",
-        "CALLBACK_ALLOW_PRIVATE_NETWORKS",
-    )
-    lines = [f"{k}={env[k]}" for k in keys if k in env]
-    path = data_dir / DEV_ENV_FILE
-    # Created owner-only, so the secrets are never readable by others, not even briefly.
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as out:
-        out.write("\n".join(lines) + "\n")
-    path.chmod(0o600)  # a file left by an older version may have been wider
+    if os.geteuid() == 0 and not (settings.database_url and settings.redis_url):
+        print(
+            f"running as root: the embedded servers run as the system user {SERVICE_USER!r} "
+            "(created if missing; see README, Set-up)",
+            flush=True,
+        )
 
 
 def _stop_children(children: list[tuple[str, subprocess.Popen[bytes]]]) -> None:
@@ -285,8 +294,13 @@ def _banner(
         f"  Metrics    {base}/metrics (cluster-wide)"
         + "".join(f", worker {url}" for url in worker_metrics or []),
         f"  Callbacks  signed with CALLBACK_SIGNING_SECRET sha256:{secret_print}"
-        f" (the secret is in {data_dir / DEV_ENV_FILE})",
-        f"  More workers: `make worker` (reads {data_dir}/{DEV_ENV_FILE})",
+        f" (the secret is in {dev_env_path(data_dir)})",
+        f"  More workers: `postline worker --data-dir {data_dir}` (reads its dev.env)",
+        *(
+            [f"  Logs       {logs}/app.log, {logs}/worker.log"]
+            if (logs := env.get("LOG_DIR"))
+            else []
+        ),
         "",
         "Try it:",
         f"  curl -s -X POST {base}/api/v1/messages/send -H 'Content-Type: application/json' \\",

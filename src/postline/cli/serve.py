@@ -13,7 +13,8 @@ from pathlib import Path
 
 import click
 
-from postline.cli.config import DATA_DIR, load_settings, option, switch
+from postline.cli.config import data_dir_option, load_settings, option, switch
+from postline.cli.ports import require_free
 from postline.cli.status import check_workers
 from postline.errors import ConfigurationError
 
@@ -34,13 +35,15 @@ CHECK_HELP = (
     "a fresh temporary one unless set).",
 )
 @switch("--insecure-no-auth", help="Listen on a public address without API_KEYS.")
-def api(host: str, port: int, workers: int, insecure_no_auth: bool) -> None:
-    """Serve the HTTP API (needs DATABASE_URL and REDIS_URL)."""
+@data_dir_option()
+def api(host: str, port: int, workers: int, insecure_no_auth: bool, data_dir: Path) -> None:
+    """Serve the HTTP API (needs DATABASE_URL and REDIS_URL, or a `postline dev`)."""
     from postline.api import server
 
+    require_free([(host, port, "api", "--port")])
     try:
         server.run(
-            load_settings(log_name="app.log"),
+            load_settings(data_dir=data_dir, log_name="app.log"),
             host=host,
             port=port,
             workers=workers,
@@ -64,26 +67,29 @@ def api(host: str, port: int, workers: int, insecure_no_auth: bool) -> None:
     help="Serve this worker's Prometheus metrics on 127.0.0.1:PORT.",
 )
 @switch("--check", help=CHECK_HELP)
-def worker(concurrency: int | None, metrics_port: int | None, check: bool) -> None:
+@data_dir_option()
+def worker(concurrency: int | None, metrics_port: int | None, check: bool, data_dir: Path) -> None:
     """Deliver queued messages; SIGTERM finishes the sends in flight, then exits 0."""
     if check:
-        sys.exit(check_workers(load_settings()))
+        sys.exit(check_workers(load_settings(data_dir=data_dir)))
     from postline.worker import process
 
+    if metrics_port:
+        require_free([("127.0.0.1", metrics_port, "worker", "--metrics-port")])
+    settings = load_settings(data_dir=data_dir, log_name="worker.log")
     try:
-        process.run(
-            load_settings(log_name="worker.log"), concurrency=concurrency, metrics_port=metrics_port
-        )
+        process.run(settings, concurrency=concurrency, metrics_port=metrics_port)
     except ConfigurationError as exc:
         raise click.ClickException(str(exc)) from exc
 
 
 @click.command()
-def migrate() -> None:
+@data_dir_option()
+def migrate(data_dir: Path) -> None:
     """Bring the database schema up to date (safe to run again)."""
     from postline.store.migrate import upgrade
 
-    settings = load_settings()
+    settings = load_settings(data_dir=data_dir)
     assert settings.database_url
     applied = upgrade(settings.database_url)
     click.echo(f"applied: {', '.join(applied)}" if applied else "schema is up to date")
@@ -101,7 +107,7 @@ def migrate() -> None:
     help="First worker's Prometheus metrics port on 127.0.0.1 (more workers take the next "
     "ones; a taken port is replaced by a free one; 0: none).",
 )
-@option("--data-dir", default=str(DATA_DIR), type=click.Path(path_type=Path))
+@data_dir_option()
 def dev(
     host: str,
     port: int,
@@ -117,8 +123,8 @@ def dev(
 
     settings = Settings()
     logs.configure(level=settings.log_level, fmt=settings.log_format)
-    sys.exit(
-        launcher.run(
+    try:
+        code = launcher.run(
             settings,
             data_dir=data_dir,
             host=host,
@@ -127,4 +133,6 @@ def dev(
             simulator_port=simulator_port,
             worker_metrics_port=worker_metrics_port,
         )
-    )
+    except launcher.LaunchFailed as exc:
+        raise click.ClickException(str(exc)) from None
+    sys.exit(code)

@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from postline.cli.config import load_settings, option
+from postline.cli.ports import require_free
 
 
 @click.command()
@@ -49,6 +50,7 @@ def simulator(
     from postline.simulator.app import run_simulator
     from postline.simulator.config import SimulatorConfig
 
+    require_free([(host, port, "simulator", "--port")])
     settings = load_settings(need_servers=False)
     config = SimulatorConfig(
         latency_ms=latency_ms,

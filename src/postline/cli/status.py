@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import asyncio
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import click
 
-from postline.cli.config import load_settings, option
+from postline.cli.config import data_dir_option, load_settings, option
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -24,15 +25,16 @@ if TYPE_CHECKING:
 
 @click.command()
 @option("--json", is_flag=True, help="Print the /api/v1/stats JSON instead of tables.")
-def status(json: bool) -> None:
+@data_dir_option()
+def status(json: bool, data_dir: Path) -> None:
     """Show queues, messages per status, live workers and throughput (needs
-    DATABASE_URL and REDIS_URL)."""
+    DATABASE_URL and REDIS_URL, or a `postline dev`)."""
     import orjson
     from rich.console import Console
 
     from postline.services import stats as reading
 
-    settings = load_settings()
+    settings = load_settings(data_dir=data_dir)
     try:
         stats = asyncio.run(reading.fetch_stats(settings))
     except reading.DependencyUnavailable as exc:
