@@ -207,6 +207,13 @@ class WorkerMetrics:
             buckets=LATENCY_BUCKETS,
             registry=self.registry,
         )
+        self.route_attempts = Counter(
+            "postline_route_attempts",
+            "Provider attempts per route and what they said of its health "
+            "(ok, failed: 5xx/timeout/network, throttled: 429), in this worker process.",
+            ["route", "health"],
+            registry=self.registry,
+        )
         self.inflight = Gauge(
             "postline_worker_inflight",
             "Sends in flight in this worker.",

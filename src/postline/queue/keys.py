@@ -14,6 +14,12 @@ Streams and the delay set are named by SPEC 4; the others are internal.
 | `postline:reconciler`     | string | the reconcile lock (owner, PX)              |
 | `postline:metrics:totals` | zset   | the newest outcome totals reading the API   |
 |                           |        | processes share, score = its snapshot time  |
+| `postline:route:<r>:circuit` | hash | route r's circuit: state, since, version  |
+|                           |        | (`domain/routes.py`)                        |
+| `postline:route:<r>:w:<t>` | hash  | route r's outcomes (`ok`, `failed`) in the  |
+|                           |        | window bucket starting at unix second t     |
+| `postline:route:<r>:probe:<v>` | hash | half-open spell v: probe tokens taken  |
+|                           |        | (`taken`) and their results (`ok`, `failed`) |
 | `chaos:sentinel`          | string | written by the chaos campaign's read-only   |
 |                           |        | fault to see whether the data survived      |
 
@@ -41,6 +47,7 @@ HEARTBEAT_PREFIX = "postline:worker:"
 RECONCILE_LOCK = "postline:reconciler"
 TOTALS_READING = "postline:metrics:totals"
 CHAOS_SENTINEL = "chaos:sentinel"
+ROUTE_PREFIX = "postline:route:"
 
 
 def stream_of(channel: Channel) -> str:
@@ -52,3 +59,15 @@ CHANNEL_STREAMS: tuple[str, ...] = tuple(stream_of(c) for c in Channel)
 
 def heartbeat(worker: str) -> str:
     return HEARTBEAT_PREFIX + worker
+
+
+def route_circuit(route: str) -> str:
+    return f"{ROUTE_PREFIX}{route}:circuit"
+
+
+def route_bucket(route: str, start: int) -> str:
+    return f"{ROUTE_PREFIX}{route}:w:{start}"
+
+
+def route_probes(route: str, version: int) -> str:
+    return f"{ROUTE_PREFIX}{route}:probe:{version}"

@@ -1,8 +1,9 @@
 """`/api/v1/webhooks`: delivery receipts from the providers (SPEC 3, "Provider callbacks").
 
 - `POST /twilio/status`: a Twilio status callback, form-encoded, signed with
-  `X-Twilio-Signature` (HMAC-SHA1 keyed by TWILIO_AUTH_TOKEN over the URL
-  Twilio called and the sorted form parameters). The URL is PUBLIC_BASE_URL
+  `X-Twilio-Signature` (HMAC-SHA1 over the URL Twilio called and the sorted
+  form parameters, keyed by the auth token of the account the form's
+  `AccountSid` names: TWILIO_AUTH_TOKEN or TWILIO_BACKUP_AUTH_TOKEN). The URL is PUBLIC_BASE_URL
   + path (+ query) when set, which is what Twilio sees behind a proxy; else
   the request's own URL.
 - `POST /sendgrid/events`: SendGrid's signed Event Webhook, a JSON array,
@@ -90,6 +91,10 @@ def signed_url(request: Request, public_base_url: str | None) -> str:
     return f"{url}?{query}" if query else url
 
 
+def _account_sid(pairs: list[tuple[str, str]]) -> str | None:
+    return next((value for name, value in pairs if name == "AccountSid"), None)
+
+
 @functools.lru_cache(maxsize=4)
 def _public_key(encoded: str) -> ec.EllipticCurvePublicKey:
     return load_sendgrid_public_key(encoded)
@@ -108,7 +113,9 @@ async def twilio_status(request: Request, parts: ComponentsDep, intake: IntakeDe
     settings = parts.settings
     url = signed_url(request, settings.public_base_url)
     signature = request.headers.get(TWILIO_SIGNATURE_HEADER)
-    token = settings.twilio_auth_token
+    # The backup account signs with its own token; its AccountSid says which
+    # (a forged AccountSid gains nothing: that account's token must match).
+    token = settings.twilio_tokens().get(_account_sid(pairs) or "", settings.twilio_auth_token)
     if not token or not twilio_signature_valid(token, url, pairs, signature):
         raise ApiError(403, f"missing or invalid {TWILIO_SIGNATURE_HEADER}")
     receipt = twilio_receipt(dict(pairs))
