@@ -57,10 +57,10 @@ class Settings(BaseSettings):
     # Route health (domain/routes.py): the error share over a window that
     # opens a route's circuit, the least attempts it takes, the cool-down
     # before half-open probes, and the ramp back once it closes.
-    route_window_seconds: float = Field(default=30.0, gt=0, allow_inf_nan=False)
+    route_window_seconds: float = Field(default=10.0, gt=0, allow_inf_nan=False)
     route_error_threshold: float = Field(default=0.5, gt=0, le=1)
     route_min_requests: int = Field(default=20, ge=1)
-    route_open_seconds: float = Field(default=30.0, gt=0, allow_inf_nan=False)
+    route_open_seconds: float = Field(default=15.0, gt=0, allow_inf_nan=False)
     route_probes: int = Field(default=3, ge=1, le=100)
     route_ramp_seconds: float = Field(default=30.0, ge=0, allow_inf_nan=False)
     sendgrid_api_key: str | None = None

@@ -46,6 +46,7 @@ def _collectors() -> list[Collector]:
         totals={("sms", "sent"): 1},
         oldest_pending=0.0,
         workers=1,
+        routes={"twilio": ("closed", 0.0)},
     )
     return [_with_a_child_each(ApiMetrics()), _with_a_child_each(WorkerMetrics()), gauges]
 

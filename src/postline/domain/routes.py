@@ -89,10 +89,10 @@ def health_of(error: ProviderError | None) -> Health:
 
 @dataclass(frozen=True, slots=True)
 class CircuitPolicy:
-    window_seconds: float = 30.0
+    window_seconds: float = 10.0
     threshold: float = 0.5
     min_requests: int = 20
-    open_seconds: float = 30.0
+    open_seconds: float = 15.0
     probes: int = 3
     probe_seconds: float = 15.0
     ramp_seconds: float = 30.0
