@@ -176,9 +176,7 @@ class Router:
 
     async def tick(self) -> None:
         """Shares this process's outcomes, reads the circuits, moves those that must move."""
-        if self._lock.locked():
-            return
-        async with self._lock:
+        async with self._lock:  # one at a time: a pick may have started one (`_refresh_soon`)
             now = self._clock()
             self._refreshed = now
             readings = await self._shared_readings(now)
