@@ -28,6 +28,9 @@ RECEIPT_OUTCOMES = ("delivered", "undelivered", "failed")
 SIM_ACCOUNT_SID = "AC" + "0" * 32
 SIM_AUTH_TOKEN = "simulator-auth-token"  # noqa: S105 - the simulator's own fake credential
 SIM_SENDGRID_KEY = "SG.simulator-key"
+#: The backup Twilio account `postline dev` gives both sides (README, Provider failover).
+SIM_BACKUP_ACCOUNT_SID = "AC" + "b" * 32
+SIM_BACKUP_AUTH_TOKEN = "simulator-backup-auth-token"  # noqa: S105 - a fake credential too
 
 
 class ConfigError(ValueError):
