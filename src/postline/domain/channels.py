@@ -1,4 +1,5 @@
-"""Channels and the providers that carry them (their queues: `postline.queue.keys`)."""
+"""Channels and the providers that carry them (their queues: `postline.queue.keys`;
+which provider accounts carry each channel: `postline.domain.routes`)."""
 
 from __future__ import annotations
 
@@ -15,11 +16,3 @@ class Channel(StrEnum):
 class Provider(StrEnum):
     TWILIO = "twilio"
     SENDGRID = "sendgrid"
-
-
-PROVIDER_OF: dict[Channel, Provider] = {
-    Channel.SMS: Provider.TWILIO,
-    Channel.MMS: Provider.TWILIO,
-    Channel.WHATSAPP: Provider.TWILIO,
-    Channel.EMAIL: Provider.SENDGRID,
-}

@@ -8,6 +8,9 @@ tallies in Redis, reads every route's circuit and window back, moves the
 circuits the rules say must move (compare-and-set, so one process writes a
 transition), and keeps the result for `pick`.
 
+Sync mode has no side loop: there a pick starts a tick when the last one is
+older than `REFRESH_SECONDS`, so the API shares its outcomes at its next send.
+
 When Redis does not answer, the router falls back to a breaker of its own:
 the same rules over this process's outcomes alone, starting from the last
 circuits it read. It goes back to the shared one as soon as Redis answers.
