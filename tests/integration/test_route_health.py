@@ -5,9 +5,11 @@ from __future__ import annotations
 import redis.asyncio as aioredis
 
 from postline.domain.routes import TWILIO, TWILIO_BACKUP, CircuitPolicy, CircuitState, Health
+from postline.embedded import EmbeddedRedis
 from postline.queue.routes import RouteHealthStore
 from postline.queue.streams import connect
 from postline.services.routing import Router
+from tests.support.faults import in_thread
 from tests.support.harness import free_port, wait_for
 from tests.support.routing import claimed_sms, twilio_routes
 
@@ -66,3 +68,24 @@ async def test_without_redis_each_process_keeps_a_breaker_of_its_own() -> None:
         assert (await alone.pick(claimed_sms())).route.name == TWILIO_BACKUP
     finally:
         await gone.aclose()
+
+
+async def test_outcomes_seen_while_redis_was_down_reach_the_shared_circuit_when_it_is_back(
+    own_redis: EmbeddedRedis,
+) -> None:
+    client = connect(own_redis.url, timeout=0.5)
+    try:
+        cut_off, other = router(client), router(client)
+        await in_thread(own_redis.stop)
+        taken = await cut_off.pick(claimed_sms())
+        for _ in range(4):
+            cut_off.report(taken, Health.FAILED)
+        await cut_off.tick()
+        assert not cut_off.shared and cut_off.circuits[TWILIO].state is CircuitState.OPEN
+        await in_thread(own_redis.start)
+        await cut_off.tick()
+        assert cut_off.shared
+        await other.tick()
+        assert other.circuits[TWILIO].state is CircuitState.OPEN
+    finally:
+        await client.aclose()

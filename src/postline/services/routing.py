@@ -217,6 +217,11 @@ class Router:
             await self._health.add(window, probes, ttl=max(ttl, 2 * self.policy.probe_seconds))
             readings = await self._health.read(self.names, window_buckets(now, self.policy))
         except _REDIS_DOWN as exc:
+            # Kept for the next try: the shared circuits must hear of them too.
+            for key, tally in window.items():
+                self._unshared[key] += tally
+            for key, tally in probes.items():
+                self._unshared_probes[key] += tally
             if self.shared:
                 log.warning("route health: redis unavailable, each process decides alone: %s", exc)
             self.shared = False
@@ -278,8 +283,9 @@ class Router:
 
     def _forget_old(self, now: float) -> None:
         oldest = window_buckets(now, self.policy)[0]
-        for key in [k for k in self._own if k[1] < oldest]:
-            del self._own[key]
+        for table in (self._own, self._unshared):
+            for key in [k for k in table if k[1] < oldest]:
+                del table[key]
         current = {(name, c.version) for name, c in self.circuits.items()}
         for table in (self._own_probes, self._own_tokens):
             for key in [k for k in table if k not in current]:
