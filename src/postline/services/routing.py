@@ -283,11 +283,12 @@ class Router:
 
     def _forget_old(self, now: float) -> None:
         oldest = window_buckets(now, self.policy)[0]
-        for table in (self._own, self._unshared):
-            for key in [k for k in table if k[1] < oldest]:
-                del table[key]
+        for buckets in (self._own, self._unshared):
+            for key in [k for k in buckets if k[1] < oldest]:
+                del buckets[key]
         current = {(name, c.version) for name, c in self.circuits.items()}
-        for table in (self._own_probes, self._own_tokens):
-            for key in [k for k in table if k not in current]:
-                del table[key]
+        for key in [k for k in self._own_probes if k not in current]:
+            del self._own_probes[key]
+        for key in [k for k in self._own_tokens if k not in current]:
+            del self._own_tokens[key]
         self._spent &= current
