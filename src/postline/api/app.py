@@ -25,6 +25,7 @@ from postline.api.routes import (
     messages,
     stats,
     suppressions,
+    unsubscribe,
     webhooks,
 )
 from postline.metrics import ApiMetrics, WorkerMetrics
@@ -160,6 +161,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(dashboard.router)
     app.include_router(webhooks.router)
     app.include_router(suppressions.router)
+    app.include_router(unsubscribe.router)
     app.mount(dashboard.STATIC_PATH, StaticFiles(directory=dashboard.STATIC_DIR), name="dashboard")
     openapi.install(app)
     docs.install(app)

@@ -12,6 +12,7 @@ What suppresses:
   mailbox refused or complained about mail as such.
 - Twilio's error 21610 on a send (the recipient replied STOP to that
   sender): that sender only, as carriers apply it.
+- The one-click unsubscribe link of an email (RFC 8058): that sender only.
 - The API (`POST /api/v1/suppressions`), with an optional expiry.
 
 A send to a suppressed recipient ends `failed` with `SUPPRESSED_CODE` and no
@@ -52,6 +53,7 @@ class Source(StrEnum):
     SENDGRID = "sendgrid"
     TWILIO = "twilio"
     API = "api"
+    LIST_UNSUBSCRIBE = "list_unsubscribe"  # the one-click link of an email (RFC 8058)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
