@@ -18,7 +18,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from postline import logs
 from postline.api import docs, errors, openapi
 from postline.api.deps import Components
-from postline.api.routes import collection, dashboard, health, messages, stats, webhooks
+from postline.api.routes import activity, collection, dashboard, health, messages, stats, webhooks
 from postline.metrics import ApiMetrics, WorkerMetrics
 from postline.providers.registry import build_providers, http_session
 from postline.queue.streams import RedisQueue, connect
@@ -142,6 +142,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(messages.router)
     app.include_router(health.router)
     app.include_router(stats.router)
+    app.include_router(activity.router)
     app.include_router(dashboard.router)
     app.include_router(webhooks.router)
     app.mount(dashboard.STATIC_PATH, StaticFiles(directory=dashboard.STATIC_DIR), name="dashboard")
