@@ -136,6 +136,16 @@ async def test_dashboard_asks_for_the_key_then_shows_sends_and_failures(
         await page.click("#search-form button[type=submit]")
         await expect(page.locator("#drawer")).to_have_attribute("data-id", sent_id)
         await expect(page.locator("#results tbody tr")).to_have_count(1)
+        await page.click("#drawer-close")
+
+        # The row's own Retry: the row follows the message to `sent`, not stuck on pending.
+        await row.get_by_role("button", name="Retry").click()
+        await wait_status(api, failed_id, "sent")
+        await expect(row.locator(".badge")).to_have_text("sent", timeout=UI_TIMEOUT)
+        await expect(row).to_contain_text("retried")
+        await expect(page.locator("#kpi-dead")).to_have_text("0", timeout=UI_TIMEOUT)
+        await expect(row).to_have_count(0, timeout=UI_TIMEOUT)  # settled: it leaves the list
+        await expect(page.locator("#failures-empty")).to_be_visible()
         assert problems == []
 
 

@@ -52,7 +52,7 @@
   }
   const messagePath = (id) => `/api/v1/messages/${encodeURIComponent(id)}`;
 
-  // ---- DOM helpers ------------------------------------------------------
+  // ---- Formatting -------------------------------------------------------
   const fmtInt = (n) => Number(n).toLocaleString("en-US");
   function fmtRate(v) {
     if (v === 0) return "0";
