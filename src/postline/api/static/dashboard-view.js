@@ -37,6 +37,21 @@ window.PostlineView = (() => {
     return `${zone} (${part(CLOCK.formatToParts(new Date()), "timeZoneName")})`;
   }
 
+  // ---- Numbers --------------------------------------------------------------
+  const fmtInt = (n) => Number(n).toLocaleString("en-US");
+  function fmtRate(v) {
+    if (v === 0) return "0";
+    if (v >= 100) return v.toFixed(0);
+    return v >= 10 ? v.toFixed(1) : v.toFixed(2);
+  }
+  function fmtAge(seconds) {
+    if (seconds < 10) return `${seconds.toFixed(1)} s`;
+    if (seconds < 60) return `${Math.floor(seconds)} s`;
+    if (seconds < 3600) return `${Math.floor(seconds / 60)} min ${Math.floor(seconds % 60)} s`;
+    return `${Math.floor(seconds / 3600)} h ${Math.floor((seconds % 3600) / 60)} min`;
+  }
+  const fmtMs = (ms) => (ms >= 1000 ? `${(ms / 1000).toFixed(2)} s` : `${Math.round(ms)} ms`);
+
   // ---- DOM: every server value goes in as text, never as HTML -------------
   const STATUSES = ["scheduled", "pending", "sending", "retrying", "sent",
     "delivered", "undelivered", "failed", "cancelled"];
@@ -170,5 +185,5 @@ window.PostlineView = (() => {
     return root;
   }
 
-  return { STATUSES, axis, clock, time, zoneName, throughput, spark, el, cell, badge, when, errorText, messageFields };
+  return { STATUSES, fmtInt, fmtRate, fmtAge, fmtMs, axis, clock, time, zoneName, throughput, spark, el, cell, badge, when, errorText, messageFields };
 })();

@@ -12,7 +12,7 @@
   const PROBLEM_URLS = ["/api/v1/messages?status=failed&limit=20",
     "/api/v1/messages?status=undelivered&limit=20"];
   const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
-  const { STATUSES, el, cell, badge, when, errorText } = view;
+  const { STATUSES, el, cell, badge, when, errorText, fmtInt, fmtRate, fmtAge, fmtMs } = view;
   const OPEN = new Set(["scheduled", "pending", "sending", "retrying"]);
   const CANCELLABLE = new Set(["scheduled", "pending", "retrying"]);
   const CHANNEL_STREAMS = ["message_queue:sms", "message_queue:mms",
@@ -52,19 +52,6 @@
   }
   const messagePath = (id) => `/api/v1/messages/${encodeURIComponent(id)}`;
 
-  // ---- Formatting -------------------------------------------------------
-  const fmtInt = (n) => Number(n).toLocaleString("en-US");
-  function fmtRate(v) {
-    if (v === 0) return "0";
-    if (v >= 100) return v.toFixed(0);
-    return v >= 10 ? v.toFixed(1) : v.toFixed(2);
-  }
-  function fmtAge(seconds) {
-    if (seconds < 60) return `${seconds < 10 ? seconds.toFixed(1) : Math.round(seconds)} s`;
-    if (seconds < 3600) return `${Math.floor(seconds / 60)} min ${Math.round(seconds % 60)} s`;
-    return `${Math.floor(seconds / 3600)} h ${Math.round((seconds % 3600) / 60)} min`;
-  }
-  const fmtMs = (ms) => (ms >= 1000 ? `${(ms / 1000).toFixed(2)} s` : `${Math.round(ms)} ms`);
   const last = (counts) => counts[counts.length - 1] || 0;
 
   function toast(text, kind = "") {
