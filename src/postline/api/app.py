@@ -19,6 +19,7 @@ from postline import logs, tracing
 from postline.api import docs, errors, openapi
 from postline.api.deps import Components
 from postline.api.routes import (
+    activity,
     collection,
     dashboard,
     health,
@@ -158,6 +159,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(messages.router)
     app.include_router(health.router)
     app.include_router(stats.router)
+    app.include_router(activity.router)
     app.include_router(dashboard.router)
     app.include_router(webhooks.router)
     app.include_router(suppressions.router)

@@ -14,6 +14,8 @@ Streams and the delay set are named by SPEC 4; the others are internal.
 | `postline:reconciler`     | string | the reconcile lock (owner, PX)              |
 | `postline:metrics:totals` | zset   | the newest outcome totals reading the API   |
 |                           |        | processes share, score = its snapshot time  |
+| `postline:stats:activity` | string | the dashboard's activity reading (JSON),  |
+|                           |        | shared by the API processes, short TTL      |
 | `chaos:sentinel`          | string | written by the chaos campaign's read-only   |
 |                           |        | fault to see whether the data survived      |
 
@@ -40,6 +42,7 @@ QUEUED_INDEX = "postline:queued"
 HEARTBEAT_PREFIX = "postline:worker:"
 RECONCILE_LOCK = "postline:reconciler"
 TOTALS_READING = "postline:metrics:totals"
+ACTIVITY_READING = "postline:stats:activity"
 CHAOS_SENTINEL = "chaos:sentinel"
 
 
