@@ -102,6 +102,31 @@ async def test_permanent_error_fails_at_once_with_the_provider_code(
     assert [fields["id"] for _, fields in dead] == [message_id]
 
 
+async def test_an_outcome_postgresql_refuses_fails_that_message_and_frees_its_key(
+    api: httpx.AsyncClient, settings: Any, sim: Any, redis: Any
+) -> None:
+    """The provider's error text holds a NUL, which PostgreSQL cannot store: the same
+    write would fail forever. The message fails with the reason instead, is dead-lettered,
+    and the next message of its key goes out."""
+    await script(sim, SMS["to"], [{"status": 400, "code": 21211, "message": "bad\u0000text"}])
+    first = (await api.post("/api/v1/messages/send", json=SMS)).json()["id"]
+    second = (await api.post("/api/v1/messages/send", json={**SMS, "body": "next"})).json()["id"]
+    async with running_worker(settings):
+        failed = await wait_status(api, first, "failed")
+        await wait_status(api, second, "sent")
+    assert failed["attempts"] == 1
+    assert failed["error"]["code"] == "internal_error"
+    assert "could not be stored" in failed["error"]["message"]
+    history = await events(api, first)
+    assert history[-1]["status"] == "failed"
+    assert [e["status"] for e in history].count("sending") == 1  # no second attempt
+    dead = await redis.xrange("message_queue:dead")
+    assert [(fields["id"], fields["error_code"]) for _, fields in dead] == [
+        (first, "internal_error")
+    ]
+    assert [r["body"] for r in sim.state.requests()] == ["Test", "next"]  # one call each
+
+
 async def test_exhausted_retries_fail_then_manual_retry_gets_a_fresh_budget(
     api: httpx.AsyncClient, settings: Any, sim: Any, redis: Any
 ) -> None:
