@@ -93,15 +93,16 @@ async def logged_since(log: Path, before: dict[str, list[int]]) -> dict[str, tup
 
 async def spell(
     name: str, stack: Stack, load: KeyedLoad, start: Callable[[], Awaitable[Any]],
-    end: Callable[[], Awaitable[Any]],
+    end: Callable[[], Awaitable[Any]], *, meets: str,
 ) -> None:  # fmt: skip
     """Sends, starts the fault, sends through it for 3 s, ends it, checks delivery.
 
-    Also checks that the worker logged the fault (some loop met it) and that
-    no loop logged it more than once, or its end more than once.
+    Also checks that the worker logged the fault (some loop met the error
+    `meets`) and that no loop logged it more than once, or its end more than once.
     """
     log = stack.logs / "worker1.log"
     before = outages(log)
+    seen = len(log.read_text())
     async with httpx.AsyncClient(base_url=stack.api_url, timeout=30) as api:
         await load.send(api, 2)  # in flight (slow provider) when the fault starts
         fault = asyncio.create_task(start())
@@ -116,10 +117,11 @@ async def spell(
     logged = await logged_since(log, before)
     print(f"{name}: outages and recoveries logged per loop: {logged}")
     assert logged, f"the worker never met the {name} fault"
+    assert meets in log.read_text()[seen:], f"no loop met {meets} during the {name} fault"
     assert all(counts == (1, 1) for counts in logged.values()), logged
 
 
-async def test_a_worker_rides_out_busy_readonly_and_flushall(
+async def test_a_worker_rides_out_busy_readonly_masterdown_oom_and_flushall(
     database_url: str, own_redis: EmbeddedRedis, pool: asyncpg.Pool, tmp_path: Path
 ) -> None:
     stack = Stack(database_url, own_redis.url, tmp_path)
@@ -136,18 +138,31 @@ async def test_a_worker_rides_out_busy_readonly_and_flushall(
             with redis.Redis.from_url(own_redis.url, socket_timeout=30) as blocking:
                 return blocking.eval(BUSY_LOOP, 0, 3.5)
 
-        await spell("BUSY", stack, load, lambda: asyncio.to_thread(busy_script), _nothing)
+        await spell(
+            "BUSY", stack, load, lambda: asyncio.to_thread(busy_script), _nothing, meets="BUSY"
+        )
         same_worker(stack, pid)
         # A replica of a master that is not there: READONLY to writes, UNBLOCKED to blocked
-        # readers; it keeps its data until it syncs, which it never does.
+        # readers; it keeps its data until it syncs, which it never does. Then again, but
+        # not allowed to serve stale data: MASTERDOWN to reads too.
+        for name, meets in (("READONLY", "ReadOnlyError"), ("MASTERDOWN", "MasterDownError")):
+            stale = "yes" if name == "READONLY" else "no"
+            await client.config_set("replica-serve-stale-data", stale)
+            await spell(
+                name, stack, load,
+                lambda: client.replicaof("127.0.0.1", free_port()),
+                lambda: client.replicaof("NO", "ONE"), meets=meets,
+            )  # fmt: skip
+            same_worker(stack, pid)
+        # Memory full (noeviction): OOM to every write that could grow it.
         await spell(
-            "READONLY", stack, load,
-            lambda: client.replicaof("127.0.0.1", free_port()),
-            lambda: client.replicaof("NO", "ONE"),
+            "OOM", stack, load,
+            lambda: client.config_set("maxmemory", 1),
+            lambda: client.config_set("maxmemory", 0), meets="OutOfMemoryError",
         )  # fmt: skip
         same_worker(stack, pid)
         # FLUSHALL while the worker waits in XREADGROUP: NOGROUP, and everything lost.
-        await spell("FLUSHALL", stack, load, client.flushall, _nothing)
+        await spell("FLUSHALL", stack, load, client.flushall, _nothing, meets="NOGROUP")
         same_worker(stack, pid)
     finally:
         await client.aclose()
