@@ -24,13 +24,16 @@ import redis.asyncio as aioredis
 
 from postline.embedded import EmbeddedPostgres, EmbeddedRedis, free_port
 from postline.store.migrate import upgrade
+from tests.support.harness import wait_for
 from tests.support.order import KeyedLoad, calls_from_requests, judge
+from tests.support.processes import descendants, start_dev, stop_dev, wait_http
 from tests.support.stack import Stack, wait_all
 
 pytestmark = pytest.mark.timeout(240)
 
 #: RECONCILE_INTERVAL + VISIBILITY_TIMEOUT + 30 s of the stack's settings.
 BOUND = 1 + 7 + 30
+SMS = {"from": "+15551234567", "to": "+15559876543", "type": "sms", "body": "Test"}
 
 
 def outages(log: Path) -> dict[str, list[int]]:
@@ -208,24 +211,69 @@ async def ride_out(
     return load, refused
 
 
+async def dev_rides_out(folder: Path) -> None:
+    """`postline dev` on a PostgreSQL and a Redis of its own that both stop for the minute:
+    it keeps running with the very same children, and then delivers again."""
+    pg = EmbeddedPostgres(folder / "pg", port=free_port(), fast=True)
+    own_redis = EmbeddedRedis(folder / "redis", port=free_port())
+    urls = {
+        "DATABASE_URL": await asyncio.to_thread(pg.start),
+        "REDIS_URL": await asyncio.to_thread(own_redis.start),
+    }
+    api_port = free_port()
+    dev = start_dev(folder, api_port, free_port(), urls=urls)
+    family: list[Any] = []
+    try:
+        await asyncio.to_thread(wait_http, f"http://127.0.0.1:{api_port}/health", dev,
+                                folder / "dev.log", 90)  # fmt: skip
+        family = descendants(dev)
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{api_port}", timeout=30) as api:
+            ids = [(await api.post("/api/v1/messages/send", json=SMS)).json()["id"]]
+            await asyncio.gather(asyncio.to_thread(pg.stop), asyncio.to_thread(own_redis.stop))
+            await asyncio.sleep(OUTAGE_SECONDS)  # the outage itself
+            await asyncio.gather(asyncio.to_thread(pg.start), asyncio.to_thread(own_redis.start))
+            healed = time.monotonic()
+            while (await api.get("/health")).status_code != 200:
+                assert time.monotonic() - healed < 30, "dev's API did not recover within 30s"
+                await asyncio.sleep(0.1)
+            ids.append((await api.post("/api/v1/messages/send", json=SMS)).json()["id"])
+
+            async def delivered() -> bool:
+                answers = [await api.get(f"/api/v1/messages/{i}") for i in ids]
+                return all(a.json()["status"] in ("sent", "delivered") for a in answers)
+
+            await wait_for(delivered, timeout=BOUND, what="dev to send what it acknowledged")
+        assert dev.poll() is None, f"postline dev exited with {dev.returncode}"
+        assert sorted(p.pid for p in descendants(dev)) == sorted(p.pid for p in family)
+        print("\npostline dev: ran through a minute without both servers, same children")
+    finally:
+        if dev.poll() is None:
+            stop_dev(dev, family)
+        pg.stop()
+        own_redis.stop()
+
+
 async def test_a_worker_rides_out_a_minute_without_redis_and_a_minute_without_postgres(
     database_url: str, redis_url: str, own_redis: EmbeddedRedis, pool: asyncpg.Pool,
     redis: aioredis.Redis, tmp_path: Path,
 ) -> None:  # fmt: skip
     """Two stacks side by side, to spend the minute once: one loses its Redis, the other
     its PostgreSQL. Sends accepted while Redis is down are answered 202 and go out;
-    while PostgreSQL is down the API answers 503 and nothing is acknowledged."""
+    while PostgreSQL is down the API answers 503 and nothing is acknowledged. Beside
+    them, a `postline dev` loses both of its servers for the same minute."""
     own_pg = EmbeddedPostgres(tmp_path / "own-pg", port=free_port(), fast=True)
     pg_url = own_pg.start()
     await asyncio.to_thread(upgrade, pg_url)
     (tmp_path / "redis-down").mkdir()
     (tmp_path / "postgres-down").mkdir()
+    (tmp_path / "dev").mkdir()
     no_redis = Stack(database_url, own_redis.url, tmp_path / "redis-down")
     no_postgres = Stack(pg_url, redis_url, tmp_path / "postgres-down")
     try:
-        (_, refused_without_redis), (_, refused_without_postgres) = await asyncio.gather(
+        (_, refused_without_redis), (_, refused_without_postgres), _ = await asyncio.gather(
             ride_out("Redis stopped", no_redis, own_redis.stop, own_redis.start),
             ride_out("PostgreSQL stopped", no_postgres, own_pg.stop, own_pg.start),
+            dev_rides_out(tmp_path / "dev"),
         )
     finally:
         no_redis.stop_all()
