@@ -11,6 +11,8 @@ from __future__ import annotations
 import asyncio
 import collections
 import json
+import os
+import signal
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -124,7 +126,7 @@ async def spell(
     assert all(counts == (1, 1) for counts in logged.values()), logged
 
 
-async def test_a_worker_rides_out_busy_readonly_masterdown_oom_and_flushall(
+async def test_a_worker_rides_out_busy_readonly_masterdown_oom_a_hang_and_flushall(
     database_url: str, own_redis: EmbeddedRedis, pool: asyncpg.Pool, tmp_path: Path
 ) -> None:
     stack = Stack(database_url, own_redis.url, tmp_path)
@@ -163,6 +165,18 @@ async def test_a_worker_rides_out_busy_readonly_masterdown_oom_and_flushall(
             lambda: client.config_set("maxmemory", 1),
             lambda: client.config_set("maxmemory", 0), meets="OutOfMemoryError",
         )  # fmt: skip
+        same_worker(stack, pid)
+
+        # A Redis that hangs (SIGSTOP) longer than the clients' 5 s socket timeout.
+        async def hang_redis() -> None:
+            assert own_redis.pid is not None
+            os.kill(own_redis.pid, signal.SIGSTOP)
+            try:
+                await asyncio.sleep(7)
+            finally:
+                os.kill(own_redis.pid, signal.SIGCONT)
+
+        await spell("hung Redis", stack, load, hang_redis, _nothing, meets="TimeoutError")
         same_worker(stack, pid)
         # FLUSHALL while the worker waits in XREADGROUP: NOGROUP, and everything lost.
         await spell("FLUSHALL", stack, load, client.flushall, _nothing, meets="NOGROUP")
