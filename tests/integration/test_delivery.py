@@ -12,6 +12,9 @@ import httpx
 import pytest
 
 from postline.queue.keys import RECONCILE_LOCK
+from postline.queue.streams import RedisQueue
+from postline.store.messages import MessageStore
+from postline.worker.reconciler import Reconciler
 from tests.support.harness import (
     running_worker,
     settings_for,
@@ -244,9 +247,6 @@ async def test_reconciler_never_queues_twice(
         answer = await api.post("/api/v1/messages/send", json={**SMS, "to": f"+1555987{i:04d}"})
         ids.append(answer.json()["id"])
     await redis.delete(RECONCILE_LOCK)
-    from postline.queue.streams import RedisQueue
-    from postline.store.messages import MessageStore
-    from postline.worker.reconciler import Reconciler
 
     store, queue = MessageStore(pool), RedisQueue(redis)
     reconciler = Reconciler(store=store, queue=queue, owner="t", interval=1)
@@ -258,3 +258,18 @@ async def test_reconciler_never_queues_twice(
     await redis.delete(RECONCILE_LOCK)
     assert await reconciler.tick() == 0  # queued again once, and only once
     assert await redis.xlen("message_queue:sms") == len(ids)
+
+
+async def test_one_reconciler_owns_each_pass(
+    api: httpx.AsyncClient, pool: asyncpg.Pool, redis: Any
+) -> None:
+    """Two workers' reconcilers tick at the same moment after Redis lost everything:
+    one of them rebuilds the queue, the other does nothing."""
+    for i in range(5):
+        await api.post("/api/v1/messages/send", json={**SMS, "to": f"+1555987{i:04d}"})
+    await redis.flushdb()
+    store, queue = MessageStore(pool), RedisQueue(redis)
+    rivals = [Reconciler(store=store, queue=queue, owner=o, interval=5) for o in ("a", "b")]
+    repaired = await asyncio.gather(*(r.tick() for r in rivals))
+    assert sorted(repaired) == [0, 5]
+    assert await redis.xlen("message_queue:sms") == 5
