@@ -29,7 +29,7 @@ from postline.store.migrate import upgrade
 from tests.support.harness import wait_for
 from tests.support.order import KeyedLoad, calls_from_requests, judge
 from tests.support.processes import descendants, start_dev, stop_dev, wait_http
-from tests.support.stack import Stack, wait_all
+from tests.support.stack import Stack, count_status, sms, wait_all
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -307,3 +307,51 @@ local start = now()
 while now() - start < tonumber(ARGV[1]) do end
 return 1
 """
+
+
+async def test_a_second_signal_stops_a_worker_that_waits_to_write_its_outcomes(
+    redis_url: str, redis: aioredis.Redis, tmp_path: Path
+) -> None:
+    """The first SIGTERM finishes the sends in flight and writes their outcomes,
+    waiting for PostgreSQL if it is down (unwritten, they would be sent again);
+    a second one gives that up, so an operator is never left with kill -9."""
+    own_pg = EmbeddedPostgres(tmp_path / "own-pg", port=free_port(), fast=True)
+    pg_url = own_pg.start()
+    await asyncio.to_thread(upgrade, pg_url)
+    stack = Stack(pg_url, redis_url, tmp_path)
+    try:
+        stack.start_simulator("--latency-ms", "1500")
+        stack.start_api()
+        worker = stack.start_worker()
+        await started(stack)
+        async with httpx.AsyncClient(base_url=stack.api_url) as api:
+            ids = [(await api.post("/api/v1/messages/send", json=sms(i))).json()["id"]
+                   for i in range(3)]  # fmt: skip
+
+        async def all_sending() -> bool:
+            return await count_status(pg_url, ids, "sending") == len(ids)
+
+        await wait_for(all_sending, timeout=20, what="the sends to be in flight")
+        own_pg.stop()  # the provider answers after this: the outcomes cannot be written
+        log = stack.logs / "worker1.log"
+        await wait_for(
+            _logged(log, "retrying until it succeeds"), timeout=20, what="a failed outcome write"
+        )
+        worker.send_signal(signal.SIGTERM)
+        await wait_for(
+            _logged(log, "finishing"), timeout=10, what="the first signal to start the shutdown"
+        )
+        assert worker.poll() is None  # still writing its outcomes
+        worker.send_signal(signal.SIGTERM)
+        await asyncio.to_thread(worker.wait, 20)
+        assert "second signal" in log.read_text()
+    finally:
+        stack.stop_all()
+        own_pg.stop()
+
+
+def _logged(log: Path, text: str) -> Callable[[], Awaitable[bool]]:
+    async def check() -> bool:
+        return text in await asyncio.to_thread(log.read_text)
+
+    return check
