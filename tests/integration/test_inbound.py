@@ -204,6 +204,8 @@ async def test_twilios_retry_of_one_message_sid_is_stored_and_acted_on_once(
     assert (first["status"], again["status"]) == (200, 200)
     assert await rows(pool) == 1
     assert await pool.fetchval("SELECT count(*) FROM callbacks WHERE inbound_id IS NOT NULL") == 1
+    metrics = (await api.get("/metrics")).text
+    assert 'postline_inbound_messages_total{action="opt_out",channel="sms"} 1.0' in metrics
     await pool.execute("DELETE FROM suppressions")
     await play(control, body="STOP", message_sid=first["message_sid"])
     assert await pool.fetchval("SELECT count(*) FROM suppressions") == 0  # not applied again

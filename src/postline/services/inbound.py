@@ -16,8 +16,9 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 
 from postline.callbacks.dispatcher import received_body
-from postline.domain.inbound import InboundMessage, effects, twilio_inbound
+from postline.domain.inbound import effects, twilio_inbound
 from postline.services.ports import InboundRecords
+from postline.store.inbound import Recorded
 
 log = logging.getLogger("postline.inbound")
 
@@ -36,8 +37,11 @@ class InboundIntake:
         self._help_reply = help_reply
         self._callback_url = callback_url
 
-    async def receive(self, form: Mapping[str, str]) -> InboundMessage:
-        """The inbound message as stored; `InboundError` when the form is not one."""
+    async def receive(self, form: Mapping[str, str]) -> Recorded:
+        """The inbound message as stored, and whether this call stored it (not a retry).
+
+        `InboundError` when the form is not an inbound message.
+        """
         parsed = twilio_inbound(form, help_reply=self._help_reply)
         message = dataclasses.replace(parsed, received_at=datetime.now(UTC))
         callback = None
@@ -51,4 +55,4 @@ class InboundIntake:
                 message.channel.value,
                 message.action.value,
             )
-        return recorded.message
+        return recorded

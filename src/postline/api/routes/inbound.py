@@ -106,9 +106,12 @@ async def twilio_inbound(request: Request, parts: ComponentsDep) -> Response:
         callback_url=settings.inbound_callback_url,
     )
     try:
-        stored = await intake.receive(dict(pairs))
+        recorded = await intake.receive(dict(pairs))
     except InboundError as exc:
         raise ApiError(400, f"not an inbound message: {exc}") from exc
+    stored = recorded.message
+    if recorded.new:
+        parts.metrics.inbound.labels(stored.channel.value, stored.action.value).inc()
     return twiml(stored.reply)
 
 
