@@ -17,7 +17,8 @@ messages Postline does not know, so the provider stops retrying; they are
 logged. Replaying a genuine request is harmless: applying is idempotent.
 
 The receipts go to the `ReceiptIntake` the app's lifespan runs
-(`services/receipts.py`).
+(`services/receipts.py`). Twilio's inbound message webhook, under the same
+prefix and checked by the same `verified_twilio_form`, is in `inbound.py`.
 """
 
 from __future__ import annotations
