@@ -89,6 +89,13 @@ def test_dev_runs_everything_stops_cleanly_and_keeps_data(tmp_path: Path) -> Non
                     assert time.monotonic() < deadline, "no callback reached the receiver"
                     time.sleep(0.1)
             assert calls[0]["webhook-signature"].startswith("v1,")
+            # dev points the simulator's inbound webhook at its API (signed with its token).
+            inbound = {"from": "+15559876543", "to": "+15551234567", "body": "Hello"}
+            sim_inbound = f"http://127.0.0.1:{sim_port}/_sim/inbound"
+            played = httpx.post(sim_inbound, json=inbound, timeout=20).json()
+            assert played["status"] == 200, played
+            [listed] = api.get("/api/v1/inbound").json()["items"]
+            assert listed["provider_message_id"] == played["message_sid"]
         # `make test-flow` is this command, run against `make run`.
         flow = subprocess.run(
             [sys.executable, "-m", "postline", "flow", "--url", base],

@@ -15,6 +15,7 @@ from postline.queue.keys import RECONCILE_LOCK
 from postline.queue.streams import RedisQueue
 from postline.store.messages import MessageStore
 from postline.worker.reconciler import Reconciler
+from tests.support.harness import message_reaches as wait_status
 from tests.support.harness import (
     running_worker,
     settings_for,
@@ -36,15 +37,6 @@ async def script(sim: Any, to: str, responses: list[Any]) -> None:
     async with httpx.AsyncClient(base_url=sim.base_url) as control:
         answer = await control.post("/_sim/scripts", json={"to": to, "responses": responses})
         answer.raise_for_status()
-
-
-async def wait_status(api: httpx.AsyncClient, message_id: str, *want: str) -> dict[str, Any]:
-    async def reached() -> dict[str, Any] | None:
-        message: dict[str, Any] = (await api.get(f"/api/v1/messages/{message_id}")).json()
-        return message if message["status"] in want else None
-
-    result: dict[str, Any] = await wait_for(reached, timeout=15, what=f"{message_id} -> {want}")
-    return result
 
 
 async def events(api: httpx.AsyncClient, message_id: str) -> list[dict[str, Any]]:
