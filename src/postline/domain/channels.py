@@ -16,3 +16,12 @@ class Channel(StrEnum):
 class Provider(StrEnum):
     TWILIO = "twilio"
     SENDGRID = "sendgrid"
+
+
+#: The provider of each channel, whichever of its accounts (routes) sends it.
+PROVIDER_OF: dict[Channel, Provider] = {
+    Channel.SMS: Provider.TWILIO,
+    Channel.MMS: Provider.TWILIO,
+    Channel.WHATSAPP: Provider.TWILIO,
+    Channel.EMAIL: Provider.SENDGRID,
+}

@@ -8,7 +8,7 @@ from postline.domain.channels import Channel
 from postline.domain.routes import SENDGRID, TWILIO, TWILIO_BACKUP, route_plan
 from postline.errors import ConfigurationError
 from postline.providers.base import Provider, Route
-from postline.providers.sendgrid import SendGridProvider
+from postline.providers.sendgrid import SendGridProvider, unsubscribe_links
 from postline.providers.twilio import TwilioProvider
 from postline.settings import Settings
 
@@ -37,7 +37,10 @@ def build_routes(settings: Settings, session: aiohttp.ClientSession) -> dict[Cha
             status_callback_base=settings.public_base_url,
         ),
         SENDGRID: SendGridProvider(
-            session=session, base_url=settings.sendgrid_base_url, api_key=settings.sendgrid_api_key
+            session=session,
+            base_url=settings.sendgrid_base_url,
+            api_key=settings.sendgrid_api_key,
+            links=unsubscribe_links(settings),
         ),
     }
     if settings.twilio_backup_account_sid and settings.twilio_backup_auth_token:

@@ -14,6 +14,8 @@ Streams and the delay set are named by SPEC 4; the others are internal.
 | `postline:reconciler`     | string | the reconcile lock (owner, PX)              |
 | `postline:metrics:totals` | zset   | the newest outcome totals reading the API   |
 |                           |        | processes share, score = its snapshot time  |
+| `postline:stats:activity` | string | the dashboard's activity reading (JSON),  |
+|                           |        | shared by the API processes, short TTL      |
 | `postline:route:<r>:circuit` | hash | route r's circuit: state, since, version  |
 |                           |        | (`domain/routes.py`)                        |
 | `postline:route:<r>:w:<t>` | hash  | route r's outcomes (`ok`, `failed`) in the  |
@@ -46,6 +48,7 @@ QUEUED_INDEX = "postline:queued"
 HEARTBEAT_PREFIX = "postline:worker:"
 RECONCILE_LOCK = "postline:reconciler"
 TOTALS_READING = "postline:metrics:totals"
+ACTIVITY_READING = "postline:stats:activity"
 CHAOS_SENTINEL = "chaos:sentinel"
 ROUTE_PREFIX = "postline:route:"
 

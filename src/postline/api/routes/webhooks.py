@@ -3,9 +3,9 @@
 - `POST /twilio/status`: a Twilio status callback, form-encoded, signed with
   `X-Twilio-Signature` (HMAC-SHA1 over the URL Twilio called and the sorted
   form parameters, keyed by the auth token of the account the form's
-  `AccountSid` names: TWILIO_AUTH_TOKEN or TWILIO_BACKUP_AUTH_TOKEN). The URL is PUBLIC_BASE_URL
-  + path (+ query) when set, which is what Twilio sees behind a proxy; else
-  the request's own URL.
+  `AccountSid` names: TWILIO_AUTH_TOKEN or TWILIO_BACKUP_AUTH_TOKEN). The
+  URL is PUBLIC_BASE_URL + path (+ query) when set, which is what Twilio
+  sees behind a proxy; else the request's own URL.
 - `POST /sendgrid/events`: SendGrid's signed Event Webhook, a JSON array,
   verified with SENDGRID_WEBHOOK_PUBLIC_KEY. A batch signed with a timestamp
   more than 10 minutes from now (either way) is `403`: a replay, or a clock
@@ -18,7 +18,8 @@ messages Postline does not know, so the provider stops retrying; they are
 logged. Replaying a genuine request is harmless: applying is idempotent.
 
 The receipts go to the `ReceiptIntake` the app's lifespan runs
-(`services/receipts.py`).
+(`services/receipts.py`). Twilio's inbound message webhook, under the same
+prefix and checked by the same `verified_twilio_form`, is in `inbound.py`.
 """
 
 from __future__ import annotations
@@ -52,6 +53,7 @@ from postline.providers.signatures import (
     twilio_signature_valid,
 )
 from postline.services.receipts import ReceiptIntake
+from postline.settings import Settings
 from postline.store.suppressions import SuppressionStore
 
 log = logging.getLogger("postline.receipts")
@@ -95,6 +97,23 @@ def _account_sid(pairs: list[tuple[str, str]]) -> str | None:
     return next((value for name, value in pairs if name == "AccountSid"), None)
 
 
+async def verified_twilio_form(request: Request, settings: Settings) -> list[tuple[str, str]]:
+    """The form of a Twilio webhook whose `X-Twilio-Signature` holds; else `403`.
+
+    Each Twilio account signs with its own token, and names itself in the
+    form's `AccountSid`: the backup account's webhooks are checked with its
+    token (a forged AccountSid gains nothing: that account's token must match).
+    """
+    raw = await read_limited(request, limit=TWILIO_MAX_BYTES, what="a webhook body")
+    pairs = parse_qsl(raw.decode("utf-8", "replace"), keep_blank_values=True)
+    url = signed_url(request, settings.public_base_url)
+    signature = request.headers.get(TWILIO_SIGNATURE_HEADER)
+    token = settings.twilio_tokens().get(_account_sid(pairs) or "", settings.twilio_auth_token)
+    if not token or not twilio_signature_valid(token, url, pairs, signature):
+        raise ApiError(403, f"missing or invalid {TWILIO_SIGNATURE_HEADER}")
+    return pairs
+
+
 @functools.lru_cache(maxsize=4)
 def _public_key(encoded: str) -> ec.EllipticCurvePublicKey:
     return load_sendgrid_public_key(encoded)
@@ -108,16 +127,7 @@ def _public_key(encoded: str) -> ec.EllipticCurvePublicKey:
     f"`{TWILIO_SIGNATURE_HEADER}`, at most {TWILIO_MAX_BYTES} bytes.",
 )
 async def twilio_status(request: Request, parts: ComponentsDep, intake: IntakeDep) -> Response:
-    raw = await read_limited(request, limit=TWILIO_MAX_BYTES, what="a webhook body")
-    pairs = parse_qsl(raw.decode("utf-8", "replace"), keep_blank_values=True)
-    settings = parts.settings
-    url = signed_url(request, settings.public_base_url)
-    signature = request.headers.get(TWILIO_SIGNATURE_HEADER)
-    # The backup account signs with its own token; its AccountSid says which
-    # (a forged AccountSid gains nothing: that account's token must match).
-    token = settings.twilio_tokens().get(_account_sid(pairs) or "", settings.twilio_auth_token)
-    if not token or not twilio_signature_valid(token, url, pairs, signature):
-        raise ApiError(403, f"missing or invalid {TWILIO_SIGNATURE_HEADER}")
+    pairs = await verified_twilio_form(request, parts.settings)
     receipt = twilio_receipt(dict(pairs))
     await intake.submit("twilio", [receipt] if receipt is not None else [])
     return Response(status_code=200)

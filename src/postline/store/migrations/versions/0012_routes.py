@@ -6,14 +6,14 @@ event ends. Both are NULL for rows written before routes existed and for
 events that end no attempt. Adding nullable columns rewrites nothing.
 
 Revision ID: 0012
-Revises: 0008
+Revises: 0011
 Create Date: 2026-11-30
 """
 
 from alembic import op
 
 revision = "0012"
-down_revision = "0008"
+down_revision = "0011"
 branch_labels = None
 depends_on = None
 
