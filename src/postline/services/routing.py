@@ -59,6 +59,8 @@ log = logging.getLogger("postline.routes")
 
 #: How often a router shares its outcomes and reads the circuits back.
 REFRESH_SECONDS = 0.25
+#: The most a send waits for a probe token before it takes one of its own.
+PROBE_TOKEN_SECONDS = 0.5
 _REDIS_DOWN = (RedisError, OSError, TimeoutError)
 
 
@@ -265,10 +267,12 @@ class Router:
             return False
         if self._health is not None and self.shared:
             try:
-                ttl = 2 * self.policy.probe_seconds
-                took = await self._health.take_probe(
-                    name, version=version, limit=self.policy.probes, ttl=ttl
-                )
+                # Bounded: a send must not spend its provider deadline waiting on Redis.
+                async with asyncio.timeout(PROBE_TOKEN_SECONDS):
+                    took = await self._health.take_probe(
+                        name, version=version, limit=self.policy.probes,
+                        ttl=2 * self.policy.probe_seconds,
+                    )  # fmt: skip
             except _REDIS_DOWN:
                 took = self._take_own_probe(name, version)
         else:
