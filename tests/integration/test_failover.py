@@ -116,6 +116,19 @@ async def test_the_primary_fails_mid_load_and_the_backup_carries_everything_in_o
             return await route_state(api, TWILIO) != "closed"
 
         await wait_for(opened, timeout=5, what="the primary's circuit to open")
+        scrape = (await api.get("/metrics")).text
+        assert 'postline_route_circuit{route="twilio",state="closed"} 0.0' in scrape
+        assert 'postline_route_circuit{route="twilio_backup",state="closed"} 1.0' in scrape
+        via_backup = await pool.fetchval(
+            "SELECT id FROM messages WHERE route = $1 AND attempts > 1 LIMIT 1", TWILIO_BACKUP
+        )
+        shown = (await api.get(f"/api/v1/messages/{via_backup}")).json()
+        assert shown["route"] == TWILIO_BACKUP and shown["provider"] == "twilio"
+        history = (await api.get(f"/api/v1/messages/{via_backup}/events")).json()
+        assert [e["route"] for e in history if e["status"] in ("retrying", "sent")] == [
+            TWILIO,
+            TWILIO_BACKUP,
+        ]
         after = account_calls(sim, since=fault)
         on_primary = sum(1 for c in after if c["account_sid"] == SIM_SID)
         assert accepted_on(after, SIM_SID) == 0
