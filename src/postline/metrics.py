@@ -44,6 +44,9 @@ MESSAGES = "postline_messages"
 OUTCOMES = "postline_cluster_outcomes"
 OLDEST_PENDING = "postline_oldest_pending_age_seconds"
 WORKERS_LIVE = "postline_workers_live"
+ROUTE_CIRCUIT = "postline_route_circuit"
+ROUTE_ERROR_RATIO = "postline_route_error_ratio"
+CIRCUIT_STATES = ("closed", "open", "half_open")
 
 
 class ApiMetrics:
@@ -122,6 +125,7 @@ def scrape_gauges(
     totals: Mapping[tuple[str, str], int] | None = None,
     oldest_pending: float | None = None,
     workers: int | None = None,
+    routes: Mapping[str, tuple[str, float]] | None = None,
 ) -> Collector:
     """The cluster-wide families from one reading; None for a reading that did not answer.
 
@@ -147,7 +151,28 @@ def scrape_gauges(
         pending.add_metric([stream], numbers["pending"])
     for status, count in (statuses or {}).items():
         messages.add_metric([status], count)
-    return _Families([depth, pending, messages, *_cluster(totals, oldest_pending, workers)])
+    families = [depth, pending, messages, *_cluster(totals, oldest_pending, workers)]
+    return _Families([*families, *_routes(routes)])
+
+
+def _routes(routes: Mapping[str, tuple[str, float]] | None) -> Iterator[Metric]:
+    """Each route's circuit (one sample per state, 1 for the current one) and error ratio."""
+    circuit = GaugeMetricFamily(
+        ROUTE_CIRCUIT,
+        "Cluster-wide: each route's circuit; 1 for its state (closed, open, half_open).",
+        labels=["route", "state"],
+    )
+    ratio = GaugeMetricFamily(
+        ROUTE_ERROR_RATIO,
+        "Cluster-wide: each route's share of failed attempts over its window.",
+        labels=["route"],
+    )
+    for route, (state, error_ratio) in sorted((routes or {}).items()):
+        for candidate in CIRCUIT_STATES:
+            circuit.add_metric([route, candidate], float(candidate == state))
+        ratio.add_metric([route], error_ratio)
+    yield circuit
+    yield ratio
 
 
 def _cluster(
@@ -213,6 +238,13 @@ class WorkerMetrics:
             "Provider request latency.",
             ["provider"],
             buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.route_attempts = Counter(
+            "postline_route_attempts",
+            "Provider attempts per route and what they said of its health "
+            "(ok, failed: 5xx/timeout/network, throttled: 429), in this worker process.",
+            ["route", "health"],
             registry=self.registry,
         )
         self.inflight = Gauge(

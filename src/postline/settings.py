@@ -50,6 +50,20 @@ class Settings(BaseSettings):
     twilio_account_sid: str | None = None
     twilio_auth_token: str | None = None
     twilio_base_url: str = DEFAULT_TWILIO_BASE_URL
+    # The backup route of SMS, MMS and WhatsApp: a second Twilio account
+    # (README, "Provider failover"); its base URL defaults to TWILIO_BASE_URL.
+    twilio_backup_account_sid: str | None = None
+    twilio_backup_auth_token: str | None = None
+    twilio_backup_base_url: str | None = None
+    # Route health (domain/routes.py): the error share over a window that
+    # opens a route's circuit, the least attempts it takes, the cool-down
+    # before half-open probes, and the ramp back once it closes.
+    route_window_seconds: float = Field(default=10.0, gt=0, allow_inf_nan=False)
+    route_error_threshold: float = Field(default=0.5, gt=0, le=1)
+    route_min_requests: int = Field(default=20, ge=1)
+    route_open_seconds: float = Field(default=15.0, gt=0, allow_inf_nan=False)
+    route_probes: int = Field(default=3, ge=1, le=100)
+    route_ramp_seconds: float = Field(default=30.0, ge=0, allow_inf_nan=False)
     sendgrid_api_key: str | None = None
     sendgrid_base_url: str = DEFAULT_SENDGRID_BASE_URL
     sendgrid_webhook_public_key: str | None = None
@@ -72,10 +86,10 @@ class Settings(BaseSettings):
 
     db_pool_size: int = Field(default=10, ge=1, le=200)
 
-    @field_validator("twilio_base_url", "sendgrid_base_url")
+    @field_validator("twilio_base_url", "sendgrid_base_url", "twilio_backup_base_url")
     @classmethod
-    def _strip_slash(cls, value: str) -> str:
-        return value.rstrip("/")
+    def _strip_slash(cls, value: str | None) -> str | None:
+        return value.rstrip("/") if value else None
 
     @field_validator("callback_signing_secret")
     @classmethod
@@ -124,6 +138,27 @@ class Settings(BaseSettings):
                 f"{LEASE_HEADROOM_SECONDS:g}: a send still in progress could be taken over"
             )
         return self
+
+    @model_validator(mode="after")
+    def _backup_whole(self) -> Settings:
+        # Half a backup account would fail every send failed over to it.
+        if bool(self.twilio_backup_account_sid) != bool(self.twilio_backup_auth_token):
+            raise ValueError("TWILIO_BACKUP_ACCOUNT_SID and TWILIO_BACKUP_AUTH_TOKEN go together")
+        return self
+
+    @property
+    def twilio_backup(self) -> bool:
+        """True when the backup Twilio account is configured."""
+        return bool(self.twilio_backup_account_sid and self.twilio_backup_auth_token)
+
+    def twilio_tokens(self) -> dict[str, str]:
+        """Each configured Twilio account's auth token, by AccountSid."""
+        tokens = {}
+        if self.twilio_account_sid and self.twilio_auth_token:
+            tokens[self.twilio_account_sid] = self.twilio_auth_token
+        if self.twilio_backup_account_sid and self.twilio_backup_auth_token:
+            tokens[self.twilio_backup_account_sid] = self.twilio_backup_auth_token
+        return tokens
 
     @property
     def api_key_list(self) -> list[str]:

@@ -18,7 +18,8 @@ API_JSON: dict[str, Any] = {
     "attachments": [], "ordering_key": "+15550000001", "send_at": None, "metadata": {"a": 1},
     "callback_url": None, "list_unsubscribe": False, "attempts": 1,
     "error": {"code": "21211", "message": "Invalid To", "details": []},
-    "provider": "twilio", "provider_message_id": None, "next_attempt_at": None,
+    "provider": "twilio", "provider_message_id": None, "route": "twilio",
+    "next_attempt_at": None,
     "created_at": "2026-11-30T15:00:00.123456+00:00",
     "updated_at": "2026-11-30T15:00:01+00:00", "sent_at": None, "delivered_at": None,
 }  # fmt: skip

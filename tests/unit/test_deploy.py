@@ -46,6 +46,7 @@ def _collectors() -> list[Collector]:
         totals={("sms", "sent"): 1},
         oldest_pending=0.0,
         workers=1,
+        routes={"twilio": ("closed", 0.0)},
     )
     return [_with_a_child_each(ApiMetrics()), _with_a_child_each(WorkerMetrics()), gauges]
 
@@ -119,11 +120,13 @@ def test_the_alert_rules_cover_the_failures_that_need_a_person() -> None:
     assert set(alerts) == {
         "PostlineBacklogGrowing", "PostlineNoLiveWorker", "PostlineFailureRatioHigh",
         "PostlineOldestPendingTooOld", "PostlineDeadLettersIncreasing",
+        "PostlineRouteNotClosed",
     }  # fmt: skip
     assert alerts["PostlineBacklogGrowing"]["for"] == "10m"
     assert alerts["PostlineFailureRatioHigh"]["for"] == "10m"
     assert "> 0.05" in alerts["PostlineFailureRatioHigh"]["expr"]
     assert "> 300" in alerts["PostlineOldestPendingTooOld"]["expr"]
+    assert "postline_route_circuit" in alerts["PostlineRouteNotClosed"]["expr"]
     for rule in alerts.values():
         assert rule["labels"]["severity"] in {"critical", "warning", "info"}
         assert rule["annotations"]["summary"]

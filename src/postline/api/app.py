@@ -32,13 +32,14 @@ from postline.api.routes import (
     webhooks,
 )
 from postline.metrics import ApiMetrics, WorkerMetrics
-from postline.providers.registry import build_providers, http_session
+from postline.providers.registry import http_session
 from postline.queue.streams import RedisQueue, connect
 from postline.runtime import settle_garbage_collector
 from postline.services.accepting import Acceptor, InlineSender
 from postline.services.attempts import retry_policy
 from postline.services.completion import Completer
 from postline.services.receipts import ReceiptIntake
+from postline.services.routing import build_router
 from postline.settings import Settings
 from postline.store.messages import MessageStore
 from postline.store.pool import create_pool
@@ -128,13 +129,14 @@ def create_app(settings: Settings) -> FastAPI:
                 closing.push_async_callback(session.close)
                 parts.inline = InlineSender(
                     store=store,
-                    providers=build_providers(settings, session),
+                    routes=build_router(settings, session=session, redis=redis),
                     policy=retry_policy(settings),
                     completer=Completer(store=store, queue=queue, metrics=WorkerMetrics()),
                     queue=queue,
                     visibility_timeout=settings.visibility_timeout_seconds,
                     provider_timeout=settings.provider_timeout_seconds,
                 )
+                closing.push_async_callback(parts.inline.routes.close)
             app.state.components = parts
             await _warm(pool, settings.db_pool_size)
             acceptor.start()

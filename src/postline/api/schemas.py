@@ -308,6 +308,10 @@ class MessagePublic(BaseModel):
     provider_message_id: str | None = Field(
         description="The provider's id (Twilio `SM...`, SendGrid `X-Message-Id`), once sent."
     )
+    route: str | None = Field(
+        description="The route (provider account) of the latest attempt: `twilio`, "
+        "`twilio_backup` or `sendgrid`; of a sent message, the one that sent it."
+    )
     next_attempt_at: str | None = Field(
         description=f"`retrying`: when its next attempt is due, {RFC3339}; else null."
     )
@@ -328,6 +332,10 @@ class EventPublic(BaseModel):
     error: MessageError | None = Field(description="The error of that attempt, if any.")
     detail: str | None = Field(
         description="Why, in words: `retry in 0.40s`, `receipt from twilio: delivered`, ..."
+    )
+    route: str | None = Field(
+        description="The route of the attempt this entry ends (`sent`, `retrying`, "
+        "`failed` after a provider call), else null."
     )
 
 

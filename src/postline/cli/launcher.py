@@ -48,7 +48,13 @@ from postline.cli.devenv import (
 from postline.cli.ports import any_free, is_free, require_free
 from postline.runtime import spawn, wait_http
 from postline.settings import Settings
-from postline.simulator.config import SIM_ACCOUNT_SID, SIM_AUTH_TOKEN, SIM_SENDGRID_KEY
+from postline.simulator.config import (
+    SIM_ACCOUNT_SID,
+    SIM_AUTH_TOKEN,
+    SIM_BACKUP_ACCOUNT_SID,
+    SIM_BACKUP_AUTH_TOKEN,
+    SIM_SENDGRID_KEY,
+)
 from postline.store.migrate import upgrade
 
 
@@ -175,6 +181,8 @@ class _Launcher:
         provider_env = {
             "TWILIO_ACCOUNT_SID": SIM_ACCOUNT_SID,
             "TWILIO_AUTH_TOKEN": SIM_AUTH_TOKEN,
+            "TWILIO_BACKUP_ACCOUNT_SID": SIM_BACKUP_ACCOUNT_SID,
+            "TWILIO_BACKUP_AUTH_TOKEN": SIM_BACKUP_AUTH_TOKEN,
             "TWILIO_BASE_URL": sim_url,
             "SENDGRID_API_KEY": SIM_SENDGRID_KEY,
             "SENDGRID_BASE_URL": sim_url,

@@ -50,6 +50,7 @@ SHOWN_FIELDS = (
     "attempts",
     "provider",
     "provider_message_id",
+    "route",
     "send_at",
     "next_attempt_at",
     "created_at",

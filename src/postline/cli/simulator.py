@@ -65,6 +65,7 @@ def simulator(
         retry_after_seconds=retry_after,
         twilio_account_sid=settings.twilio_account_sid,
         twilio_auth_token=settings.twilio_auth_token,
+        twilio_accounts=settings.twilio_tokens(),
         sendgrid_api_key=settings.sendgrid_api_key,
         callbacks_enabled=callbacks,
         callback_delay_ms=callback_delay_ms,

@@ -73,7 +73,7 @@ def _age(stamp: str, now: datetime) -> str:
 
 
 def print_status(stats: Stats, console: Console, *, now: datetime | None = None) -> None:
-    """The terminal view: queues, messages per status, workers, throughput."""
+    """The terminal view: queues, messages per status, workers, throughput, routes."""
     from rich.table import Table
 
     moment = now or datetime.now(UTC)
@@ -99,6 +99,12 @@ def print_status(stats: Stats, console: Console, *, now: datetime | None = None)
         capacity = f"/{worker.concurrency}" if worker.concurrency is not None else ""
         workers.add_row(worker.name, beat, f"{worker.inflight}{capacity}")
 
+    routes = Table(title="Routes", title_justify="left")
+    for column in ("route", "circuit", "attempts", "failed"):
+        routes.add_column(column, justify="left" if column in ("route", "circuit") else "right")
+    for name, route in stats.routes.items():
+        routes.add_row(name, route.state, str(route.attempts), str(route.failed))
+
     console.print(queues)
     console.print(messages)
     if stats.counts.estimated:
@@ -112,3 +118,5 @@ def print_status(stats: Stats, console: Console, *, now: datetime | None = None)
         f"Throughput (last {rates.window}s): {rates.sent_per_second}/s sent, "
         f"{rates.failed_per_second}/s failed"
     )
+    if stats.routes:
+        console.print(routes)

@@ -66,6 +66,7 @@ class Message:
     error: Problem | None = None
     provider: str | None = None
     provider_message_id: str | None = None
+    route: str | None = None
     next_attempt_at: datetime | None = None
     created_at: datetime
     updated_at: datetime
@@ -94,6 +95,7 @@ class Message:
             error=Problem.from_json(data.get("error")),
             provider=data.get("provider"),
             provider_message_id=data.get("provider_message_id"),
+            route=data.get("route"),
             next_attempt_at=_when(data.get("next_attempt_at")),
             created_at=_required_when(data["created_at"]),
             updated_at=_required_when(data["updated_at"]),
@@ -111,6 +113,7 @@ class Event:
     attempt: int
     error: Problem | None = None
     detail: str | None = None
+    route: str | None = None
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> Event:
@@ -120,6 +123,7 @@ class Event:
             attempt=int(data["attempt"]),
             error=Problem.from_json(data.get("error")),
             detail=data.get("detail"),
+            route=data.get("route"),
         )
 
 

@@ -1,4 +1,5 @@
-"""Channels and the providers that carry them (their queues: `postline.queue.keys`)."""
+"""Channels and the providers that carry them (their queues: `postline.queue.keys`;
+which provider accounts carry each channel: `postline.domain.routes`)."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ class Provider(StrEnum):
     SENDGRID = "sendgrid"
 
 
+#: The provider of each channel, whichever of its accounts (routes) sends it.
 PROVIDER_OF: dict[Channel, Provider] = {
     Channel.SMS: Provider.TWILIO,
     Channel.MMS: Provider.TWILIO,

@@ -46,6 +46,8 @@ class Message:
     error_message: str | None = None
     provider: str | None = None
     provider_message_id: str | None = None
+    #: the route of the latest attempt (of a sent message: the one that sent it)
+    route: str | None = None
     next_attempt_at: datetime | None = None
     created_at: datetime
     updated_at: datetime
@@ -79,6 +81,7 @@ class Event:
     error_code: str | None = None
     error_message: str | None = None
     detail: str | None = None
+    route: str | None = None  # the route of the attempt that ended here
 
 
 class Change(StrEnum):
@@ -123,6 +126,7 @@ def public_view(message: Message) -> dict[str, Any]:
         "error": _error(m.error_code, m.error_message),
         "provider": m.provider,
         "provider_message_id": m.provider_message_id,
+        "route": m.route,
         "next_attempt_at": rfc3339(m.next_attempt_at),
         "created_at": rfc3339(m.created_at),
         "updated_at": rfc3339(m.updated_at),
@@ -139,4 +143,5 @@ def public_event(event: Event) -> dict[str, Any]:
         "attempt": event.attempt,
         "error": _error(event.error_code, event.error_message),
         "detail": event.detail,
+        "route": event.route,
     }

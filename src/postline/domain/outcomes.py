@@ -21,6 +21,8 @@ class Outcome:
     status: Status  # sent | retrying | failed
     provider: str | None = None
     provider_message_id: str | None = None
+    #: the route (provider account) the attempt went through, `domain/routes.py`
+    route: str | None = None
     error_code: str | None = None
     error_message: str | None = None
     next_attempt_at: datetime | None = None

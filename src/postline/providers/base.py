@@ -85,3 +85,11 @@ def transport_error(provider: str, exc: BaseException) -> TransientProviderError
 
 
 TRANSPORT_ERRORS = (aiohttp.ClientError, asyncio.TimeoutError, OSError)
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    """One way to send a channel: a named provider account (`domain/routes.py`)."""
+
+    name: str
+    provider: Provider

@@ -1,13 +1,13 @@
-"""Builds the provider for each channel from the settings."""
+"""Builds each channel's routes (provider accounts, `domain/routes.py`) from the settings."""
 
 from __future__ import annotations
 
 import aiohttp
 
-from postline.domain.channels import PROVIDER_OF, Channel
-from postline.domain.channels import Provider as ProviderName
+from postline.domain.channels import Channel
+from postline.domain.routes import SENDGRID, TWILIO, TWILIO_BACKUP, route_plan
 from postline.errors import ConfigurationError
-from postline.providers.base import Provider
+from postline.providers.base import Provider, Route
 from postline.providers.sendgrid import SendGridProvider, unsubscribe_links
 from postline.providers.twilio import TwilioProvider
 from postline.settings import Settings
@@ -22,26 +22,36 @@ def http_session(settings: Settings, *, connections: int) -> aiohttp.ClientSessi
     return aiohttp.ClientSession(connector=connector, timeout=timeout, raise_for_status=False)
 
 
-def build_providers(settings: Settings, session: aiohttp.ClientSession) -> dict[Channel, Provider]:
+def build_routes(settings: Settings, session: aiohttp.ClientSession) -> dict[Channel, list[Route]]:
+    """Each channel's routes, most preferred first (the backup Twilio account when set)."""
     if not (settings.twilio_account_sid and settings.twilio_auth_token):
         raise ConfigurationError("TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN are required")
     if not settings.sendgrid_api_key:
         raise ConfigurationError("SENDGRID_API_KEY is required")
-    twilio = TwilioProvider(
-        session=session,
-        base_url=settings.twilio_base_url,
-        account_sid=settings.twilio_account_sid,
-        auth_token=settings.twilio_auth_token,
-        status_callback_base=settings.public_base_url,
-    )
-    sendgrid = SendGridProvider(
-        session=session,
-        base_url=settings.sendgrid_base_url,
-        api_key=settings.sendgrid_api_key,
-        links=unsubscribe_links(settings),
-    )
-    by_name: dict[ProviderName, Provider] = {
-        ProviderName.TWILIO: twilio,
-        ProviderName.SENDGRID: sendgrid,
+    providers: dict[str, Provider] = {
+        TWILIO: TwilioProvider(
+            session=session,
+            base_url=settings.twilio_base_url,
+            account_sid=settings.twilio_account_sid,
+            auth_token=settings.twilio_auth_token,
+            status_callback_base=settings.public_base_url,
+        ),
+        SENDGRID: SendGridProvider(
+            session=session,
+            base_url=settings.sendgrid_base_url,
+            api_key=settings.sendgrid_api_key,
+            links=unsubscribe_links(settings),
+        ),
     }
-    return {channel: by_name[name] for channel, name in PROVIDER_OF.items()}
+    if settings.twilio_backup_account_sid and settings.twilio_backup_auth_token:
+        providers[TWILIO_BACKUP] = TwilioProvider(
+            session=session,
+            base_url=settings.twilio_backup_base_url or settings.twilio_base_url,
+            account_sid=settings.twilio_backup_account_sid,
+            auth_token=settings.twilio_backup_auth_token,
+            status_callback_base=settings.public_base_url,
+        )
+    plan = route_plan(twilio_backup=settings.twilio_backup)
+    return {
+        channel: [Route(name, providers[name]) for name in names] for channel, names in plan.items()
+    }

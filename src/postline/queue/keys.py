@@ -16,6 +16,12 @@ Streams and the delay set are named by SPEC 4; the others are internal.
 |                           |        | processes share, score = its snapshot time  |
 | `postline:stats:activity` | string | the dashboard's activity reading (JSON),  |
 |                           |        | shared by the API processes, short TTL      |
+| `postline:route:<r>:circuit` | hash | route r's circuit: state, since, version  |
+|                           |        | (`domain/routes.py`)                        |
+| `postline:route:<r>:w:<t>` | hash  | route r's outcomes (`ok`, `failed`) in the  |
+|                           |        | window bucket starting at unix second t     |
+| `postline:route:<r>:probe:<v>` | hash | half-open spell v: probe tokens taken  |
+|                           |        | (`taken`) and their results (`ok`, `failed`) |
 | `chaos:sentinel`          | string | written by the chaos campaign's read-only   |
 |                           |        | fault to see whether the data survived      |
 
@@ -44,6 +50,7 @@ RECONCILE_LOCK = "postline:reconciler"
 TOTALS_READING = "postline:metrics:totals"
 ACTIVITY_READING = "postline:stats:activity"
 CHAOS_SENTINEL = "chaos:sentinel"
+ROUTE_PREFIX = "postline:route:"
 
 
 def stream_of(channel: Channel) -> str:
@@ -55,3 +62,15 @@ CHANNEL_STREAMS: tuple[str, ...] = tuple(stream_of(c) for c in Channel)
 
 def heartbeat(worker: str) -> str:
     return HEARTBEAT_PREFIX + worker
+
+
+def route_circuit(route: str) -> str:
+    return f"{ROUTE_PREFIX}{route}:circuit"
+
+
+def route_bucket(route: str, start: int) -> str:
+    return f"{ROUTE_PREFIX}{route}:w:{start}"
+
+
+def route_probes(route: str, version: int) -> str:
+    return f"{ROUTE_PREFIX}{route}:probe:{version}"

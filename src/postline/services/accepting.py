@@ -13,7 +13,7 @@ import logging
 import os
 import socket
 import uuid
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 import asyncpg
@@ -21,17 +21,16 @@ from redis.exceptions import RedisError
 
 from postline import tracing
 from postline.batching import GroupCommit
-from postline.domain.channels import Channel
 from postline.domain.message import Message
 from postline.domain.outcomes import RetryPolicy
 from postline.domain.statuses import Status
 from postline.errors import ContentRefused, DatabaseUnavailable
 from postline.logs import message_log, message_log_enabled
-from postline.providers.base import Provider
 from postline.queue.streams import Enqueue
 from postline.services.attempts import attempt
 from postline.services.completion import Completer, Done
 from postline.services.ports import Acceptance, Hints
+from postline.services.routing import Router
 from postline.store.availability import DB_UNAVAILABLE, refused_values, unavailable
 
 log = logging.getLogger("postline.api")
@@ -200,7 +199,7 @@ class InlineSender:
         self,
         *,
         store: Acceptance,
-        providers: Mapping[Channel, Provider],
+        routes: Router,
         policy: RetryPolicy,
         completer: Completer,
         queue: Hints,
@@ -211,7 +210,7 @@ class InlineSender:
         self._queue = queue
         self._deadline = provider_timeout
         self._holder = f"api-{socket.gethostname()}-{os.getpid()}"
-        self._providers = providers
+        self.routes = routes
         self._policy = policy
         self._completer = completer
         self._visibility = visibility_timeout
@@ -226,7 +225,7 @@ class InlineSender:
         if claimed:
             outcome, _ = await attempt(
                 claimed[0].message,
-                providers=self._providers,
+                routes=self.routes,
                 policy=self._policy,
                 deadline=self._deadline,
                 suppressed_by=claimed[0].suppressed_by,

@@ -4,15 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Mapping
 
-from postline.domain.channels import Channel
 from postline.domain.message import Message
 from postline.domain.outcomes import Outcome, RetryPolicy, judge_failure
+from postline.domain.routes import health_of
 from postline.domain.statuses import Status
 from postline.domain.suppression import SUPPRESSED_CODE, suppressed_message
 from postline.errors import ProviderError, TransientProviderError
-from postline.providers.base import Provider
+from postline.services.routing import Router
 from postline.settings import Settings
 
 
@@ -28,7 +27,7 @@ def retry_policy(settings: Settings) -> RetryPolicy:
 async def attempt(
     message: Message,
     *,
-    providers: Mapping[Channel, Provider],
+    routes: Router,
     policy: RetryPolicy,
     deadline: float,
     suppressed_by: str | None = None,
@@ -39,11 +38,13 @@ async def attempt(
     seconds, whatever the HTTP client's own timeouts do; a call cut by it
     is a transient failure (the provider may have accepted: at-least-once).
     A message whose claim found its recipient suppressed (`suppressed_by`,
-    the reason) fails at once, without a provider call.
+    the reason) fails at once, without a provider call. The attempt goes
+    through the one route `routes` picks, and reports back how it went.
     """
     if suppressed_by is not None:
         return suppressed(message, suppressed_by), 0.0
-    provider = providers[message.type]
+    taken = await routes.pick(message)
+    provider, route = taken.route.provider, taken.route.name
     started = time.perf_counter()
     try:
         async with asyncio.timeout(deadline):
@@ -52,17 +53,22 @@ async def attempt(
         error: ProviderError = TransientProviderError(
             provider=provider.name, code="timeout", message=f"no answer within {deadline:g}s"
         )
-        return _failed(message, provider.name, error, policy), time.perf_counter() - started
-    except ProviderError as error:
-        return _failed(message, provider.name, error, policy), time.perf_counter() - started
-    sent = Outcome(
-        id=message.id,
-        attempt=message.attempts,
-        status=Status.SENT,
-        provider=result.provider,
-        provider_message_id=result.provider_message_id,
-    )
-    return sent, time.perf_counter() - started
+    except ProviderError as exc:
+        error = exc
+    else:
+        routes.report(taken, health_of(None))
+        sent = Outcome(
+            id=message.id,
+            attempt=message.attempts,
+            status=Status.SENT,
+            provider=result.provider,
+            provider_message_id=result.provider_message_id,
+            route=route,
+        )
+        return sent, time.perf_counter() - started
+    routes.report(taken, health_of(error))
+    failed = _failed(message, provider.name, route, error, policy)
+    return failed, time.perf_counter() - started
 
 
 def suppressed(message: Message, reason: str) -> Outcome:
@@ -77,7 +83,9 @@ def suppressed(message: Message, reason: str) -> Outcome:
     )
 
 
-def _failed(message: Message, provider: str, error: ProviderError, policy: RetryPolicy) -> Outcome:
+def _failed(
+    message: Message, provider: str, route: str, error: ProviderError, policy: RetryPolicy
+) -> Outcome:
     verdict = judge_failure(
         error,
         attempt=message.attempts,
@@ -89,6 +97,7 @@ def _failed(message: Message, provider: str, error: ProviderError, policy: Retry
         attempt=message.attempts,
         status=verdict.status,
         provider=provider,
+        route=route,
         error_code=error.code,
         error_message=error.message,
         next_attempt_at=verdict.next_attempt_at,

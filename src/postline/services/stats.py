@@ -5,22 +5,35 @@ and `postline worker --check` all read them here:
 
 - queues: `RedisQueue.depths()` (backlog and pending per stream);
 - messages per status and throughput: `postline.store.stats`;
-- live workers: `postline.queue.workers` (heartbeat keys).
+- live workers: `postline.queue.workers` (heartbeat keys);
+- route health: `postline.queue.routes` (each route's circuit and window).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Awaitable
+import time
+from collections.abc import AsyncIterator, Awaitable, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 import asyncpg
 from redis.exceptions import RedisError
 
+from postline.domain.message import rfc3339
+from postline.domain.routes import (
+    CircuitPolicy,
+    route_names,
+    route_plan,
+    window_buckets,
+    window_tally,
+)
+from postline.queue.routes import RouteHealthStore
 from postline.queue.streams import RedisQueue, connect
 from postline.queue.workers import WorkerBeat, live_workers
+from postline.services.routing import circuit_policy
 from postline.settings import Settings
 from postline.store import stats as store_stats
 from postline.store.pool import create_pool
@@ -47,6 +60,54 @@ class DependencyUnavailable(Exception):
 
 
 @dataclass(frozen=True, slots=True)
+class RouteStatus:
+    """One route's circuit and its window, as every process reads them."""
+
+    state: str
+    since: float
+    attempts: int
+    failed: int
+
+    def public(self) -> dict[str, Any]:
+        since = datetime.fromtimestamp(self.since, UTC) if self.since else None
+        return {
+            "state": self.state,
+            "since": rfc3339(since),
+            "attempts": self.attempts,
+            "failed": self.failed,
+            "error_rate": round(self.failed / self.attempts, 4) if self.attempts else 0.0,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class RouteView:
+    """Which routes exist and the rules of their circuits (from the settings)."""
+
+    names: Sequence[str]
+    policy: CircuitPolicy
+
+    @classmethod
+    def of(cls, settings: Settings) -> RouteView:
+        names = route_names(route_plan(twilio_backup=settings.twilio_backup))
+        return cls(names, circuit_policy(settings))
+
+
+async def read_routes(queue: RedisQueue, view: RouteView) -> dict[str, RouteStatus]:
+    """Each route's circuit and the outcomes its window counts now."""
+    now = time.time()
+    readings = await RouteHealthStore(queue.client).read(
+        view.names, window_buckets(now, view.policy)
+    )
+    statuses = {}
+    for name, reading in readings.items():
+        window = window_tally(reading.buckets, circuit=reading.circuit, now=now, policy=view.policy)
+        statuses[name] = RouteStatus(
+            reading.circuit.state.value, reading.circuit.since, window.total, window.failed
+        )
+    return statuses
+
+
+@dataclass(frozen=True, slots=True)
 class Stats:
     """One reading of every operations number."""
 
@@ -54,6 +115,7 @@ class Stats:
     counts: store_stats.StatusCounts
     workers: list[WorkerBeat]
     throughput: store_stats.Throughput
+    routes: dict[str, RouteStatus]
 
     def public(self) -> dict[str, Any]:
         """The `/api/v1/stats` body (SPEC 3.1)."""
@@ -65,12 +127,16 @@ class Stats:
                 "sent_per_second": self.throughput.sent_per_second,
                 "failed_per_second": self.throughput.failed_per_second,
             },
+            "routes": {name: status.public() for name, status in self.routes.items()},
         }
 
 
-async def _redis_part(queue: RedisQueue) -> tuple[dict[str, dict[str, int]], list[WorkerBeat]]:
+async def _redis_part(
+    queue: RedisQueue, routes: RouteView | None
+) -> tuple[dict[str, dict[str, int]], list[WorkerBeat], dict[str, RouteStatus]]:
     depths, workers = await asyncio.gather(queue.depths(), queue.live_workers())
-    return depths, workers
+    health = await read_routes(queue, routes) if routes is not None else {}
+    return depths, workers, health
 
 
 async def _database_part(
@@ -85,14 +151,20 @@ async def _bounded(part: Awaitable[T], max_wait: float) -> T:
     return await asyncio.wait_for(part, max_wait)
 
 
-async def collect_stats(*, pool: asyncpg.Pool, queue: RedisQueue, max_wait: float = 5.0) -> Stats:
+async def collect_stats(
+    *,
+    pool: asyncpg.Pool,
+    queue: RedisQueue,
+    max_wait: float = 5.0,
+    routes: RouteView | None = None,
+) -> Stats:
     """Reads Redis and PostgreSQL at once; raises DependencyUnavailable naming what is down.
 
     Each side gets `max_wait` seconds on its own, so a hung server is named
     as down instead of the whole reading just timing out.
     """
     redis_result, db_result = await asyncio.gather(
-        _bounded(_redis_part(queue), max_wait),
+        _bounded(_redis_part(queue, routes), max_wait),
         _bounded(_database_part(pool), max_wait),
         return_exceptions=True,
     )
@@ -109,8 +181,8 @@ async def collect_stats(*, pool: asyncpg.Pool, queue: RedisQueue, max_wait: floa
         raise DependencyUnavailable(down)
     assert not isinstance(redis_result, BaseException)
     assert not isinstance(db_result, BaseException)
-    (queues, workers), (counts, rates) = redis_result, db_result
-    return Stats(queues=queues, counts=counts, workers=workers, throughput=rates)
+    (queues, workers, health), (counts, rates) = redis_result, db_result
+    return Stats(queues=queues, counts=counts, workers=workers, throughput=rates, routes=health)
 
 
 @contextlib.asynccontextmanager
@@ -130,7 +202,8 @@ async def _connections(settings: Settings) -> AsyncIterator[tuple[asyncpg.Pool, 
 async def fetch_stats(settings: Settings, *, max_wait: float = 5.0) -> Stats:
     """One reading, over connections opened for it (the `postline status` command)."""
     async with _connections(settings) as (pool, queue):
-        return await collect_stats(pool=pool, queue=queue, max_wait=max_wait)
+        view = RouteView.of(settings)
+        return await collect_stats(pool=pool, queue=queue, max_wait=max_wait, routes=view)
 
 
 async def fetch_workers(settings: Settings, *, max_wait: float = 5.0) -> list[WorkerBeat]:

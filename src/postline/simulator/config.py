@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -28,6 +28,9 @@ RECEIPT_OUTCOMES = ("delivered", "undelivered", "failed")
 SIM_ACCOUNT_SID = "AC" + "0" * 32
 SIM_AUTH_TOKEN = "simulator-auth-token"  # noqa: S105 - the simulator's own fake credential
 SIM_SENDGRID_KEY = "SG.simulator-key"
+#: The backup Twilio account `postline dev` gives both sides (README, Provider failover).
+SIM_BACKUP_ACCOUNT_SID = "AC" + "b" * 32
+SIM_BACKUP_AUTH_TOKEN = "simulator-backup-auth-token"  # noqa: S105 - a fake credential too
 
 
 class ConfigError(ValueError):
@@ -48,6 +51,14 @@ class SimulatorConfig:
     # When set, Twilio basic auth must match (username = AccountSid).
     twilio_account_sid: str | None = None
     twilio_auth_token: str | None = None
+    # More Twilio accounts, AccountSid -> auth token, accepted besides the one
+    # above (a backup account); each signs its own status callbacks.
+    twilio_accounts: dict[str, str] = field(default_factory=dict)
+    # Faults of one Twilio account only, AccountSid -> {"status": 503} (every
+    # request to it answered so, after auth) or {"hang_ms": 5000} (held that
+    # long first; a client that gives up meanwhile gets nothing, nothing is
+    # sent). Recipients' scripts are not consumed by a faulted account.
+    account_faults: dict[str, dict[str, float]] = field(default_factory=dict)
     # When set, the SendGrid `Authorization: Bearer` key must match.
     sendgrid_api_key: str | None = None
     # Size of the inspection ring buffer (oldest requests fall off).
@@ -122,6 +133,36 @@ def _validate(config: SimulatorConfig) -> None:
         if value is not None and (not isinstance(value, str) or not value):
             raise ConfigError(f"{name} must be a non-empty string or null, got {value!r}")
     _validate_receipts(config)
+    _validate_accounts(config)
+
+
+def _validate_accounts(config: SimulatorConfig) -> None:
+    accounts = config.twilio_accounts
+    if not isinstance(accounts, dict) or not all(
+        isinstance(k, str) and k and isinstance(v, str) and v for k, v in accounts.items()
+    ):
+        raise ConfigError("twilio_accounts must map AccountSids to non-empty auth tokens")
+    faults = config.account_faults
+    if not isinstance(faults, dict):
+        raise ConfigError("account_faults must map AccountSids to faults")
+    for sid, fault in faults.items():
+        _validate_account_fault(sid, fault)
+
+
+def _validate_account_fault(sid: str, fault: object) -> None:
+    shape = f"account_faults[{sid!r}] must be {{'status': N}} or {{'hang_ms': N}}"
+    if not isinstance(fault, dict) or len(fault) != 1:
+        raise ConfigError(shape)
+    if "status" in fault:
+        status = fault["status"]
+        if not (_is_int(status) and 400 <= status <= 599):
+            raise ConfigError(f"account_faults[{sid!r}].status must be 400 to 599, got {status!r}")
+    elif "hang_ms" in fault:
+        hang = fault["hang_ms"]
+        if not (_is_number(hang) and math.isfinite(hang) and hang >= 0):
+            raise ConfigError(f"account_faults[{sid!r}].hang_ms must be >= 0, got {hang!r}")
+    else:
+        raise ConfigError(shape)
 
 
 def _validate_receipts(config: SimulatorConfig) -> None:
@@ -173,6 +214,11 @@ def load_private_key(pem: object) -> ec.EllipticCurvePrivateKey:
 def config_to_dict(config: SimulatorConfig) -> dict[str, Any]:
     """The knobs as a JSON-ready dict (what `GET /_sim/config` answers)."""
     return dataclasses.asdict(config)
+
+
+def twilio_token(config: SimulatorConfig, account_sid: str) -> str | None:
+    """The auth token of a configured Twilio account (the main one's for any other sid)."""
+    return config.twilio_accounts.get(account_sid, config.twilio_auth_token)
 
 
 def apply_config_patch(config: SimulatorConfig, patch: object) -> list[str]:

@@ -6,7 +6,8 @@ After an accepted send, and `callback_delay_ms` later:
   (`sent` then `delivered`, `sent` then `undelivered`, or just `failed`,
   the last two with `ErrorCode`) with `MessageSid`, `MessageStatus`, `To`,
   `From`, `AccountSid`, `ApiVersion`, signed `X-Twilio-Signature` with the
-  simulator's `twilio_auth_token` over the callback URL. Without a token
+  auth token of the sending account (`twilio_auth_token`, or that of a
+  `twilio_accounts` entry) over the callback URL. Without a token
   there is nothing to sign with, so nothing is sent.
 - SendGrid: when `sendgrid_event_webhook_url` is set, one signed Event
   Webhook POST: `[processed, delivered]`, `[processed, bounce]` for
@@ -46,7 +47,7 @@ from postline.providers.signatures import (
     twilio_signature,
 )
 from postline.simulator.clock import rfc3339
-from postline.simulator.config import load_private_key
+from postline.simulator.config import load_private_key, twilio_token
 from postline.simulator.state import SimulatorState
 
 logger = logging.getLogger(__name__)
@@ -113,7 +114,7 @@ class ReceiptSender:
         outcome: str | None,
     ) -> None:
         config = self._state.config
-        token = config.twilio_auth_token
+        token = twilio_token(config, account_sid)
         if not config.callbacks_enabled or not callback_url:
             return
         if token is None:

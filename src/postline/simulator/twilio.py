@@ -36,6 +36,7 @@ from postline.simulator.clock import rfc2822_now
 from postline.simulator.config import SimulatorConfig
 from postline.simulator.endpoint import Call, ProviderEndpoint
 from postline.simulator.scripts import ScriptItem
+from postline.simulator.state import Plan
 
 MESSAGES_PATH = "/2010-04-01/Accounts/{AccountSid}/Messages.json"
 API_VERSION = "2010-04-01"
@@ -96,6 +97,11 @@ def error_for(fault: ScriptItem) -> TwilioError:
         fault.code if fault.code is not None else default_code,
         fault.message if fault.message is not None else default_message,
     )
+
+
+def _account_down(fault: dict[str, float]) -> Plan:
+    """Every request of a faulted account answered with its status (`account_faults`)."""
+    return Plan(0.0, ScriptItem(int(fault["status"])))
 
 
 def _channel(address: str) -> str:
@@ -231,10 +237,15 @@ def message_resource(
 
 
 def auth_ok(config: SimulatorConfig, header: str | None, path_account_sid: str) -> bool:
-    """Basic auth check; everything passes when no Twilio credentials are configured."""
+    """Basic auth check; everything passes when no Twilio credentials are configured.
+
+    An account of `twilio_accounts` is checked against its own token.
+    """
     expected_sid = config.twilio_account_sid
     expected_token = config.twilio_auth_token
-    if expected_sid is None and expected_token is None:
+    if path_account_sid in config.twilio_accounts:
+        expected_sid, expected_token = path_account_sid, config.twilio_accounts[path_account_sid]
+    elif expected_sid is None and expected_token is None:
         return True
     if header is None or not header.startswith("Basic "):
         return False
@@ -338,8 +349,14 @@ class TwilioEndpoint(ProviderEndpoint):
                 headers={"WWW-Authenticate": 'Basic realm="Twilio API"'},
             )
 
-        plan = state.plan(to)
-        call.fields["hung"] = bool(plan.hang)
+        account_fault = state.config.account_faults.get(account_sid)
+        if account_fault is not None:
+            hang = account_fault.get("hang_ms")
+            call.fields["hung"] = hang is not None
+            plan = Plan(hang / 1000.0, None) if hang is not None else _account_down(account_fault)
+        else:
+            plan = state.plan(to)
+            call.fields["hung"] = bool(plan.hang)
         if plan.delay:
             await asyncio.sleep(plan.delay)
         if plan.fault is not None:

@@ -126,13 +126,14 @@ SELECT {MESSAGE_COLUMNS}, previous, suppressed_by FROM c
 _COMPLETE = f"""
 WITH d AS (
     SELECT * FROM unnest($1::uuid[], $2::int[], $3::text[], $4::text[], $5::text[],
-                         $6::text[], $7::text[], $8::timestamptz[], $9::text[])
-         AS d(id, attempt, status, provider, pmid, code, msg, next_at, detail)
+                         $6::text[], $7::text[], $8::text[], $9::timestamptz[], $10::text[])
+         AS d(id, attempt, status, provider, pmid, route, code, msg, next_at, detail)
 ), upd AS (
     UPDATE messages m
     SET status = d.status,
         provider = coalesce(d.provider, m.provider),
         provider_message_id = coalesce(d.pmid, m.provider_message_id),
+        route = coalesce(d.route, m.route),
         error_code = d.code, error_message = d.msg,
         next_attempt_at = d.next_at,
         sent_at = CASE WHEN d.status = 'sent' THEN now() ELSE m.sent_at END,
@@ -140,16 +141,17 @@ WITH d AS (
     FROM d
     WHERE m.id = d.id AND m.status = 'sending' AND m.attempts = d.attempt
     RETURNING m.id, m.status, m.attempts, m.error_code, m.error_message, d.detail,
-              m.type, m.to_addr, m.from_addr, m.provider
+              m.type, m.to_addr, m.from_addr, m.provider, d.route
 ), ev AS (
-    INSERT INTO message_events (message_id, status, attempt, error_code, error_message, detail)
-    SELECT id, status, attempts, error_code, error_message, detail FROM upd
+    INSERT INTO message_events
+        (message_id, status, attempt, error_code, error_message, detail, route)
+    SELECT id, status, attempts, error_code, error_message, detail, route FROM upd
 ), opt_out AS (
     -- the provider says the recipient opted out of this sender: suppress the pair
     INSERT INTO suppressions (channel, recipient, sender, reason, source)
     SELECT {CHANNEL_OF.format(m="upd")}, message_recipient(upd.type, upd.to_addr),
            message_recipient(upd.type, upd.from_addr), '{Reason.OPT_OUT}', '{Source.TWILIO}'
-    FROM upd WHERE upd.provider = '{Provider.TWILIO}' AND upd.error_code = ANY($10::text[])
+    FROM upd WHERE upd.provider = '{Provider.TWILIO}' AND upd.error_code = ANY($11::text[])
     ON CONFLICT (channel, recipient, sender) DO UPDATE
         SET expires_at = NULL, reason = EXCLUDED.reason, source = EXCLUDED.source,
             created_at = now()
@@ -197,7 +199,7 @@ class MessageStore:
 
     async def events(self, message_id: uuid.UUID) -> list[Event]:
         rows = await self.pool.fetch(
-            "SELECT status, at, attempt, error_code, error_message, detail "
+            "SELECT status, at, attempt, error_code, error_message, detail, route "
             "FROM message_events WHERE message_id = $1 ORDER BY id",
             message_id,
         )

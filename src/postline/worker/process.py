@@ -14,9 +14,10 @@ from prometheus_client import start_http_server
 from postline import tracing
 from postline.callbacks.dispatcher import CallbackDispatcher
 from postline.metrics import WorkerMetrics
-from postline.providers.registry import build_providers, http_session
+from postline.providers.registry import http_session
 from postline.queue.streams import RedisQueue, connect
 from postline.services.attempts import retry_policy
+from postline.services.routing import build_router
 from postline.settings import Settings, whsec_key
 from postline.store.callbacks import CallbackStore
 from postline.store.messages import MessageStore
@@ -40,7 +41,7 @@ async def built_worker(
         yield Worker(
             store=MessageStore(pool),
             queue=RedisQueue(redis),
-            providers=build_providers(settings, session),
+            routes=build_router(settings, session=session, redis=redis, metrics=metrics),
             policy=retry_policy(settings),
             concurrency=concurrency,
             visibility_timeout=settings.visibility_timeout_seconds,

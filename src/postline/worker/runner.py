@@ -27,7 +27,7 @@ import contextlib
 import logging
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -37,20 +37,19 @@ from redis.exceptions import RedisError, ResponseError
 from postline import tracing
 from postline.batching import GroupCommit
 from postline.callbacks.dispatcher import CallbackDispatcher
-from postline.domain.channels import Channel
 from postline.domain.message import Message
 from postline.domain.ordering import come_back_later
 from postline.domain.outcomes import RetryPolicy
 from postline.domain.statuses import Status
 from postline.logs import message_log, message_log_enabled
 from postline.metrics import WorkerMetrics
-from postline.providers.base import Provider
 from postline.queue.streams import Enqueue, Entry, consumer_name
 from postline.queue.workers import WorkerBeat
 from postline.runtime import settle_garbage_collector
 from postline.services.attempts import attempt
 from postline.services.completion import Completer, Done
 from postline.services.ports import WorkQueue, WorkStore
+from postline.services.routing import REFRESH_SECONDS, Router
 from postline.worker.outage import DEPENDENCY_ERRORS, POSTGRESQL, REDIS, Outage
 from postline.worker.reconciler import Reconciler
 
@@ -87,7 +86,7 @@ class Worker:
         *,
         store: WorkStore,
         queue: WorkQueue,
-        providers: Mapping[Channel, Provider],
+        routes: Router,
         policy: RetryPolicy,
         concurrency: int,
         visibility_timeout: float,
@@ -100,7 +99,7 @@ class Worker:
         self.name = name or consumer_name()
         self._store = store
         self._queue = queue
-        self._providers = providers
+        self.routes = routes
         self._policy = policy
         self._concurrency = concurrency
         self._visibility = visibility_timeout
@@ -141,6 +140,7 @@ class Worker:
             ("takeover", 1.0, self._reclaim),
             ("heartbeat", HEARTBEAT_SECONDS, self._heartbeat),
             ("reconcile", self._reconcile_interval, self.reconciler.tick),
+            ("routes", REFRESH_SECONDS, self.routes.tick),
         ]
         if self._callbacks is not None:
             loops.append(("callbacks", 0.25, self._callback_round))
@@ -292,7 +292,7 @@ class Worker:
                 return
             outcome, latency = await attempt(
                 message,
-                providers=self._providers,
+                routes=self.routes,
                 policy=self._policy,
                 deadline=self._provider_timeout,
                 suppressed_by=suppressed_by,

@@ -24,6 +24,7 @@ from postline.api.deps import ComponentsDep
 from postline.api.schemas import HealthPublic
 from postline.api.totals import outcome_totals
 from postline.metrics import scrape_gauges, scrape_registry
+from postline.services.stats import RouteView, read_routes
 from postline.store.stats import StatsStore
 
 router = APIRouter(tags=["operations"])
@@ -83,12 +84,13 @@ async def _reading(what: str, read: Awaitable[T], timeout: float = PROBE_TIMEOUT
 async def metrics(parts: ComponentsDep) -> Response:
     # The same readings as /api/v1/stats (postline.services.stats), so both show one number.
     stats = StatsStore(parts.pool)
-    queues, counts, totals, oldest, workers = await asyncio.gather(
+    queues, counts, totals, oldest, workers, routes = await asyncio.gather(
         _reading("queue depths", parts.queue.depths()),
         _reading("status counts", stats.status_counts()),
         _reading("outcome totals", outcome_totals(stats, parts.queue), TOTALS_TIMEOUT),
         _reading("oldest pending", stats.oldest_waiting_seconds()),
         _reading("live workers", parts.queue.live_workers()),
+        _reading("route health", read_routes(parts.queue, RouteView.of(parts.settings))),
     )
     gauges = scrape_gauges(
         queues=queues,
@@ -96,6 +98,10 @@ async def metrics(parts: ComponentsDep) -> Response:
         totals=totals,
         oldest_pending=oldest,
         workers=len(workers) if workers is not None else None,
+        routes={
+            name: (route.state, route.failed / route.attempts if route.attempts else 0.0)
+            for name, route in (routes or {}).items()
+        },
     )
     registry = scrape_registry(parts.metrics.collector(), gauges)
     return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)

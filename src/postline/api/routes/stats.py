@@ -10,7 +10,7 @@ from starlette.responses import Response
 from postline.api.deps import AuthDep, ComponentsDep
 from postline.api.errors import ApiError
 from postline.api.responses import error_responses
-from postline.services.stats import DependencyUnavailable, collect_stats
+from postline.services.stats import DependencyUnavailable, RouteView, collect_stats
 
 router = APIRouter(prefix="/api/v1", tags=["operations"])
 
@@ -40,6 +40,16 @@ class ThroughputPublic(BaseModel):
     failed_per_second: float = Field(description="Messages that ended `failed`, per second.")
 
 
+class RoutePublic(BaseModel):
+    """One route's circuit, as every worker shares it (README, Provider failover)."""
+
+    state: str = Field(description="`closed` (takes traffic), `open` or `half_open` (probed).")
+    since: str | None = Field(description="When the circuit last changed; null: never.")
+    attempts: int = Field(description="Attempts its window counts now (429s left out).")
+    failed: int = Field(description="Of those, failed: 5xx, timeouts, network errors.")
+    error_rate: float = Field(description="failed / attempts, 0 without attempts.")
+
+
 class StatsPublic(BaseModel):
     """Counts of finished statuses may be planner estimates on very large tables."""
 
@@ -49,6 +59,10 @@ class StatsPublic(BaseModel):
     messages: dict[str, int] = Field(description="Stored messages per status.")
     workers: list[WorkerPublic] = Field(description="Live workers.")
     throughput: ThroughputPublic = Field(description="Over the last minute.")
+    routes: dict[str, RoutePublic] = Field(
+        description="Per route (`twilio`, `twilio_backup` when configured, `sendgrid`): "
+        "its circuit, shared by every worker (README, Provider failover)."
+    )
 
 
 ERRORS = error_responses(
@@ -65,7 +79,12 @@ def unavailable(exc: DependencyUnavailable) -> ApiError:
 async def stats(parts: ComponentsDep, _auth: AuthDep) -> Response:
     """One reading of the operations numbers; throughput is over the last minute."""
     try:
-        reading = await collect_stats(pool=parts.pool, queue=parts.queue, max_wait=STATS_TIMEOUT)
+        reading = await collect_stats(
+            pool=parts.pool,
+            queue=parts.queue,
+            max_wait=STATS_TIMEOUT,
+            routes=RouteView.of(parts.settings),
+        )
     except DependencyUnavailable as exc:
         raise unavailable(exc) from exc
     return Response(orjson.dumps(reading.public()), media_type="application/json")

@@ -1,10 +1,11 @@
 """`/api/v1/webhooks`: delivery receipts from the providers (SPEC 3, "Provider callbacks").
 
 - `POST /twilio/status`: a Twilio status callback, form-encoded, signed with
-  `X-Twilio-Signature` (HMAC-SHA1 keyed by TWILIO_AUTH_TOKEN over the URL
-  Twilio called and the sorted form parameters). The URL is PUBLIC_BASE_URL
-  + path (+ query) when set, which is what Twilio sees behind a proxy; else
-  the request's own URL.
+  `X-Twilio-Signature` (HMAC-SHA1 over the URL Twilio called and the sorted
+  form parameters, keyed by the auth token of the account the form's
+  `AccountSid` names: TWILIO_AUTH_TOKEN or TWILIO_BACKUP_AUTH_TOKEN). The
+  URL is PUBLIC_BASE_URL + path (+ query) when set, which is what Twilio
+  sees behind a proxy; else the request's own URL.
 - `POST /sendgrid/events`: SendGrid's signed Event Webhook, a JSON array,
   verified with SENDGRID_WEBHOOK_PUBLIC_KEY. A batch signed with a timestamp
   more than 10 minutes from now (either way) is `403`: a replay, or a clock
@@ -92,13 +93,22 @@ def signed_url(request: Request, public_base_url: str | None) -> str:
     return f"{url}?{query}" if query else url
 
 
+def _account_sid(pairs: list[tuple[str, str]]) -> str | None:
+    return next((value for name, value in pairs if name == "AccountSid"), None)
+
+
 async def verified_twilio_form(request: Request, settings: Settings) -> list[tuple[str, str]]:
-    """The form of a Twilio webhook whose `X-Twilio-Signature` holds; else `403`."""
+    """The form of a Twilio webhook whose `X-Twilio-Signature` holds; else `403`.
+
+    Each Twilio account signs with its own token, and names itself in the
+    form's `AccountSid`: the backup account's webhooks are checked with its
+    token (a forged AccountSid gains nothing: that account's token must match).
+    """
     raw = await read_limited(request, limit=TWILIO_MAX_BYTES, what="a webhook body")
     pairs = parse_qsl(raw.decode("utf-8", "replace"), keep_blank_values=True)
     url = signed_url(request, settings.public_base_url)
     signature = request.headers.get(TWILIO_SIGNATURE_HEADER)
-    token = settings.twilio_auth_token
+    token = settings.twilio_tokens().get(_account_sid(pairs) or "", settings.twilio_auth_token)
     if not token or not twilio_signature_valid(token, url, pairs, signature):
         raise ApiError(403, f"missing or invalid {TWILIO_SIGNATURE_HEADER}")
     return pairs
