@@ -49,7 +49,8 @@ def message_of(key: bytes, token: str) -> uuid.UUID | None:
         raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
     except (binascii.Error, ValueError):
         return None
-    if len(raw) != 16 + _TAG_BYTES:
+    # Only the canonical spelling: base64 leaves spare bits in the last character.
+    if len(raw) != 16 + _TAG_BYTES or base64.urlsafe_b64encode(raw).rstrip(b"=").decode() != token:
         return None
     message_id = uuid.UUID(bytes=raw[:16])
     if not hmac.compare_digest(raw[16:], _tag(key, message_id)):
