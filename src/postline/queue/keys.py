@@ -14,6 +14,12 @@ Streams and the delay set are named by SPEC 4; the others are internal.
 | `postline:reconciler`     | string | the reconcile lock (owner, PX)              |
 | `postline:metrics:totals` | zset   | the newest outcome totals reading the API   |
 |                           |        | processes share, score = its snapshot time  |
+| `postline:pace:tat:<b>`   | string | a pacing bucket's TAT (ms): sender `<b>` |
+|                           |        | or `account:<provider account>`             |
+| `postline:pace:waiting`   | zset   | reservations: `<sender>|<message id>`,     |
+|                           |        | score = its slot (ms)                       |
+| `postline:pace:inflight:<a>` | zset | an account's concurrency slots:            |
+|                           |        | `<worker>|<message id>`, score = lease end  |
 | `chaos:sentinel`          | string | written by the chaos campaign's read-only   |
 |                           |        | fault to see whether the data survived      |
 
@@ -41,6 +47,8 @@ HEARTBEAT_PREFIX = "postline:worker:"
 RECONCILE_LOCK = "postline:reconciler"
 TOTALS_READING = "postline:metrics:totals"
 CHAOS_SENTINEL = "chaos:sentinel"
+PACE_PREFIX = "postline:pace:"
+PACE_WAITING = PACE_PREFIX + "waiting"
 
 
 def stream_of(channel: Channel) -> str:
@@ -52,3 +60,13 @@ CHANNEL_STREAMS: tuple[str, ...] = tuple(stream_of(c) for c in Channel)
 
 def heartbeat(worker: str) -> str:
     return HEARTBEAT_PREFIX + worker
+
+
+def pace_bucket(name: str) -> str:
+    """A pacing bucket: a sender's (`+1555...`) or an account's (`account:...`)."""
+    return PACE_PREFIX + "tat:" + name
+
+
+def pace_inflight(account: str) -> str:
+    """An account's concurrency slots."""
+    return PACE_PREFIX + "inflight:" + account

@@ -22,6 +22,8 @@ def retry_policy(settings: Settings) -> RetryPolicy:
         max_attempts=settings.max_attempts,
         base_seconds=settings.retry_base_seconds,
         max_seconds=settings.retry_max_seconds,
+        free_throttles=settings.pacing_enabled,
+        throttle_seconds=settings.pacing_throttle_seconds,
     )
 
 
@@ -93,4 +95,5 @@ def _failed(message: Message, provider: str, error: ProviderError, policy: Retry
         error_message=error.message,
         next_attempt_at=verdict.next_attempt_at,
         detail=verdict.detail,
+        free=verdict.free,
     )

@@ -5,7 +5,9 @@ and `postline worker --check` all read them here:
 
 - queues: `RedisQueue.depths()` (backlog and pending per stream);
 - messages per status and throughput: `postline.store.stats`;
-- live workers: `postline.queue.workers` (heartbeat keys).
+- live workers: `postline.queue.workers` (heartbeat keys);
+- pacing: per sender, the messages waiting for their slot and how far out
+  the last slot is (`postline.queue.pacing`; empty while pacing is off).
 """
 
 from __future__ import annotations
@@ -13,12 +15,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Awaitable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import asyncpg
 from redis.exceptions import RedisError
 
+from postline.queue.pacing import Waiting
 from postline.queue.streams import RedisQueue, connect
 from postline.queue.workers import WorkerBeat, live_workers
 from postline.settings import Settings
@@ -54,6 +57,7 @@ class Stats:
     counts: store_stats.StatusCounts
     workers: list[WorkerBeat]
     throughput: store_stats.Throughput
+    pacing: list[Waiting] = field(default_factory=list)
 
     def public(self) -> dict[str, Any]:
         """The `/api/v1/stats` body (SPEC 3.1)."""
@@ -65,12 +69,17 @@ class Stats:
                 "sent_per_second": self.throughput.sent_per_second,
                 "failed_per_second": self.throughput.failed_per_second,
             },
+            "pacing": {"senders": [w.public() for w in self.pacing]},
         }
 
 
-async def _redis_part(queue: RedisQueue) -> tuple[dict[str, dict[str, int]], list[WorkerBeat]]:
-    depths, workers = await asyncio.gather(queue.depths(), queue.live_workers())
-    return depths, workers
+async def _redis_part(
+    queue: RedisQueue,
+) -> tuple[dict[str, dict[str, int]], list[WorkerBeat], list[Waiting]]:
+    depths, workers, paced = await asyncio.gather(
+        queue.depths(), queue.live_workers(), queue.paced()
+    )
+    return depths, workers, paced
 
 
 async def _database_part(
@@ -109,8 +118,8 @@ async def collect_stats(*, pool: asyncpg.Pool, queue: RedisQueue, max_wait: floa
         raise DependencyUnavailable(down)
     assert not isinstance(redis_result, BaseException)
     assert not isinstance(db_result, BaseException)
-    (queues, workers), (counts, rates) = redis_result, db_result
-    return Stats(queues=queues, counts=counts, workers=workers, throughput=rates)
+    (queues, workers, paced), (counts, rates) = redis_result, db_result
+    return Stats(queues=queues, counts=counts, workers=workers, throughput=rates, pacing=paced)
 
 
 @contextlib.asynccontextmanager

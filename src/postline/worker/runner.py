@@ -40,11 +40,12 @@ from postline.callbacks.dispatcher import CallbackDispatcher
 from postline.domain.channels import Channel
 from postline.domain.message import Message
 from postline.domain.ordering import come_back_later
-from postline.domain.outcomes import RetryPolicy
+from postline.domain.outcomes import Outcome, RetryPolicy
 from postline.domain.statuses import Status
 from postline.logs import message_log, message_log_enabled
 from postline.metrics import WorkerMetrics
 from postline.providers.base import Provider
+from postline.queue.pacing import Ask
 from postline.queue.streams import Enqueue, Entry, consumer_name
 from postline.queue.workers import WorkerBeat
 from postline.runtime import settle_garbage_collector
@@ -52,6 +53,7 @@ from postline.services.attempts import attempt
 from postline.services.completion import Completer, Done
 from postline.services.ports import WorkQueue, WorkStore
 from postline.worker.outage import DEPENDENCY_ERRORS, POSTGRESQL, REDIS, Outage
+from postline.worker.pacing import Pacing
 from postline.worker.reconciler import Reconciler
 
 log = logging.getLogger("postline.worker")
@@ -77,6 +79,7 @@ class Held:
     claimed: float  # monotonic
     lease_ok_until: float  # monotonic: the lease is ours until then, margin included
     answered: bool = False  # the provider call is over; only the status write is left
+    paced: Ask | None = None  # the pacing slots it took, if pacing is on
 
 
 class Worker:
@@ -96,6 +99,7 @@ class Worker:
         metrics: WorkerMetrics | None = None,
         name: str | None = None,
         callbacks: CallbackDispatcher | None = None,
+        pacing: Pacing | None = None,
     ) -> None:
         self.name = name or consumer_name()
         self._store = store
@@ -114,6 +118,7 @@ class Worker:
         self._tasks: set[asyncio.Task[None]] = set()
         self._reconcile_interval = reconcile_interval
         self._callbacks = callbacks
+        self._pacing = pacing
         self._groups_ready = False
         self._hard_bound = HARD_BOUND_LEASES * self._lease
         self._live: list[str] = []
@@ -136,6 +141,8 @@ class Worker:
 
     async def run(self, stop: asyncio.Event) -> None:
         self._completer.start()
+        if self._pacing is not None:
+            self._pacing.start(self.name)
         loops: list[tuple[str, float, Callable[[], Awaitable[Any]]]] = [
             ("promote", 0.2, self._promote),
             ("takeover", 1.0, self._reclaim),
@@ -157,6 +164,8 @@ class Worker:
                 log.info("finishing %d sends in flight", len(self._tasks))
                 await asyncio.wait(set(self._tasks))
             await self._completer.close()
+            if self._pacing is not None:
+                await self._pacing.close()
             for task in side:
                 task.cancel()
             await asyncio.gather(*side, return_exceptions=True)
@@ -210,6 +219,7 @@ class Worker:
             else:
                 by_id[message_id] = entry
         live = await self._live_holders()
+        charged = await self._pace(by_id)
         try:
             with tracing.batch_span("postline.claim", (e.traceparent for e in by_id.values())):
                 claimed = await self._store.claim(
@@ -237,8 +247,24 @@ class Worker:
                     attempt=message.attempts,
                     taken_over=previous == Status.SENDING,
                 )
-            self._start(message, entry, suppressed_by)
+            self._start(message, entry, suppressed_by, charged.pop(message.id, None))
+        if self._pacing is not None and charged:
+            await self._pacing.unused(list(charged.values()))
         await self._settle_unclaimed(by_id, extra)
+
+    async def _pace(self, by_id: dict[uuid.UUID, Entry]) -> dict[uuid.UUID, Ask]:
+        """Takes pacing slots for the batch before its claim (`worker.pacing`):
+        entries that must wait go to the delay set for exactly their wait and
+        leave the batch, unclaimed. Returns the slots taken, by message."""
+        if self._pacing is None or not by_id:
+            return {}
+        admission = await self._pacing.admit(by_id)
+        if admission.waiting:
+            await self._queue.schedule_many(admission.waiting, retry=True)
+            await self._queue.ack([by_id.pop(i) for i in admission.waiting_ids])
+            for kind, wait in admission.waits:
+                self.metrics.paced.labels(kind).observe(wait)
+        return admission.charged
 
     async def _settle_unclaimed(self, by_id: dict[uuid.UUID, Entry], extra: list[Entry]) -> None:
         """Entries whose message cannot be sent now are dropped (acknowledged);
@@ -263,9 +289,12 @@ class Worker:
             self._live_at = time.monotonic()
         return self._live
 
-    def _start(self, message: Message, entry: Entry, suppressed_by: str | None) -> None:
+    def _start(
+        self, message: Message, entry: Entry, suppressed_by: str | None, paced: Ask | None
+    ) -> None:
         now = time.monotonic()
-        self._held[message.id] = Held(entry, now, now + self._lease - LEASE_MARGIN_SECONDS)
+        held = Held(entry, now, now + self._lease - LEASE_MARGIN_SECONDS, paced=paced)
+        self._held[message.id] = held
         self.metrics.inflight.set(self.inflight)
         task = asyncio.create_task(self._send(message, entry, suppressed_by))
         self._tasks.add(task)
@@ -298,6 +327,8 @@ class Worker:
                 suppressed_by=suppressed_by,
             )
             held.answered = True
+            if held.paced is not None:
+                await self._paced(held.paced, outcome)
             tracing.note_outcome(outcome.status.value, outcome.error_code)
             if outcome.provider is not None:  # else no provider was called (suppressed)
                 self.metrics.provider_duration.labels(outcome.provider).observe(latency)
@@ -317,6 +348,20 @@ class Worker:
             self._held.pop(message.id, None)
             self.metrics.inflight.set(self.inflight)
             self._slot_free.set()
+
+    async def _paced(self, ask: Ask, outcome: Outcome) -> None:
+        """After the provider call: its concurrency slot is free, and a "too
+        fast" answer holds the account until its Retry-After (the message
+        itself waits until then too, without using an attempt)."""
+        assert self._pacing is not None
+        try:
+            if outcome.free and outcome.next_attempt_at is not None:
+                hold = (outcome.next_attempt_at - datetime.now(UTC)).total_seconds()
+                self.metrics.throttled.labels(outcome.provider or "").inc()
+                await self._pacing.hold(ask, max(hold, 0.0))
+            await self._pacing.done(ask)
+        except DEPENDENCY_ERRORS as exc:  # the slot's lease frees it; the hold is lost
+            log.warning("pacing: could not free a slot or hold an account: %r", exc)
 
     async def _every(
         self, name: str, seconds: float, action: Callable[[], Awaitable[Any]], stop: asyncio.Event

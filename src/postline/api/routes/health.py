@@ -83,12 +83,13 @@ async def _reading(what: str, read: Awaitable[T], timeout: float = PROBE_TIMEOUT
 async def metrics(parts: ComponentsDep) -> Response:
     # The same readings as /api/v1/stats (postline.services.stats), so both show one number.
     stats = StatsStore(parts.pool)
-    queues, counts, totals, oldest, workers = await asyncio.gather(
+    queues, counts, totals, oldest, workers, paced = await asyncio.gather(
         _reading("queue depths", parts.queue.depths()),
         _reading("status counts", stats.status_counts()),
         _reading("outcome totals", outcome_totals(stats, parts.queue), TOTALS_TIMEOUT),
         _reading("oldest pending", stats.oldest_waiting_seconds()),
         _reading("live workers", parts.queue.live_workers()),
+        _reading("pacing", parts.queue.paced()),
     )
     gauges = scrape_gauges(
         queues=queues,
@@ -96,6 +97,7 @@ async def metrics(parts: ComponentsDep) -> Response:
         totals=totals,
         oldest_pending=oldest,
         workers=len(workers) if workers is not None else None,
+        paced=paced,
     )
     registry = scrape_registry(parts.metrics.collector(), gauges)
     return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)

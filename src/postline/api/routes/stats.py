@@ -1,4 +1,5 @@
-"""`GET /api/v1/stats`: queues, messages per status, live workers, throughput (SPEC 3.1)."""
+"""`GET /api/v1/stats`: queues, messages per status, live workers, throughput
+(SPEC 3.1), and the senders whose messages wait for their pace."""
 
 from __future__ import annotations
 
@@ -40,6 +41,27 @@ class ThroughputPublic(BaseModel):
     failed_per_second: float = Field(description="Messages that ended `failed`, per second.")
 
 
+class PacedSenderPublic(BaseModel):
+    """A sender whose messages wait for their pace (README, "Pacing")."""
+
+    sender: str = Field(
+        description="The sender (`+1555...`, `whatsapp:+1555...`); for email, the "
+        "SendGrid account (`sendgrid:<key fingerprint>`), which is what email is paced by."
+    )
+    class_: str = Field(
+        alias="class",
+        description="Its sender class: long_code, toll_free, short_code, whatsapp or email.",
+    )
+    waiting: int = Field(description="Messages waiting in the delay set for their slot.")
+    wait_seconds: float = Field(description="How long until the last of them may go.")
+
+
+class PacingPublic(BaseModel):
+    """Messages waiting for their sender's or account's pace; empty while pacing is off."""
+
+    senders: list[PacedSenderPublic] = Field(description="Per sender, busiest first.")
+
+
 class StatsPublic(BaseModel):
     """Counts of finished statuses may be planner estimates on very large tables."""
 
@@ -49,6 +71,7 @@ class StatsPublic(BaseModel):
     messages: dict[str, int] = Field(description="Stored messages per status.")
     workers: list[WorkerPublic] = Field(description="Live workers.")
     throughput: ThroughputPublic = Field(description="Over the last minute.")
+    pacing: PacingPublic = Field(description="Per sender: messages waiting for their pace.")
 
 
 ERRORS = error_responses(
