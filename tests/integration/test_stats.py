@@ -93,7 +93,8 @@ async def test_stats_report_queues_counts_workers_and_throughput(
         await wait_status(api, failed, "failed")
 
         stats = await stats_of(api)
-        assert set(stats) == {"queues", "messages", "workers", "throughput"}
+        assert set(stats) == {"queues", "messages", "workers", "throughput", "pacing"}
+        assert stats["pacing"] == {"senders": []}  # pacing is off
         assert set(stats["queues"]) == STREAMS
         for numbers in stats["queues"].values():
             assert set(numbers) == {"depth", "pending"}
@@ -251,7 +252,7 @@ async def test_status_command_prints_the_same_numbers(
         code, out, err = await postline(env, tmp_path, "status", "--json")
         assert code == 0, err
         printed = json.loads(out)
-        assert set(printed) == {"queues", "messages", "workers", "throughput"}
+        assert set(printed) == {"queues", "messages", "workers", "throughput", "pacing"}
         assert set(printed["queues"]) == STREAMS
         assert printed["messages"] == {s: 0 for s in STATUSES} | {"sent": 1}
         assert [w["name"] for w in printed["workers"]] == [worker.name]

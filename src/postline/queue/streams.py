@@ -108,8 +108,8 @@ class RedisQueue:
             for item in items:
                 pipe.zscore(RETRY_QUEUE, _member("r", item))
             replies = await pipe.execute()
-        in_stream = {i for (i, _), reply in zip(found, replies, strict=True) if reply}
-        delayed = replies[len(found) :]
+        streamed, delayed = replies[: len(found)], replies[len(found) :]
+        in_stream = {i for (i, _), reply in zip(found, streamed, strict=True) if reply}
         return in_stream | {i for i, at in zip(ids, delayed, strict=True) if at is not None}
 
     async def schedule_many(
