@@ -4,8 +4,9 @@ PostgreSQL decides order (README, "Ordering"): a message is claimed only when
 it is the first open message of its ordering key. So a key makes progress as
 long as its first open message (its head) is somewhere a worker will find
 it: in its channel stream, in the delay set waiting for its retry or its
-pace (`domain/pacing.py`), or in a live worker's hands. `plan_repairs` is the reconciler's rule for heads that
-are nowhere; it is pure, so it is unit-tested without servers.
+pace (`domain/pacing.py`), or in a live worker's hands. `plan_repairs` is
+the reconciler's rule for heads that are nowhere; it is pure, so it is
+unit-tested without servers.
 """
 
 from __future__ import annotations

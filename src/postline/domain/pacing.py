@@ -16,7 +16,9 @@ in the future is a reservation: the message waits in the delay set exactly
 until then and is not charged again when it comes back. So a sender with a
 backlog is paced at its rate exactly, each waiting message costs one delay
 set entry rather than a retry loop, and no burst beyond one message is
-allowed (an idle sender's first message goes at once).
+allowed (an idle sender's first message goes at once). A slot due within
+a few milliseconds is used at once (`queue.pacing.EARLY_MS`): the slots
+stay one interval apart, so the rate is the same.
 """
 
 from __future__ import annotations

@@ -327,8 +327,8 @@ class Worker:
                 suppressed_by=suppressed_by,
             )
             held.answered = True
-            if held.paced is not None:
-                await self._paced(held.paced, outcome)
+            if held.paced is not None and outcome.free:
+                await self._throttled(held.paced, outcome)
             tracing.note_outcome(outcome.status.value, outcome.error_code)
             if outcome.provider is not None:  # else no provider was called (suppressed)
                 self.metrics.provider_duration.labels(outcome.provider).observe(latency)
@@ -348,20 +348,25 @@ class Worker:
             self._held.pop(message.id, None)
             self.metrics.inflight.set(self.inflight)
             self._slot_free.set()
+            await self._free_slot(held)
 
-    async def _paced(self, ask: Ask, outcome: Outcome) -> None:
-        """After the provider call: its concurrency slot is free, and a "too
-        fast" answer holds the account until its Retry-After (the message
-        itself waits until then too, without using an attempt)."""
-        assert self._pacing is not None
+    async def _throttled(self, ask: Ask, outcome: Outcome) -> None:
+        """A "too fast" answer holds the account until its Retry-After (the
+        message itself waits until then too, without using an attempt)."""
+        assert self._pacing is not None and outcome.next_attempt_at is not None
+        self.metrics.throttled.labels(outcome.provider or "").inc()
+        hold = (outcome.next_attempt_at - datetime.now(UTC)).total_seconds()
         try:
-            if outcome.free and outcome.next_attempt_at is not None:
-                hold = (outcome.next_attempt_at - datetime.now(UTC)).total_seconds()
-                self.metrics.throttled.labels(outcome.provider or "").inc()
-                await self._pacing.hold(ask, max(hold, 0.0))
-            await self._pacing.done(ask)
-        except DEPENDENCY_ERRORS as exc:  # the slot's lease frees it; the hold is lost
-            log.warning("pacing: could not free a slot or hold an account: %r", exc)
+            await self._pacing.hold(ask, max(hold, 0.0))
+        except DEPENDENCY_ERRORS as exc:  # the message still waits its Retry-After
+            log.warning("pacing: could not hold account %s: %r", ask.pace.account, exc)
+
+    async def _free_slot(self, held: Held) -> None:
+        """The send is over, however it ended: its concurrency slot is free
+        (if this fails, the slot's lease frees it)."""
+        if held.paced is not None and self._pacing is not None:
+            with contextlib.suppress(*DEPENDENCY_ERRORS):
+                await self._pacing.done(held.paced)
 
     async def _every(
         self, name: str, seconds: float, action: Callable[[], Awaitable[Any]], stop: asyncio.Event
