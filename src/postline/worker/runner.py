@@ -119,6 +119,7 @@ class Worker:
         self._reconcile_interval = reconcile_interval
         self._callbacks = callbacks
         self._pacing = pacing
+        self._frees: set[asyncio.Task[None]] = set()
         self._groups_ready = False
         self._hard_bound = HARD_BOUND_LEASES * self._lease
         self._live: list[str] = []
@@ -164,6 +165,8 @@ class Worker:
                 log.info("finishing %d sends in flight", len(self._tasks))
                 await asyncio.wait(set(self._tasks))
             await self._completer.close()
+            if self._frees:
+                await asyncio.wait(set(self._frees))
             if self._pacing is not None:
                 await self._pacing.close()
             for task in side:
@@ -327,8 +330,13 @@ class Worker:
                 suppressed_by=suppressed_by,
             )
             held.answered = True
-            if held.paced is not None and outcome.free:
-                await self._throttled(held.paced, outcome)
+            paced = held.paced
+            if paced is not None:
+                # The provider call is over: its concurrency slot is free now,
+                # not after the status write (the cap counts provider calls).
+                self._free_slot(held)
+                if outcome.free:
+                    await self._throttled(paced, outcome)
             tracing.note_outcome(outcome.status.value, outcome.error_code)
             if outcome.provider is not None:  # else no provider was called (suppressed)
                 self.metrics.provider_duration.labels(outcome.provider).observe(latency)
@@ -348,7 +356,7 @@ class Worker:
             self._held.pop(message.id, None)
             self.metrics.inflight.set(self.inflight)
             self._slot_free.set()
-            await self._free_slot(held)
+            self._free_slot(held)  # a send that ended without a provider answer
 
     async def _throttled(self, ask: Ask, outcome: Outcome) -> None:
         """A "too fast" answer holds the account until its Retry-After (the
@@ -361,12 +369,15 @@ class Worker:
         except DEPENDENCY_ERRORS as exc:  # the message still waits its Retry-After
             log.warning("pacing: could not hold account %s: %r", ask.pace.account, exc)
 
-    async def _free_slot(self, held: Held) -> None:
-        """The send is over, however it ended: its concurrency slot is free
-        (if this fails, the slot's lease frees it)."""
-        if held.paced is not None and self._pacing is not None:
-            with contextlib.suppress(*DEPENDENCY_ERRORS):
-                await self._pacing.done(held.paced)
+    def _free_slot(self, held: Held) -> None:
+        """Frees the send's concurrency slot in the background, once (if that
+        fails, the slot's lease frees it)."""
+        ask, held.paced = held.paced, None
+        if ask is None or self._pacing is None:
+            return
+        task = asyncio.create_task(self._pacing.done(ask))
+        self._frees.add(task)
+        task.add_done_callback(_discard_freed(self._frees))
 
     async def _every(
         self, name: str, seconds: float, action: Callable[[], Awaitable[Any]], stop: asyncio.Event
@@ -491,6 +502,17 @@ class Worker:
             held = self._held.get(message_id)
             if held is not None:
                 held.lease_ok_until = started + self._lease - LEASE_MARGIN_SECONDS
+
+
+def _discard_freed(tasks: set[asyncio.Task[None]]) -> Callable[[asyncio.Task[None]], None]:
+    """Forgets a finished slot release; one that failed is left to its lease."""
+
+    def done(task: asyncio.Task[None]) -> None:
+        tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.debug("pacing: a slot release failed: %r", task.exception())
+
+    return done
 
 
 def _groups_gone(exc: ResponseError) -> bool:
