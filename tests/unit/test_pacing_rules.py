@@ -10,6 +10,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from pydantic import ValidationError
 
 from postline.domain.channels import Channel, Provider
 from postline.domain.outcomes import RetryPolicy, judge_failure
@@ -25,6 +26,8 @@ from postline.domain.pacing import (
 )
 from postline.domain.statuses import Status
 from postline.errors import PermanentProviderError, TransientProviderError
+from postline.services.pacing import pacing_rules, provider_accounts
+from postline.settings import Settings
 
 RULES = PacingRules(
     enabled=True,
@@ -156,3 +159,30 @@ def test_under_pacing_a_429_costs_no_attempt_even_past_the_budget() -> None:
     unpaced = RetryPolicy(max_attempts=3, base_seconds=2, max_seconds=300)
     verdict = judge_failure(too_fast(4), attempt=3, budget_used=3, policy=unpaced, now=now)
     assert (verdict.status, verdict.free) == (Status.FAILED, False)
+
+
+def test_the_settings_read_per_sender_overrides_from_json(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PACING_ENABLED", "true")
+    monkeypatch.setenv("PACING_SENDERS", '{"+15551234567": 5, "+15557654321": "short_code"}')
+    monkeypatch.setenv("PACING_LONG_CODE_RATE", "2")
+    rules = pacing_rules(Settings(_env_file=None))  # type: ignore[call-arg]
+    assert rules.enabled and rules.rates[SenderClass.LONG_CODE] == 2
+    assert rules.senders == {"+15551234567": 5.0, "+15557654321": SenderClass.SHORT_CODE}
+    assert rules.account_concurrency == 100
+
+
+@pytest.mark.parametrize("senders", ['{"+15551234567": "fast"}', '{"+15551234567": -1}'])
+def test_a_sender_override_that_is_neither_a_rate_nor_a_class_is_refused(
+    monkeypatch: pytest.MonkeyPatch, senders: str
+) -> None:
+    monkeypatch.setenv("PACING_SENDERS", senders)
+    with pytest.raises(ValidationError, match="PACING_SENDERS"):
+        Settings(_env_file=None)  # type: ignore[call-arg]
+
+
+def test_accounts_are_named_without_their_secret() -> None:
+    settings = Settings(_env_file=None, twilio_account_sid="AC1", sendgrid_api_key="SG.secret")  # type: ignore[call-arg]
+    accounts = provider_accounts(settings)
+    assert accounts[Provider.TWILIO] == "twilio:AC1"
+    sendgrid = accounts[Provider.SENDGRID]
+    assert sendgrid.startswith("sendgrid:") and "secret" not in sendgrid
