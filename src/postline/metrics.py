@@ -39,6 +39,7 @@ MULTIPROC_DIR_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
 ACCEPTED = "postline_messages_accepted"
 HTTP_DURATION = "postline_http_request_duration_seconds"
+INBOUND = "postline_inbound_messages"
 QUEUE_DEPTH = "postline_queue_depth"
 QUEUE_PENDING = "postline_queue_pending"
 MESSAGES = "postline_messages"
@@ -73,6 +74,13 @@ class ApiMetrics:
             ["channel"],
             registry=self.registry,
         )
+        # Stored inbound messages (a retried webhook is not counted again).
+        self.inbound = Counter(
+            INBOUND,
+            "Inbound messages stored, by channel and the keyword's action.",
+            ["channel", "action"],
+            registry=self.registry,
+        )
         self.request_duration = Histogram(
             HTTP_DURATION,
             "API request latency.",
@@ -89,7 +97,7 @@ class ApiMetrics:
         # worker metrics in the same directory, which a single API process
         # does not serve either. (prometheus_client's multiprocess module is untyped.)
         summed = multiprocess.MultiProcessCollector(None)  # type: ignore[no-untyped-call]
-        return _Only(summed, {ACCEPTED, HTTP_DURATION})
+        return _Only(summed, {ACCEPTED, HTTP_DURATION, INBOUND})
 
     def process_exited(self) -> None:
         """Multiprocess bookkeeping for a process that stops serving.

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 from typing import Literal
+from urllib.parse import urlsplit
 
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -62,6 +63,10 @@ class Settings(BaseSettings):
     # (refused by default, at accept and at connect time): for `postline dev`
     # and tests, whose receivers live on loopback.
     callback_allow_private_networks: bool = False
+    # Inbound messages: the TwiML reply to HELP / INFO (unset or empty: no
+    # reply), and where their `message.received` callbacks go (unset: none).
+    inbound_help_reply: str | None = Field(default=None, max_length=1600)
+    inbound_callback_url: str | None = None
 
     log_level: str = "INFO"
     log_format: Literal["console", "json"] = "console"
@@ -108,6 +113,33 @@ class Settings(BaseSettings):
             if isinstance(limit, float | int) and not 0 <= limit < float("inf"):
                 raise ValueError(f"PACING_SENDERS[{sender!r}]: a rate must be 0 or more")
         return value
+
+    @field_validator("inbound_help_reply")
+    @classmethod
+    def _reply(cls, value: str | None) -> str | None:
+        if value and "\x00" in value:
+            raise ValueError("INBOUND_HELP_REPLY must not contain NUL")
+        return (value or "").strip() or None
+
+    @field_validator("inbound_callback_url")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        if not value:
+            return None
+        try:
+            parts = urlsplit(value)
+        except ValueError as exc:
+            raise ValueError("INBOUND_CALLBACK_URL is not a URL") from exc
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError("INBOUND_CALLBACK_URL must be an http(s) URL with a host")
+        return value
+
+    @model_validator(mode="after")
+    def _inbound_callbacks_are_signed(self) -> Settings:
+        # Every client callback is signed; an unsigned one could not be trusted.
+        if self.inbound_callback_url and not self.callback_signing_secret:
+            raise ValueError("INBOUND_CALLBACK_URL needs CALLBACK_SIGNING_SECRET")
+        return self
 
     @model_validator(mode="after")
     def _lease_outlives_a_send(self) -> Settings:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import signal
 import subprocess
 import sys
 import threading
@@ -14,40 +13,14 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import httpx
-import psutil
 
 from postline.cli.devenv import read_env_file
 from postline.cli.launcher import fingerprint
 from postline.embedded.privileges import SERVICE_USER
 from tests.support.harness import free_port
-from tests.support.processes import wait_http
+from tests.support.processes import descendants, start_dev, stop_dev, wait_http
 
 SMS = {"from": "+15551234567", "to": "+15559876543", "type": "sms", "body": "Test"}
-
-
-def start_dev(
-    cwd: Path, api_port: int, sim_port: int, metrics_port: int | None = None
-) -> subprocess.Popen[bytes]:
-    env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL")}
-    # A port of the test's own, not 9101, so parallel runs do not meet there.
-    metrics_port = metrics_port or free_port()
-    with (cwd / "dev.log").open("ab") as log:
-        return subprocess.Popen(
-            [sys.executable, "-m", "postline", "dev", "--port", str(api_port),
-             "--simulator-port", str(sim_port), "--worker-metrics-port", str(metrics_port)],
-            cwd=cwd, env=env, stdout=log, stderr=subprocess.STDOUT,
-        )  # fmt: skip
-
-
-def descendants(proc: subprocess.Popen[bytes]) -> list[psutil.Process]:
-    return psutil.Process(proc.pid).children(recursive=True)
-
-
-def stop_dev(proc: subprocess.Popen[bytes], family: list[psutil.Process]) -> None:
-    proc.send_signal(signal.SIGTERM)
-    assert proc.wait(timeout=60) == 0
-    _, alive = psutil.wait_procs(family, timeout=10)
-    assert alive == [], f"left running: {[p.info for p in alive]}"
 
 
 @contextlib.contextmanager
@@ -116,6 +89,13 @@ def test_dev_runs_everything_stops_cleanly_and_keeps_data(tmp_path: Path) -> Non
                     assert time.monotonic() < deadline, "no callback reached the receiver"
                     time.sleep(0.1)
             assert calls[0]["webhook-signature"].startswith("v1,")
+            # dev points the simulator's inbound webhook at its API (signed with its token).
+            inbound = {"from": "+15559876543", "to": "+15551234567", "body": "Hello"}
+            sim_inbound = f"http://127.0.0.1:{sim_port}/_sim/inbound"
+            played = httpx.post(sim_inbound, json=inbound, timeout=20).json()
+            assert played["status"] == 200, played
+            [listed] = api.get("/api/v1/inbound").json()["items"]
+            assert listed["provider_message_id"] == played["message_sid"]
         # `make test-flow` is this command, run against `make run`.
         flow = subprocess.run(
             [sys.executable, "-m", "postline", "flow", "--url", base],

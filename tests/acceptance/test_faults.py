@@ -10,6 +10,10 @@ from __future__ import annotations
 import asyncio
 import collections
 import itertools
+import json
+import os
+import signal
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -19,8 +23,10 @@ import pytest
 import redis.asyncio as aioredis
 
 from postline.embedded import EmbeddedPostgres, EmbeddedRedis, free_port
+from postline.queue.keys import heartbeat as heartbeat_key
 from postline.store.migrate import upgrade
 from tests.support.faults import CUT_BY_DEADLINE, script
+from tests.support.harness import wait_for
 from tests.support.order import KeyedLoad, calls_from_requests, judge
 from tests.support.stack import Stack, count_status, send_many, sms, wait_all
 
@@ -77,6 +83,56 @@ async def test_kill_9_a_worker_mid_load(stack: Stack) -> None:
           f"at the kill, {again} taken over, {dup} duplicate provider calls")  # fmt: skip
     assert dup <= in_flight
     assert again >= dup  # every duplicate send shows in its message's history
+
+
+async def test_a_worker_paused_past_its_leases_is_taken_over_and_changes_nothing_after(
+    stack: Stack, pool: asyncpg.Pool, redis: Any
+) -> None:
+    """SIGSTOP of a worker whose heads are at the provider: once its heartbeat is gone
+    and the leases ran out, another worker sends its keys, in order. Resumed, it
+    stays the same process, sends nothing more, and its late outcomes land nowhere."""
+    stack.start_simulator("--latency-ms", "1000")
+    stack.start_api()
+    load = KeyedLoad(20)
+    victim = stack.start_worker()
+    name = await stack.worker_name(1)
+    async with httpx.AsyncClient(base_url=stack.api_url, timeout=30) as api:
+        await load.send(api, 3)
+
+    async def heads_held() -> bool:
+        return await held_by(stack.database_url, name) == len(load.keys)
+
+    await wait_for(heads_held, timeout=20, what="the victim holding every head")
+    os.kill(victim.pid, signal.SIGSTOP)
+    try:
+        paused = await held_by(stack.database_url, name)
+        stack.start_worker()
+        await wait_all(stack.database_url, load.ids, "sent", within=60)
+    finally:
+        os.kill(victim.pid, signal.SIGCONT)
+    resumed = datetime.now(UTC)
+
+    async def idle_again() -> bool:  # its heartbeat is back, with nothing in its hands
+        raw = await redis.get(heartbeat_key(name))
+        return raw is not None and json.loads(raw)["inflight"] == 0
+
+    await wait_for(idle_again, timeout=20, what="the resumed victim to settle")
+    requests = stack.sim_requests()
+    report = judge(calls_from_requests(requests), load.accepted)
+    late = [r for r in requests if datetime.fromisoformat(r["received_at"]) > resumed]
+    sent_events = await pool.fetchval(
+        "SELECT count(*) FROM message_events "
+        "WHERE status = 'sent' AND message_id = ANY($1::uuid[])",
+        load.ids,
+    )
+    print(f"\nSIGSTOP worker: {paused} held at the pause; {report.line()}; "
+          f"{len(late)} calls after the resume")  # fmt: skip
+    assert victim.poll() is None
+    assert report.overtakes == 0 and report.missing == []
+    assert report.duplicates <= paused  # only its calls in flight can go twice
+    assert late == []
+    assert sent_events == len(load.ids)  # no late outcome landed
+    assert await count_status(stack.database_url, load.ids, "sent") == len(load.ids)
 
 
 async def test_kill_9_the_api_mid_load(stack: Stack) -> None:

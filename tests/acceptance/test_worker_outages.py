@@ -11,6 +11,8 @@ from __future__ import annotations
 import asyncio
 import collections
 import json
+import os
+import signal
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -24,13 +26,16 @@ import redis.asyncio as aioredis
 
 from postline.embedded import EmbeddedPostgres, EmbeddedRedis, free_port
 from postline.store.migrate import upgrade
+from tests.support.harness import wait_for
 from tests.support.order import KeyedLoad, calls_from_requests, judge
-from tests.support.stack import Stack, wait_all
+from tests.support.processes import descendants, start_dev, stop_dev, wait_http
+from tests.support.stack import Stack, count_status, sms, wait_all
 
 pytestmark = pytest.mark.timeout(240)
 
 #: RECONCILE_INTERVAL + VISIBILITY_TIMEOUT + 30 s of the stack's settings.
 BOUND = 1 + 7 + 30
+SMS = {"from": "+15551234567", "to": "+15559876543", "type": "sms", "body": "Test"}
 
 
 def outages(log: Path) -> dict[str, list[int]]:
@@ -93,15 +98,16 @@ async def logged_since(log: Path, before: dict[str, list[int]]) -> dict[str, tup
 
 async def spell(
     name: str, stack: Stack, load: KeyedLoad, start: Callable[[], Awaitable[Any]],
-    end: Callable[[], Awaitable[Any]],
+    end: Callable[[], Awaitable[Any]], *, meets: str,
 ) -> None:  # fmt: skip
     """Sends, starts the fault, sends through it for 3 s, ends it, checks delivery.
 
-    Also checks that the worker logged the fault (some loop met it) and that
-    no loop logged it more than once, or its end more than once.
+    Also checks that the worker logged the fault (some loop met the error
+    `meets`) and that no loop logged it more than once, or its end more than once.
     """
     log = stack.logs / "worker1.log"
     before = outages(log)
+    seen = len(log.read_text())
     async with httpx.AsyncClient(base_url=stack.api_url, timeout=30) as api:
         await load.send(api, 2)  # in flight (slow provider) when the fault starts
         fault = asyncio.create_task(start())
@@ -116,10 +122,11 @@ async def spell(
     logged = await logged_since(log, before)
     print(f"{name}: outages and recoveries logged per loop: {logged}")
     assert logged, f"the worker never met the {name} fault"
+    assert meets in log.read_text()[seen:], f"no loop met {meets} during the {name} fault"
     assert all(counts == (1, 1) for counts in logged.values()), logged
 
 
-async def test_a_worker_rides_out_busy_readonly_and_flushall(
+async def test_a_worker_rides_out_busy_readonly_masterdown_oom_a_hang_and_flushall(
     database_url: str, own_redis: EmbeddedRedis, pool: asyncpg.Pool, tmp_path: Path
 ) -> None:
     stack = Stack(database_url, own_redis.url, tmp_path)
@@ -136,18 +143,43 @@ async def test_a_worker_rides_out_busy_readonly_and_flushall(
             with redis.Redis.from_url(own_redis.url, socket_timeout=30) as blocking:
                 return blocking.eval(BUSY_LOOP, 0, 3.5)
 
-        await spell("BUSY", stack, load, lambda: asyncio.to_thread(busy_script), _nothing)
+        await spell(
+            "BUSY", stack, load, lambda: asyncio.to_thread(busy_script), _nothing, meets="BUSY"
+        )
         same_worker(stack, pid)
         # A replica of a master that is not there: READONLY to writes, UNBLOCKED to blocked
-        # readers; it keeps its data until it syncs, which it never does.
+        # readers; it keeps its data until it syncs, which it never does. Then again, but
+        # not allowed to serve stale data: MASTERDOWN to reads too.
+        for name, meets in (("READONLY", "ReadOnlyError"), ("MASTERDOWN", "MasterDownError")):
+            stale = "yes" if name == "READONLY" else "no"
+            await client.config_set("replica-serve-stale-data", stale)
+            await spell(
+                name, stack, load,
+                lambda: client.replicaof("127.0.0.1", free_port()),
+                lambda: client.replicaof("NO", "ONE"), meets=meets,
+            )  # fmt: skip
+            same_worker(stack, pid)
+        # Memory full (noeviction): OOM to every write that could grow it.
         await spell(
-            "READONLY", stack, load,
-            lambda: client.replicaof("127.0.0.1", free_port()),
-            lambda: client.replicaof("NO", "ONE"),
+            "OOM", stack, load,
+            lambda: client.config_set("maxmemory", 1),
+            lambda: client.config_set("maxmemory", 0), meets="OutOfMemoryError",
         )  # fmt: skip
         same_worker(stack, pid)
+
+        # A Redis that hangs (SIGSTOP) longer than the clients' 5 s socket timeout.
+        async def hang_redis() -> None:
+            assert own_redis.pid is not None
+            os.kill(own_redis.pid, signal.SIGSTOP)
+            try:
+                await asyncio.sleep(7)
+            finally:
+                os.kill(own_redis.pid, signal.SIGCONT)
+
+        await spell("hung Redis", stack, load, hang_redis, _nothing, meets="TimeoutError")
+        same_worker(stack, pid)
         # FLUSHALL while the worker waits in XREADGROUP: NOGROUP, and everything lost.
-        await spell("FLUSHALL", stack, load, client.flushall, _nothing)
+        await spell("FLUSHALL", stack, load, client.flushall, _nothing, meets="NOGROUP")
         same_worker(stack, pid)
     finally:
         await client.aclose()
@@ -193,24 +225,69 @@ async def ride_out(
     return load, refused
 
 
+async def dev_rides_out(folder: Path) -> None:
+    """`postline dev` on a PostgreSQL and a Redis of its own that both stop for the minute:
+    it keeps running with the very same children, and then delivers again."""
+    pg = EmbeddedPostgres(folder / "pg", port=free_port(), fast=True)
+    own_redis = EmbeddedRedis(folder / "redis", port=free_port())
+    urls = {
+        "DATABASE_URL": await asyncio.to_thread(pg.start),
+        "REDIS_URL": await asyncio.to_thread(own_redis.start),
+    }
+    api_port = free_port()
+    dev = start_dev(folder, api_port, free_port(), urls=urls)
+    family: list[Any] = []
+    try:
+        await asyncio.to_thread(wait_http, f"http://127.0.0.1:{api_port}/health", dev,
+                                folder / "dev.log", 90)  # fmt: skip
+        family = descendants(dev)
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{api_port}", timeout=30) as api:
+            ids = [(await api.post("/api/v1/messages/send", json=SMS)).json()["id"]]
+            await asyncio.gather(asyncio.to_thread(pg.stop), asyncio.to_thread(own_redis.stop))
+            await asyncio.sleep(OUTAGE_SECONDS)  # the outage itself
+            await asyncio.gather(asyncio.to_thread(pg.start), asyncio.to_thread(own_redis.start))
+            healed = time.monotonic()
+            while (await api.get("/health")).status_code != 200:
+                assert time.monotonic() - healed < 30, "dev's API did not recover within 30s"
+                await asyncio.sleep(0.1)
+            ids.append((await api.post("/api/v1/messages/send", json=SMS)).json()["id"])
+
+            async def delivered() -> bool:
+                answers = [await api.get(f"/api/v1/messages/{i}") for i in ids]
+                return all(a.json()["status"] in ("sent", "delivered") for a in answers)
+
+            await wait_for(delivered, timeout=BOUND, what="dev to send what it acknowledged")
+        assert dev.poll() is None, f"postline dev exited with {dev.returncode}"
+        assert sorted(p.pid for p in descendants(dev)) == sorted(p.pid for p in family)
+        print("\npostline dev: ran through a minute without both servers, same children")
+    finally:
+        if dev.poll() is None:
+            stop_dev(dev, family)
+        pg.stop()
+        own_redis.stop()
+
+
 async def test_a_worker_rides_out_a_minute_without_redis_and_a_minute_without_postgres(
     database_url: str, redis_url: str, own_redis: EmbeddedRedis, pool: asyncpg.Pool,
     redis: aioredis.Redis, tmp_path: Path,
 ) -> None:  # fmt: skip
     """Two stacks side by side, to spend the minute once: one loses its Redis, the other
     its PostgreSQL. Sends accepted while Redis is down are answered 202 and go out;
-    while PostgreSQL is down the API answers 503 and nothing is acknowledged."""
+    while PostgreSQL is down the API answers 503 and nothing is acknowledged. Beside
+    them, a `postline dev` loses both of its servers for the same minute."""
     own_pg = EmbeddedPostgres(tmp_path / "own-pg", port=free_port(), fast=True)
     pg_url = own_pg.start()
     await asyncio.to_thread(upgrade, pg_url)
     (tmp_path / "redis-down").mkdir()
     (tmp_path / "postgres-down").mkdir()
+    (tmp_path / "dev").mkdir()
     no_redis = Stack(database_url, own_redis.url, tmp_path / "redis-down")
     no_postgres = Stack(pg_url, redis_url, tmp_path / "postgres-down")
     try:
-        (_, refused_without_redis), (_, refused_without_postgres) = await asyncio.gather(
+        (_, refused_without_redis), (_, refused_without_postgres), _ = await asyncio.gather(
             ride_out("Redis stopped", no_redis, own_redis.stop, own_redis.start),
             ride_out("PostgreSQL stopped", no_postgres, own_pg.stop, own_pg.start),
+            dev_rides_out(tmp_path / "dev"),
         )
     finally:
         no_redis.stop_all()
@@ -230,3 +307,51 @@ local start = now()
 while now() - start < tonumber(ARGV[1]) do end
 return 1
 """
+
+
+async def test_a_second_signal_stops_a_worker_that_waits_to_write_its_outcomes(
+    redis_url: str, redis: aioredis.Redis, tmp_path: Path
+) -> None:
+    """The first SIGTERM finishes the sends in flight and writes their outcomes,
+    waiting for PostgreSQL if it is down (unwritten, they would be sent again);
+    a second one gives that up, so an operator is never left with kill -9."""
+    own_pg = EmbeddedPostgres(tmp_path / "own-pg", port=free_port(), fast=True)
+    pg_url = own_pg.start()
+    await asyncio.to_thread(upgrade, pg_url)
+    stack = Stack(pg_url, redis_url, tmp_path)
+    try:
+        stack.start_simulator("--latency-ms", "1500")
+        stack.start_api()
+        worker = stack.start_worker()
+        await started(stack)
+        async with httpx.AsyncClient(base_url=stack.api_url) as api:
+            ids = [(await api.post("/api/v1/messages/send", json=sms(i))).json()["id"]
+                   for i in range(3)]  # fmt: skip
+
+        async def all_sending() -> bool:
+            return await count_status(pg_url, ids, "sending") == len(ids)
+
+        await wait_for(all_sending, timeout=20, what="the sends to be in flight")
+        own_pg.stop()  # the provider answers after this: the outcomes cannot be written
+        log = stack.logs / "worker1.log"
+        await wait_for(
+            _logged(log, "retrying until it succeeds"), timeout=20, what="a failed outcome write"
+        )
+        worker.send_signal(signal.SIGTERM)
+        await wait_for(
+            _logged(log, "finishing"), timeout=10, what="the first signal to start the shutdown"
+        )
+        assert worker.poll() is None  # still writing its outcomes
+        worker.send_signal(signal.SIGTERM)
+        await asyncio.to_thread(worker.wait, 20)
+        assert "second signal" in log.read_text()
+    finally:
+        stack.stop_all()
+        own_pg.stop()
+
+
+def _logged(log: Path, text: str) -> Callable[[], Awaitable[bool]]:
+    async def check() -> bool:
+        return text in await asyncio.to_thread(log.read_text)
+
+    return check

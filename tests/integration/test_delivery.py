@@ -12,6 +12,10 @@ import httpx
 import pytest
 
 from postline.queue.keys import RECONCILE_LOCK
+from postline.queue.streams import RedisQueue
+from postline.store.messages import MessageStore
+from postline.worker.reconciler import Reconciler
+from tests.support.harness import message_reaches as wait_status
 from tests.support.harness import (
     running_worker,
     settings_for,
@@ -33,15 +37,6 @@ async def script(sim: Any, to: str, responses: list[Any]) -> None:
     async with httpx.AsyncClient(base_url=sim.base_url) as control:
         answer = await control.post("/_sim/scripts", json={"to": to, "responses": responses})
         answer.raise_for_status()
-
-
-async def wait_status(api: httpx.AsyncClient, message_id: str, *want: str) -> dict[str, Any]:
-    async def reached() -> dict[str, Any] | None:
-        message: dict[str, Any] = (await api.get(f"/api/v1/messages/{message_id}")).json()
-        return message if message["status"] in want else None
-
-    result: dict[str, Any] = await wait_for(reached, timeout=15, what=f"{message_id} -> {want}")
-    return result
 
 
 async def events(api: httpx.AsyncClient, message_id: str) -> list[dict[str, Any]]:
@@ -100,6 +95,31 @@ async def test_permanent_error_fails_at_once_with_the_provider_code(
     assert message["error"] == {"code": "21211", "message": "Invalid 'To' Phone Number"}
     dead = await redis.xrange("message_queue:dead")
     assert [fields["id"] for _, fields in dead] == [message_id]
+
+
+async def test_an_outcome_postgresql_refuses_fails_that_message_and_frees_its_key(
+    api: httpx.AsyncClient, settings: Any, sim: Any, redis: Any
+) -> None:
+    """The provider's error text holds a NUL, which PostgreSQL cannot store: the same
+    write would fail forever. The message fails with the reason instead, is dead-lettered,
+    and the next message of its key goes out."""
+    await script(sim, SMS["to"], [{"status": 400, "code": 21211, "message": "bad\u0000text"}])
+    first = (await api.post("/api/v1/messages/send", json=SMS)).json()["id"]
+    second = (await api.post("/api/v1/messages/send", json={**SMS, "body": "next"})).json()["id"]
+    async with running_worker(settings):
+        failed = await wait_status(api, first, "failed")
+        await wait_status(api, second, "sent")
+    assert failed["attempts"] == 1
+    assert failed["error"]["code"] == "internal_error"
+    assert "could not be stored" in failed["error"]["message"]
+    history = await events(api, first)
+    assert history[-1]["status"] == "failed"
+    assert [e["status"] for e in history].count("sending") == 1  # no second attempt
+    dead = await redis.xrange("message_queue:dead")
+    assert [(fields["id"], fields["error_code"]) for _, fields in dead] == [
+        (first, "internal_error")
+    ]
+    assert [r["body"] for r in sim.state.requests()] == ["Test", "next"]  # one call each
 
 
 async def test_exhausted_retries_fail_then_manual_retry_gets_a_fresh_budget(
@@ -219,9 +239,6 @@ async def test_reconciler_never_queues_twice(
         answer = await api.post("/api/v1/messages/send", json={**SMS, "to": f"+1555987{i:04d}"})
         ids.append(answer.json()["id"])
     await redis.delete(RECONCILE_LOCK)
-    from postline.queue.streams import RedisQueue
-    from postline.store.messages import MessageStore
-    from postline.worker.reconciler import Reconciler
 
     store, queue = MessageStore(pool), RedisQueue(redis)
     reconciler = Reconciler(store=store, queue=queue, owner="t", interval=1)
@@ -233,3 +250,18 @@ async def test_reconciler_never_queues_twice(
     await redis.delete(RECONCILE_LOCK)
     assert await reconciler.tick() == 0  # queued again once, and only once
     assert await redis.xlen("message_queue:sms") == len(ids)
+
+
+async def test_one_reconciler_owns_each_pass(
+    api: httpx.AsyncClient, pool: asyncpg.Pool, redis: Any
+) -> None:
+    """Two workers' reconcilers tick at the same moment after Redis lost everything:
+    one of them rebuilds the queue, the other does nothing."""
+    for i in range(5):
+        await api.post("/api/v1/messages/send", json={**SMS, "to": f"+1555987{i:04d}"})
+    await redis.flushdb()
+    store, queue = MessageStore(pool), RedisQueue(redis)
+    rivals = [Reconciler(store=store, queue=queue, owner=o, interval=5) for o in ("a", "b")]
+    repaired = await asyncio.gather(*(r.tick() for r in rivals))
+    assert sorted(repaired) == [0, 5]
+    assert await redis.xlen("message_queue:sms") == 5

@@ -81,17 +81,25 @@ async def test_a_slow_send_outliving_its_first_lease_is_renewed_not_taken_over(
 
 
 @contextlib.asynccontextmanager
-async def silent_provider() -> AsyncIterator[str]:
-    """An HTTP server that accepts connections, reads, and never answers."""
+async def stalling_provider(trickle: bool) -> AsyncIterator[str]:
+    """An HTTP server that reads a request and never finishes its answer: it stays
+    silent, or it first trickles a byte of headers every 0.3 s for 6 s, so that no
+    single read waits long (only a deadline on the whole call cuts that early)."""
     done = asyncio.Event()
 
-    async def hang(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    async def stall(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         with contextlib.suppress(ConnectionError):
             await reader.read(65536)
+            if trickle:
+                writer.write(b"HTTP/1.1 201 Created\r\n")
+                for _ in range(20):
+                    writer.write(b"X")
+                    await writer.drain()
+                    await asyncio.sleep(0.3)
             await done.wait()
         writer.close()
 
-    server = await asyncio.start_server(hang, "127.0.0.1", 0)
+    server = await asyncio.start_server(stall, "127.0.0.1", 0)
     port = server.sockets[0].getsockname()[1]
     try:
         yield f"http://127.0.0.1:{port}"
@@ -101,10 +109,11 @@ async def silent_provider() -> AsyncIterator[str]:
         await server.wait_closed()
 
 
+@pytest.mark.parametrize("trickle", [False, True], ids=["silent", "trickling"])
 async def test_a_provider_that_never_answers_is_given_up_at_the_deadline(
-    database_url: str, redis_url: str, pool: asyncpg.Pool, redis: aioredis.Redis
+    trickle: bool, database_url: str, redis_url: str, pool: asyncpg.Pool, redis: aioredis.Redis
 ) -> None:
-    async with silent_provider() as url:
+    async with stalling_provider(trickle) as url:
         settings = settings_for(database_url, redis_url, url, provider_timeout_seconds=2)
         load = KeyedLoad(1)
         async with in_process(settings, workers=1) as service:
@@ -126,8 +135,9 @@ async def test_a_provider_that_never_answers_is_given_up_at_the_deadline(
             )
     sending, ended = rows[0], rows[1]
     held = (ended["at"] - sending["at"]).total_seconds()
-    print(f"\nprovider silent: attempt ended {ended['status']} ({ended['error_code']}) "
-          f"after {held:.2f}s (deadline {settings.provider_timeout_seconds:g}s)")  # fmt: skip
+    print(f"\nprovider {'trickling' if trickle else 'silent'}: attempt ended {ended['status']} "
+          f"({ended['error_code']}) after {held:.2f}s "
+          f"(deadline {settings.provider_timeout_seconds:g}s)")  # fmt: skip
     assert (sending["status"], ended["status"], ended["error_code"]) == (
         "sending", "retrying", "timeout",
     )  # fmt: skip

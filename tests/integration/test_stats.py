@@ -18,6 +18,7 @@ import pytest
 
 from postline.queue import keys, workers
 from postline.store import stats as store_stats
+from tests.support.api_calls import send, wait_status
 from tests.support.harness import (
     running_api,
     running_worker,
@@ -40,21 +41,6 @@ async def fail_next_send_to(sim: Any, to: str) -> None:
     async with httpx.AsyncClient(base_url=sim.base_url) as control:
         answer = await control.post("/_sim/scripts", json={"to": to, "responses": [INVALID]})
         answer.raise_for_status()
-
-
-async def send(api: httpx.AsyncClient, payload: dict[str, Any]) -> str:
-    answer = await api.post("/api/v1/messages/send", json=payload)
-    assert answer.status_code == 202, answer.text
-    message_id: str = answer.json()["id"]
-    return message_id
-
-
-async def wait_status(api: httpx.AsyncClient, message_id: str, want: str) -> None:
-    async def reached() -> bool:
-        answer = await api.get(f"/api/v1/messages/{message_id}")
-        return bool(answer.json()["status"] == want)
-
-    await wait_for(reached, timeout=10, what=f"{message_id} to be {want}")
 
 
 async def stats_of(api: httpx.AsyncClient) -> dict[str, Any]:

@@ -17,6 +17,7 @@ import pytest
 
 from postline.settings import Settings
 from postline.simulator import RunningSimulator
+from tests.support.harness import message_reaches as ends
 from tests.support.harness import (
     receipt_settings,
     receipting_simulator,
@@ -75,15 +76,6 @@ async def send(api: httpx.AsyncClient, body: dict[str, Any], path: str = "send")
     assert answer.status_code in (201, 202), answer.text
     message_id: str = answer.json()["id"]
     return message_id
-
-
-async def ends(api: httpx.AsyncClient, message_id: str, *want: str) -> dict[str, Any]:
-    async def reached() -> dict[str, Any] | None:
-        message: dict[str, Any] = (await api.get(f"/api/v1/messages/{message_id}")).json()
-        return message if message["status"] in want else None
-
-    result: dict[str, Any] = await wait_for(reached, timeout=15, what=f"{message_id} -> {want}")
-    return result
 
 
 async def suppress(api: httpx.AsyncClient, **body: Any) -> dict[str, Any]:

@@ -13,6 +13,7 @@ import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
+import httpx
 import uvicorn
 from fastapi import FastAPI
 
@@ -126,3 +127,16 @@ async def wait_for(
         if loop.time() > deadline:
             raise AssertionError(f"timed out after {timeout}s waiting for {what}")
         await asyncio.sleep(every)
+
+
+async def message_reaches(
+    api: httpx.AsyncClient, message_id: str, *want: str, timeout: float = 15
+) -> dict[str, Any]:
+    """The message as `GET` shows it, once its status is one of `want`."""
+
+    async def reached() -> dict[str, Any] | None:
+        message: dict[str, Any] = (await api.get(f"/api/v1/messages/{message_id}")).json()
+        return message if message["status"] in want else None
+
+    found: dict[str, Any] = await wait_for(reached, timeout=timeout, what=f"{message_id} -> {want}")
+    return found

@@ -14,6 +14,10 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import psutil
+
+from tests.support.harness import free_port
+
 
 def postline(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
     with log.open("ab") as out:  # the child keeps its own copy of the descriptor
@@ -95,3 +99,31 @@ def socket_listening() -> Iterator[str]:
         sock.bind(("127.0.0.1", 0))
         sock.listen()
         yield str(sock.getsockname()[1])
+
+
+def start_dev(
+    cwd: Path, api_port: int, sim_port: int, metrics_port: int | None = None,
+    urls: dict[str, str] | None = None,
+) -> subprocess.Popen[bytes]:  # fmt: skip
+    """`postline dev` in `cwd`: embedded servers, or the `DATABASE_URL`/`REDIS_URL` in `urls`."""
+    env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL")}
+    env.update(urls or {})
+    # A port of the test's own, not 9101, so parallel runs do not meet there.
+    metrics_port = metrics_port or free_port()
+    with (cwd / "dev.log").open("ab") as log:
+        return subprocess.Popen(
+            [sys.executable, "-m", "postline", "dev", "--port", str(api_port),
+             "--simulator-port", str(sim_port), "--worker-metrics-port", str(metrics_port)],
+            cwd=cwd, env=env, stdout=log, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+
+
+def descendants(proc: subprocess.Popen[bytes]) -> list[psutil.Process]:
+    return psutil.Process(proc.pid).children(recursive=True)
+
+
+def stop_dev(proc: subprocess.Popen[bytes], family: list[psutil.Process]) -> None:
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=60) == 0
+    _, alive = psutil.wait_procs(family, timeout=10)
+    assert alive == [], f"left running: {[p.info for p in alive]}"

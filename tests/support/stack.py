@@ -94,9 +94,17 @@ class Stack:
         proc.wait()
 
     def stop_all(self) -> None:
+        """Stops every process, even when one of them had to be killed (which is then raised):
+        a failing test must not leave the others running against the shared servers."""
+        refused: list[AssertionError] = []
         for proc in [*self.workers, self.api, self.sim]:
             if proc is not None and proc.poll() is None:
-                stop(proc)
+                try:
+                    stop(proc)
+                except AssertionError as exc:
+                    refused.append(exc)
+        if refused:
+            raise refused[0]
 
     def sim_config(self, **values: Any) -> None:
         httpx.put(f"{self.sim_url}/_sim/config", json=values).raise_for_status()

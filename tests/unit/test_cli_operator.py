@@ -16,7 +16,7 @@ API_JSON: dict[str, Any] = {
     "id": "0b6c1c3e-8d3e-4f57-a7e5-2f0f3c1f9a10", "status": "failed", "type": "sms",
     "from": "+15551234567", "to": "+15550000001", "body": "Hi", "subject": None, "html": None,
     "attachments": [], "ordering_key": "+15550000001", "send_at": None, "metadata": {"a": 1},
-    "callback_url": None, "attempts": 1,
+    "callback_url": None, "list_unsubscribe": False, "attempts": 1,
     "error": {"code": "21211", "message": "Invalid To", "details": []},
     "provider": "twilio", "provider_message_id": None, "next_attempt_at": None,
     "created_at": "2026-11-30T15:00:00.123456+00:00",

@@ -7,10 +7,12 @@ import logging
 
 import asyncpg
 import pytest
+from redis._parsers.base import BaseParser
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from postline.worker.outage import POSTGRESQL, REDIS, Outage, dependency_of
+from postline.worker.outage import DEPENDENCY_ERRORS, POSTGRESQL, REDIS, Outage, dependency_of
 
 
 def test_backoff_grows_to_its_cap_and_resets_on_success(caplog: pytest.LogCaptureFixture) -> None:
@@ -51,3 +53,34 @@ def test_an_outage_remembers_its_cause_until_it_ends() -> None:
     assert outage.cause == REDIS  # the latest failure names what to wait for
     outage.ok()
     assert outage.cause is None and not outage.ongoing
+
+
+#: Redis's error replies that the README says a worker rides out, as the server sends them.
+REDIS_REPLIES = [
+    "LOADING Redis is loading the dataset in memory",
+    "READONLY You can't write against a read only replica.",
+    "BUSY Redis is busy running a script. You can only call SCRIPT KILL or SHUTDOWN NOSAVE.",
+    "OOM command not allowed when used memory > 'maxmemory'.",
+    "MASTERDOWN Link with MASTER is down and replica-serve-stale-data is set to 'no'.",
+    "UNBLOCKED force unblock from blocking operation, instance state changed",
+    "NOGROUP No such key 'message_queue:sms' or consumer group 'workers'",
+]
+
+
+@pytest.mark.parametrize("reply", REDIS_REPLIES, ids=lambda r: r.split()[0])
+def test_every_redis_error_reply_named_is_an_outage_of_redis(reply: str) -> None:
+    error = BaseParser.parse_error(reply)  # the exception redis-py raises for that reply
+    assert isinstance(error, DEPENDENCY_ERRORS)
+    assert dependency_of(error) == REDIS
+
+
+@pytest.mark.parametrize(
+    "error",
+    [RedisConnectionError("Connection reset by peer"), RedisTimeoutError("Timeout reading"),
+     ConnectionResetError(104, "reset"), TimeoutError(), asyncpg.exceptions.AdminShutdownError("x"),
+     asyncpg.exceptions.CannotConnectNowError("the database system is starting up")],
+    ids=lambda e: type(e).__name__,
+)  # fmt: skip
+def test_resets_timeouts_and_restarts_are_outages(error: BaseException) -> None:
+    assert isinstance(error, DEPENDENCY_ERRORS)
+    assert dependency_of(error) is not None

@@ -49,6 +49,7 @@ def test_defaults_are_quiet_and_unauthenticated() -> None:
         "delivery_outcome": "delivered",
         "delivery_error_code": None,
         "sendgrid_event_webhook_url": None,
+        "twilio_inbound_webhook_url": None,
         "sendgrid_webhook_private_key": None,
         "hang_rate": 0.0,
         "hang_ms": 0.0,

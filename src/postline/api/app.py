@@ -17,14 +17,18 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from postline import logs, tracing
 from postline.api import docs, errors, openapi
+from postline.api.callback_urls import check_inbound_callback_url
 from postline.api.deps import Components
 from postline.api.routes import (
+    activity,
     collection,
     dashboard,
     health,
+    inbound,
     messages,
     stats,
     suppressions,
+    unsubscribe,
     webhooks,
 )
 from postline.metrics import ApiMetrics, WorkerMetrics
@@ -100,6 +104,7 @@ def create_app(settings: Settings) -> FastAPI:
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         assert settings.database_url and settings.redis_url
+        await check_inbound_callback_url(settings)
         # Closed in reverse order, each whatever the one before it raised.
         async with contextlib.AsyncExitStack() as closing:
             closing.callback(metrics.process_exited)
@@ -157,9 +162,13 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(messages.router)
     app.include_router(health.router)
     app.include_router(stats.router)
+    app.include_router(activity.router)
     app.include_router(dashboard.router)
     app.include_router(webhooks.router)
     app.include_router(suppressions.router)
+    app.include_router(unsubscribe.router)
+    app.include_router(inbound.webhook_router)
+    app.include_router(inbound.router)
     app.mount(dashboard.STATIC_PATH, StaticFiles(directory=dashboard.STATIC_DIR), name="dashboard")
     openapi.install(app)
     docs.install(app)

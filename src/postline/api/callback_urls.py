@@ -8,12 +8,19 @@ lookup, so it runs here, in the routes, only for sends that carry a
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 from typing import Any
 
 from postline.api.errors import ApiError, summary
 from postline.callbacks import targets
 from postline.settings import Settings
+
+log = logging.getLogger("postline.api")
+
+
+class RefusedInboundCallback(RuntimeError):
+    """INBOUND_CALLBACK_URL points where callbacks may not go: the API will not start."""
 
 
 def _details(refused: targets.RefusedTarget) -> list[dict[str, Any]]:
@@ -52,3 +59,26 @@ async def batch_target_errors(
                 "details": details,
             }
     return errors
+
+
+async def check_inbound_callback_url(settings: Settings) -> None:
+    """Checks INBOUND_CALLBACK_URL at start like a send's `callback_url`.
+
+    A host that is or resolves to a forbidden address stops the start
+    (`RefusedInboundCallback`): that is a mistake in the configuration. A
+    host that does not resolve now is only logged, so a DNS hiccup at start
+    does not keep the API down; the workers' connect-time guard still
+    refuses any forbidden address it resolves to later.
+    """
+    url = settings.inbound_callback_url
+    if not url or settings.callback_allow_private_networks:
+        return
+    try:
+        await targets.check_url(url)
+    except targets.Unresolvable as exc:
+        log.warning("INBOUND_CALLBACK_URL %s", exc)
+    except targets.RefusedTarget as exc:
+        raise RefusedInboundCallback(
+            f"INBOUND_CALLBACK_URL is refused: {exc} (CALLBACK_ALLOW_PRIVATE_NETWORKS=true "
+            "allows it)"
+        ) from exc

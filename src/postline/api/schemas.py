@@ -149,6 +149,14 @@ class MessageCreate(BaseModel):
         "`CALLBACK_ALLOW_PRIVATE_NETWORKS=true`.",
     )
 
+    list_unsubscribe: bool = Field(
+        default=False,
+        description="email only: add RFC 8058 one-click unsubscribe headers "
+        "(`List-Unsubscribe` with a signed link to this server, `List-Unsubscribe-Post`). "
+        "A POST to the link suppresses the recipient for this `from` address. Needs "
+        "`PUBLIC_BASE_URL` and `CALLBACK_SIGNING_SECRET` on the server (`422` otherwise).",
+    )
+
     @model_validator(mode="after")
     def _channel_rules(self) -> MessageCreate:
         try:
@@ -168,6 +176,8 @@ class MessageCreate(BaseModel):
             )
             if self.callback_url is not None:
                 check_url("callback_url", self.callback_url)
+            if self.list_unsubscribe and self.type != "email":
+                raise SendRuleError("list_unsubscribe", "is for email only")
             self.send_at = _utc(self.send_at)
         except SendRuleError as exc:
             raise PydanticCustomError(
@@ -194,6 +204,7 @@ class MessageCreate(BaseModel):
             status=Status.SCHEDULED if scheduled else Status.PENDING,
             send_at=self.send_at,
             callback_url=self.callback_url,
+            list_unsubscribe=self.list_unsubscribe,
             created_at=now,
             updated_at=now,
         )
@@ -288,6 +299,9 @@ class MessagePublic(BaseModel):
     send_at: str | None = Field(description=f"When it is scheduled for, {RFC3339}; or null.")
     metadata: dict[str, Any] = Field(description="Your metadata, as sent.")
     callback_url: str | None = Field(description="Where status callbacks go, or null.")
+    list_unsubscribe: bool = Field(
+        description="Whether the email carries one-click unsubscribe headers."
+    )
     attempts: int = Field(description="Provider calls made so far, retries included.")
     error: MessageError | None = Field(description="Why it failed or is retrying, else null.")
     provider: str | None = Field(description="`twilio` or `sendgrid` once one accepted it.")

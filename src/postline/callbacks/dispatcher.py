@@ -24,6 +24,7 @@ import orjson
 
 from postline.callbacks import signing
 from postline.callbacks.targets import public_only_socket
+from postline.domain.inbound import InboundMessage, public_inbound
 from postline.domain.message import public_view, rfc3339
 from postline.domain.retry import exponential_seconds
 from postline.store.callbacks import CallbackStore, DueCallback
@@ -46,11 +47,28 @@ def backoff(tries: int, first: float = FIRST_BACKOFF_SECONDS) -> float:
 
 def event_body(due: DueCallback) -> bytes:
     """What the client receives; fixed at the first attempt, reused on retries."""
+    if due.message is None or due.event_status is None:
+        # An inbound message's row is written with its body, so this cannot be one.
+        raise ValueError(f"callback {due.id} has neither a body nor a message")
     return orjson.dumps(
         {
             "type": f"message.{due.event_status.value}",
             "timestamp": rfc3339(due.event_at),
             "data": public_view(due.message),
+        }
+    )
+
+
+RECEIVED_EVENT = "message.received"
+
+
+def received_body(message: InboundMessage) -> bytes:
+    """The `message.received` callback of an inbound message (written once, with it)."""
+    return orjson.dumps(
+        {
+            "type": RECEIVED_EVENT,
+            "timestamp": rfc3339(message.received_at),
+            "data": public_inbound(message),
         }
     )
 

@@ -42,6 +42,10 @@ class RefusedTarget(ValueError):
     """A callback URL Postline will not call; the message says why, for the client."""
 
 
+class Unresolvable(RefusedTarget):
+    """Refused because its host did not resolve (now): the one refusal time may cure."""
+
+
 async def system_resolve(host: str) -> list[str]:
     """The addresses the event loop's resolver gives for `host`."""
     infos = await asyncio.get_running_loop().getaddrinfo(host, None, type=socket.SOCK_STREAM)
@@ -90,11 +94,11 @@ async def check_url(
         async with asyncio.timeout(timeout):
             found = await (resolve or system_resolve)(host)
     except TimeoutError as exc:
-        raise RefusedTarget(f"its host {host} did not resolve within {timeout:g} s") from exc
+        raise Unresolvable(f"its host {host} did not resolve within {timeout:g} s") from exc
     except (OSError, UnicodeError) as exc:  # socket.gaierror is an OSError
-        raise RefusedTarget(f"its host {host} does not resolve") from exc
+        raise Unresolvable(f"its host {host} does not resolve") from exc
     if not found:
-        raise RefusedTarget(f"its host {host} does not resolve")
+        raise Unresolvable(f"its host {host} does not resolve")
     for text in found:
         address = parse(text)
         reason = "not an IP address" if address is None else refusal(address)

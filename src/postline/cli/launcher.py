@@ -189,6 +189,8 @@ class _Launcher:
             str(self.sim_port),
             "--sendgrid-event-webhook-url",
             events_url,
+            "--twilio-inbound-webhook-url",
+            f"{env['PUBLIC_BASE_URL']}/api/v1/webhooks/twilio/inbound",
         ]
         sim = spawn(args, dict(env, **provider_env))
         self.children.append(("simulator", sim))

@@ -25,6 +25,11 @@ from postline.cli.ports import require_free
     type=click.Choice(["delivered", "undelivered", "failed"]),
 )
 @option("--sendgrid-event-webhook-url", default=None)
+@option(
+    "--twilio-inbound-webhook-url",
+    default=None,
+    help="Where POST /_sim/inbound sends Twilio's inbound message webhook.",
+)
 @option("--seed", default=None, type=int, help="Seed of faults, jitter and ids.")
 @option(
     "--request-log",
@@ -43,6 +48,7 @@ def simulator(
     callback_delay_ms: float,
     delivery_outcome: str,
     sendgrid_event_webhook_url: str | None,
+    twilio_inbound_webhook_url: str | None,
     seed: int | None,
     request_log: Path | None,
 ) -> None:
@@ -64,6 +70,7 @@ def simulator(
         callback_delay_ms=callback_delay_ms,
         delivery_outcome=delivery_outcome,
         sendgrid_event_webhook_url=sendgrid_event_webhook_url,
+        twilio_inbound_webhook_url=twilio_inbound_webhook_url,
         seed=seed,
     )
     run_simulator(host, port, config, request_log)

@@ -61,6 +61,7 @@ class Message:
     send_at: datetime | None = None
     metadata: dict[str, Any] = field(default_factory=dict)
     callback_url: str | None = None
+    list_unsubscribe: bool = False
     attempts: int = 0
     error: Problem | None = None
     provider: str | None = None
@@ -88,6 +89,7 @@ class Message:
             send_at=_when(data.get("send_at")),
             metadata=dict(data.get("metadata") or {}),
             callback_url=data.get("callback_url"),
+            list_unsubscribe=bool(data.get("list_unsubscribe", False)),
             attempts=int(data.get("attempts", 0)),
             error=Problem.from_json(data.get("error")),
             provider=data.get("provider"),

@@ -37,6 +37,8 @@ class Message:
     send_at: datetime | None = None
     metadata: dict[str, Any] = field(default_factory=dict)
     callback_url: str | None = None
+    #: email: carry RFC 8058 one-click unsubscribe headers (domain/unsubscribe.py)
+    list_unsubscribe: bool = False
     attempts: int = 0
     #: attempts a retry budget is counted from: a manual retry gives a fresh budget
     attempts_base: int = 0
@@ -116,6 +118,7 @@ def public_view(message: Message) -> dict[str, Any]:
         "send_at": rfc3339(m.send_at),
         "metadata": m.metadata,
         "callback_url": m.callback_url,
+        "list_unsubscribe": m.list_unsubscribe,
         "attempts": m.attempts,
         "error": _error(m.error_code, m.error_message),
         "provider": m.provider,

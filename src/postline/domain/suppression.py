@@ -12,7 +12,9 @@ What suppresses:
   mailbox refused or complained about mail as such.
 - Twilio's error 21610 on a send (the recipient replied STOP to that
   sender): that sender only, as carriers apply it.
+- The one-click unsubscribe link of an email (RFC 8058): that sender only.
 - The API (`POST /api/v1/suppressions`), with an optional expiry.
+- An inbound STOP (or STOPALL) from the recipient (`domain/inbound.py`).
 
 A send to a suppressed recipient ends `failed` with `SUPPRESSED_CODE` and no
 provider call; the claim looks the suppression up (`store/messages.py`), so
@@ -52,6 +54,8 @@ class Source(StrEnum):
     SENDGRID = "sendgrid"
     TWILIO = "twilio"
     API = "api"
+    LIST_UNSUBSCRIBE = "list_unsubscribe"  # the one-click link of an email (RFC 8058)
+    INBOUND = "inbound"  # the recipient texted STOP (or STOPALL) to one of our numbers
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -8,7 +8,7 @@ from postline.domain.channels import PROVIDER_OF, Channel
 from postline.domain.channels import Provider as ProviderName
 from postline.errors import ConfigurationError
 from postline.providers.base import Provider
-from postline.providers.sendgrid import SendGridProvider
+from postline.providers.sendgrid import SendGridProvider, unsubscribe_links
 from postline.providers.twilio import TwilioProvider
 from postline.settings import Settings
 
@@ -35,7 +35,10 @@ def build_providers(settings: Settings, session: aiohttp.ClientSession) -> dict[
         status_callback_base=settings.public_base_url,
     )
     sendgrid = SendGridProvider(
-        session=session, base_url=settings.sendgrid_base_url, api_key=settings.sendgrid_api_key
+        session=session,
+        base_url=settings.sendgrid_base_url,
+        api_key=settings.sendgrid_api_key,
+        links=unsubscribe_links(settings),
     )
     by_name: dict[ProviderName, Provider] = {
         ProviderName.TWILIO: twilio,

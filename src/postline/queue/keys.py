@@ -14,12 +14,14 @@ Streams and the delay set are named by SPEC 4; the others are internal.
 | `postline:reconciler`     | string | the reconcile lock (owner, PX)              |
 | `postline:metrics:totals` | zset   | the newest outcome totals reading the API   |
 |                           |        | processes share, score = its snapshot time  |
-| `postline:pace:tat:<b>`   | string | a pacing bucket's TAT (ms): sender `<b>` |
+| `postline:pace:tat:<b>`   | string | a pacing bucket's TAT (ms): a sender's, |
 |                           |        | or `account:<provider account>`             |
-| `postline:pace:waiting`   | zset   | reservations: `<sender>|<message id>`,     |
-|                           |        | score = its slot (ms)                       |
-| `postline:pace:inflight:<a>` | zset | an account's concurrency slots:            |
-|                           |        | `<worker>|<message id>`, score = lease end  |
+| `postline:pace:waiting`   | zset   | pacing reservations, score = slot (ms):     |
+|                           |        | `<class>|<sender>|<message id>`             |
+| `postline:pace:inflight:<a>` | zset | an account's concurrency slots, score =    |
+|                           |        | lease end: `<worker>|<message id>`          |
+| `postline:stats:activity` | string | the dashboard's activity reading (JSON),  |
+|                           |        | shared by the API processes, short TTL      |
 | `chaos:sentinel`          | string | written by the chaos campaign's read-only   |
 |                           |        | fault to see whether the data survived      |
 
@@ -46,6 +48,7 @@ QUEUED_INDEX = "postline:queued"
 HEARTBEAT_PREFIX = "postline:worker:"
 RECONCILE_LOCK = "postline:reconciler"
 TOTALS_READING = "postline:metrics:totals"
+ACTIVITY_READING = "postline:stats:activity"
 CHAOS_SENTINEL = "chaos:sentinel"
 PACE_PREFIX = "postline:pace:"
 PACE_WAITING = PACE_PREFIX + "waiting"

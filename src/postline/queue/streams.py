@@ -23,6 +23,7 @@ from postline.domain.channels import Channel
 from postline.queue import pacing, recovery, scripts, workers
 from postline.queue.items import Enqueue, Entry
 from postline.queue.keys import (
+    ACTIVITY_READING,
     CHANNEL_STREAMS,
     CONSUMER_GROUP,
     DEAD_QUEUE,
@@ -237,6 +238,15 @@ class RedisQueue:
         """The newest shared reading (`offer_reading`) and its time, or None."""
         found = await self.client.zrevrange(TOTALS_READING, 0, 0, withscores=True)
         return (float(found[0][1]), str(found[0][0])) if found else None
+
+    async def activity_reading(self) -> str | None:
+        """The shared activity reading (`keep_activity_reading`), while it is fresh."""
+        found = await self.client.get(ACTIVITY_READING)
+        return None if found is None else str(found)
+
+    async def keep_activity_reading(self, reading: str, *, ttl_ms: int) -> None:
+        """Shares `reading` with the other API processes for `ttl_ms`."""
+        await self.client.set(ACTIVITY_READING, reading, px=ttl_ms)
 
     async def offer_reading(self, as_of: float, reading: str) -> tuple[float, str]:
         """Keeps `reading` unless a newer one is kept; returns the one kept.

@@ -11,11 +11,13 @@ import uuid
 from collections.abc import Sequence
 from typing import Protocol
 
+from postline.domain.inbound import Effects, InboundMessage
 from postline.domain.message import Claimed, Message
 from postline.domain.ordering import Head
 from postline.domain.outcomes import Outcome
 from postline.queue.streams import Enqueue, Entry
 from postline.queue.workers import WorkerBeat
+from postline.store.inbound import Recorded
 
 
 class Hints(Protocol):
@@ -151,3 +153,15 @@ class WorkStore(Outcomes, ReconcileStore, Protocol):
     async def states(self, ids: Sequence[uuid.UUID]) -> list[Head]: ...
 
     async def ping(self) -> None: ...
+
+
+class InboundRecords(Protocol):
+    """Where inbound messages are kept (`store.inbound.InboundStore`)."""
+
+    async def record(
+        self,
+        message: InboundMessage,
+        *,
+        effects: Effects,
+        callback: tuple[str, bytes] | None = None,
+    ) -> Recorded: ...

@@ -30,6 +30,7 @@ from aiohttp import web
 from postline.simulator.calllog import CallLog
 from postline.simulator.config import SimulatorConfig
 from postline.simulator.control import ControlRoutes
+from postline.simulator.inbound import InboundPlayer
 from postline.simulator.receipts import ReceiptSender
 from postline.simulator.sendgrid import MAIL_SEND_PATH, MAX_REQUEST_BYTES, SendGridEndpoint
 from postline.simulator.state import SimulatorState
@@ -57,6 +58,7 @@ def create_app(config: SimulatorConfig, request_log: Path | None = None) -> web.
     app.router.add_post(MAIL_SEND_PATH, SendGridEndpoint(state, receipts).handle)
     ControlRoutes(state).add_to(app)
     receipts.add_to(app)
+    InboundPlayer(state).add_to(app)
     if call_log is not None:
 
         async def close_log(_: web.Application) -> None:

@@ -63,6 +63,8 @@ class SimulatorConfig:
     # Twilio ErrorCode of an undelivered/failed receipt; None means 30003 / 30008.
     delivery_error_code: int | None = None
     sendgrid_event_webhook_url: str | None = None
+    # Where `POST /_sim/inbound` sends Twilio's inbound message webhook.
+    twilio_inbound_webhook_url: str | None = None
     # PEM EC P-256 key that signs SendGrid events; None: one is generated at start.
     sendgrid_webhook_private_key: str | None = None
     # Ambiguous-outcome faults, for fault campaigns (see `faults.py`):
@@ -138,6 +140,9 @@ def _validate_receipts(config: SimulatorConfig) -> None:
     url = config.sendgrid_event_webhook_url
     if url is not None and not _is_http_url(url):
         raise ConfigError(f"sendgrid_event_webhook_url must be an http(s) URL or null, got {url!r}")
+    url = config.twilio_inbound_webhook_url
+    if url is not None and not _is_http_url(url):
+        raise ConfigError(f"twilio_inbound_webhook_url must be an http(s) URL or null, got {url!r}")
     if config.sendgrid_webhook_private_key is not None:
         load_private_key(config.sendgrid_webhook_private_key)
 

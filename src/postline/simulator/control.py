@@ -9,6 +9,7 @@
   `DELETE /_sim/requests` (clears the log and the counters)
 - `GET /_sim/stats`
 - `GET /_sim/sendgrid/public-key`, `GET /_sim/callbacks` (in `receipts.py`)
+- `POST /_sim/inbound`, `GET /_sim/inbound`: play an inbound message (in `inbound.py`)
 
 Errors here are `{"error": {"code": "...", "message": "..."}}`, the same
 envelope as Postline's own API, since these routes are Postline's and not a

@@ -2,7 +2,9 @@
 
 A trigger on `messages` (migration 0005) writes a row here for every status
 change of a message that has a `callback_url`, in the transaction of the
-change itself, so no event is lost between the two.
+change itself, so no event is lost between the two. An inbound message's
+`message.received` row is written with the inbound message itself
+(`store/inbound.py`), its body already final; it names no message.
 """
 
 from __future__ import annotations
@@ -20,15 +22,19 @@ from postline.store.rows import message_of
 
 @dataclass(frozen=True, slots=True)
 class DueCallback:
-    """One leased callback: the event, where it goes, and the message as it stands."""
+    """One leased callback: the event, where it goes, and the message as it stands.
+
+    An inbound message's callback has no message and no status: its
+    `payload` was written with it.
+    """
 
     id: uuid.UUID
-    event_status: Status
+    event_status: Status | None
     event_at: datetime
     url: str
     payload: bytes | None  # the body of the first try, reused on retries
     tries: int
-    message: Message
+    message: Message | None
 
 
 _MESSAGE = ", ".join(f"m.{c} AS m_{c}" for c in COLUMNS)
@@ -51,7 +57,7 @@ WITH due AS (
 SELECT l.id AS callback_id, l.status AS event_status, l.url, l.body AS payload,
        l.attempts AS tries,
        l.created_at AS event_at, {_MESSAGE}
-FROM leased l JOIN messages m ON m.id = l.message_id
+FROM leased l LEFT JOIN messages m ON m.id = l.message_id
 """
 
 
@@ -66,12 +72,12 @@ class CallbackStore:
         return [
             DueCallback(
                 id=r["callback_id"],
-                event_status=Status(r["event_status"]),
+                event_status=Status(r["event_status"]) if r["m_id"] is not None else None,
                 event_at=r["event_at"],
                 url=r["url"],
                 payload=bytes(r["payload"]) if r["payload"] is not None else None,
                 tries=r["tries"],
-                message=message_of(r, prefix="m_"),
+                message=message_of(r, prefix="m_") if r["m_id"] is not None else None,
             )
             for r in rows
         ]

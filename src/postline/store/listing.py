@@ -7,6 +7,7 @@ ever appear on a first page.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -34,6 +35,32 @@ def decode_cursor(cursor: str) -> int:
     return int(cursor)
 
 
+def keyset_page(
+    select: str, equal: Sequence[tuple[str, Any]], *, limit: int, before_seq: int | None
+) -> tuple[str, list[Any]]:
+    """`select` (`SELECT ... FROM t`, whose rows have `seq`) with a WHERE holding only
+    the filters given (`(expression, value)`, None: not given), newest first,
+    one row more than `limit` (so the caller knows whether a next page exists),
+    and its arguments."""
+    clauses: list[str] = []
+    args: list[Any] = []
+    for expression, value in equal:
+        if value is not None:
+            args.append(value)
+            clauses.append(f"{expression} = ${len(args)}")
+    if before_seq is not None:
+        args.append(before_seq)
+        clauses.append(f"seq < ${len(args)}")
+    where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
+    args.append(limit + 1)
+    return f"{select} {where} ORDER BY seq DESC LIMIT ${len(args)}", args
+
+
+def next_seq(rows: Sequence[asyncpg.Record], limit: int) -> int | None:
+    """The seq a next page continues after, when `rows` (limit + 1 asked) has one."""
+    return int(rows[limit - 1]["seq"]) if len(rows) > limit else None
+
+
 @dataclass(frozen=True, slots=True)
 class Filters:
     status: str | None = None
@@ -58,25 +85,17 @@ class MessageListing:
         seq)); the recipient is `message_recipient`, the expression the
         migration indexed.
         """
-        clauses: list[str] = []
-        args: list[Any] = []
-        for expression, value in (
-            ("status", filters.status),
-            ("type", filters.type),
-            ("message_recipient(type, to_addr)", filters.to),
-            ("ordering_key", filters.ordering_key),
-        ):
-            if value is not None:
-                args.append(value)
-                clauses.append(f"{expression} = ${len(args)}")
-        if before_seq is not None:
-            args.append(before_seq)
-            clauses.append(f"seq < ${len(args)}")
-        where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
-        args.append(limit + 1)
-        rows = await self.pool.fetch(
-            f"SELECT {MESSAGE_COLUMNS} FROM messages {where} ORDER BY seq DESC LIMIT ${len(args)}",
-            *args,
+        sql, args = keyset_page(
+            f"SELECT {MESSAGE_COLUMNS} FROM messages",
+            (
+                ("status", filters.status),
+                ("type", filters.type),
+                ("message_recipient(type, to_addr)", filters.to),
+                ("ordering_key", filters.ordering_key),
+            ),
+            limit=limit,
+            before_seq=before_seq,
         )
+        rows = await self.pool.fetch(sql, *args)
         messages = [message_of(r) for r in rows[:limit]]
-        return messages, (int(rows[limit - 1]["seq"]) if len(rows) > limit else None)
+        return messages, next_seq(rows, limit)

@@ -57,6 +57,8 @@ def _column_type(column: str) -> str:
         return "timestamptz"
     if kind == "int":
         return "int4"
+    if kind == "bool":
+        return "bool"
     if kind.startswith(("list", "dict")):
         return "jsonb"
     return "text"

@@ -78,9 +78,12 @@ def _suppression(row: asyncpg.Record) -> Suppression:
 
 
 class SuppressionStore:
-    """Suppressions in PostgreSQL; every statement is idempotent."""
+    """Suppressions in PostgreSQL; every statement is idempotent.
 
-    def __init__(self, pool: asyncpg.Pool) -> None:
+    Over a pool, or over a connection whose transaction it then joins.
+    """
+
+    def __init__(self, pool: asyncpg.Pool | asyncpg.Connection) -> None:
         self.pool = pool
 
     async def add(self, suppressions: Sequence[Suppression]) -> list[Suppression]:
@@ -116,6 +119,20 @@ class SuppressionStore:
                 recipient,
                 sender,
             )
+        return int(result.split()[-1])
+
+    async def lift_opt_outs(
+        self, channel: SuppressionChannel, recipient: str, senders: Sequence[str]
+    ) -> int:
+        """Lifts the recipient's opt-outs (reason `opt_out` only) for `senders`; how many."""
+        result = await self.pool.execute(
+            "DELETE FROM suppressions WHERE channel = $1 AND recipient = $2 "
+            "AND sender = ANY($3::text[]) AND reason = $4",
+            channel.value,
+            recipient,
+            list(senders),
+            Reason.OPT_OUT.value,
+        )
         return int(result.split()[-1])
 
     async def page(

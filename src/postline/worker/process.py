@@ -68,10 +68,27 @@ async def serve(settings: Settings, *, concurrency: int, metrics_port: int | Non
         log.info("worker metrics on http://127.0.0.1:%d/metrics", metrics_port)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
+    running = asyncio.current_task()
+    assert running is not None
+
+    def signalled() -> None:
+        # The first signal finishes the sends in flight and writes their
+        # outcomes, which waits for PostgreSQL if it is down: leaving them
+        # unwritten would send them again. A second signal gives that up
+        # (their leases run out and another worker sends them again).
+        if stop.is_set():
+            log.warning("second signal: stopping now, unwritten outcomes go back to their leases")
+            running.cancel()
+        stop.set()
+
     for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    async with built_worker(settings, concurrency=concurrency, metrics=metrics) as worker:
-        await worker.run(stop)
+        loop.add_signal_handler(sig, signalled)
+    try:
+        async with built_worker(settings, concurrency=concurrency, metrics=metrics) as worker:
+            await worker.run(stop)
+    except asyncio.CancelledError:
+        if not stop.is_set():
+            raise
 
 
 def pacing(settings: Settings, redis: aioredis.Redis, store: MessageStore) -> Pacing | None:

@@ -16,7 +16,7 @@ from postline.api.deps import BEARER_SECURITY, AuthDep, Components, ComponentsDe
 from postline.api.errors import ApiError, field_error, summary, validation_details
 from postline.api.paging import CursorQuery, LimitQuery, before_seq, page_answer
 from postline.api.responses import AUTHED, error_responses
-from postline.api.routes.messages import BODY_ERRORS, json_response, read_json_body
+from postline.api.routes.messages import BODY_ERRORS, json_response, read_json_body, unmet_needs
 from postline.api.schemas import ErrorBody, MessageCreate, MessagePublic
 from postline.api.strict_json import load_strict
 from postline.domain.addresses import AddressError, recipient
@@ -123,11 +123,12 @@ async def send_batch(request: Request) -> Response:
                 "details": details,
             }
             continue
-        if payload.callback_url and not parts.settings.callback_signing_secret:
+        unmet = unmet_needs(payload, parts.settings)
+        if unmet:
             errors[index] = {
                 "code": "validation_error",
-                "message": "callback_url needs CALLBACK_SIGNING_SECRET on the server",
-                "details": [],
+                "message": unmet[0]["msg"],
+                "details": unmet,
             }
             continue
         valid[index] = payload

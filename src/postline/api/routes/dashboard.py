@@ -1,9 +1,10 @@
-"""`GET /dashboard`: the operations page (static/dashboard.html, .js, .css).
+"""`GET /dashboard`: the operations page (static/dashboard.html, dashboard-view.js,
+dashboard.js, dashboard.css).
 
 The page is served without auth because it holds no data. Everything it
-shows comes from `/api/v1/*` calls (stats, the message list, a message and
-its events, retry) that carry the API key the page asks for once, so the
-data stays behind the same auth as the API.
+shows comes from `/api/v1/*` calls (stats, the activity reading, the message
+list, a message and its events, retry, cancel) that carry the API key the
+page asks for once, so the data stays behind the same auth as the API.
 """
 
 from __future__ import annotations

@@ -24,6 +24,7 @@ from postline.domain.message import Change, Message, public_event, public_view
 from postline.domain.statuses import Status
 from postline.domain.text import ANY_CONTROL
 from postline.services import changes
+from postline.settings import Settings
 
 router = APIRouter(prefix="/api/v1/messages", tags=["messages"])
 
@@ -68,6 +69,21 @@ def parse_send(raw: bytes) -> MessageCreate:
     except ValidationError as exc:
         details = validation_details(exc)
         raise ApiError(422, summary(details), details=details) from exc
+
+
+def unmet_needs(payload: MessageCreate, settings: Settings) -> list[dict[str, Any]]:
+    """Fields the server is not set up for, as 422 details (empty: none)."""
+    unmet = []
+    if payload.callback_url and not settings.callback_signing_secret:
+        unmet.append(("callback_url", "CALLBACK_SIGNING_SECRET"))
+    if payload.list_unsubscribe and not (
+        settings.public_base_url and settings.callback_signing_secret
+    ):
+        unmet.append(("list_unsubscribe", "PUBLIC_BASE_URL and CALLBACK_SIGNING_SECRET"))
+    return [
+        {"loc": [field], "msg": f"{field} needs {what} to be set on the server", "type": "config"}
+        for field, what in unmet
+    ]
 
 
 def checked_idempotency_key(value: str | None) -> str | None:
@@ -137,12 +153,9 @@ async def send_message(
     idempotency_key = checked_idempotency_key(request.headers.get("idempotency-key"))
     raw = await read_json_body(request)
     payload = parse_send(raw)
-    if payload.callback_url and not parts.settings.callback_signing_secret:
-        raise ApiError(
-            422,
-            "callback_url needs CALLBACK_SIGNING_SECRET to be set on the server",
-            details=[{"loc": ["callback_url"], "msg": "no signing secret", "type": "config"}],
-        )
+    unmet = unmet_needs(payload, parts.settings)
+    if unmet:
+        raise ApiError(422, unmet[0]["msg"], details=unmet)
     if payload.callback_url:
         await check_callback_target(parts.settings, payload.callback_url)
     message = payload.to_message(now=datetime.now(UTC))

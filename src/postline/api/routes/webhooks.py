@@ -17,7 +17,8 @@ messages Postline does not know, so the provider stops retrying; they are
 logged. Replaying a genuine request is harmless: applying is idempotent.
 
 The receipts go to the `ReceiptIntake` the app's lifespan runs
-(`services/receipts.py`).
+(`services/receipts.py`). Twilio's inbound message webhook, under the same
+prefix and checked by the same `verified_twilio_form`, is in `inbound.py`.
 """
 
 from __future__ import annotations
@@ -51,6 +52,7 @@ from postline.providers.signatures import (
     twilio_signature_valid,
 )
 from postline.services.receipts import ReceiptIntake
+from postline.settings import Settings
 from postline.store.suppressions import SuppressionStore
 
 log = logging.getLogger("postline.receipts")
@@ -90,6 +92,18 @@ def signed_url(request: Request, public_base_url: str | None) -> str:
     return f"{url}?{query}" if query else url
 
 
+async def verified_twilio_form(request: Request, settings: Settings) -> list[tuple[str, str]]:
+    """The form of a Twilio webhook whose `X-Twilio-Signature` holds; else `403`."""
+    raw = await read_limited(request, limit=TWILIO_MAX_BYTES, what="a webhook body")
+    pairs = parse_qsl(raw.decode("utf-8", "replace"), keep_blank_values=True)
+    url = signed_url(request, settings.public_base_url)
+    signature = request.headers.get(TWILIO_SIGNATURE_HEADER)
+    token = settings.twilio_auth_token
+    if not token or not twilio_signature_valid(token, url, pairs, signature):
+        raise ApiError(403, f"missing or invalid {TWILIO_SIGNATURE_HEADER}")
+    return pairs
+
+
 @functools.lru_cache(maxsize=4)
 def _public_key(encoded: str) -> ec.EllipticCurvePublicKey:
     return load_sendgrid_public_key(encoded)
@@ -103,14 +117,7 @@ def _public_key(encoded: str) -> ec.EllipticCurvePublicKey:
     f"`{TWILIO_SIGNATURE_HEADER}`, at most {TWILIO_MAX_BYTES} bytes.",
 )
 async def twilio_status(request: Request, parts: ComponentsDep, intake: IntakeDep) -> Response:
-    raw = await read_limited(request, limit=TWILIO_MAX_BYTES, what="a webhook body")
-    pairs = parse_qsl(raw.decode("utf-8", "replace"), keep_blank_values=True)
-    settings = parts.settings
-    url = signed_url(request, settings.public_base_url)
-    signature = request.headers.get(TWILIO_SIGNATURE_HEADER)
-    token = settings.twilio_auth_token
-    if not token or not twilio_signature_valid(token, url, pairs, signature):
-        raise ApiError(403, f"missing or invalid {TWILIO_SIGNATURE_HEADER}")
+    pairs = await verified_twilio_form(request, parts.settings)
     receipt = twilio_receipt(dict(pairs))
     await intake.submit("twilio", [receipt] if receipt is not None else [])
     return Response(status_code=200)

@@ -1,28 +1,35 @@
-// Postline operations dashboard: polls /api/v1/stats and redraws in place.
-// Every value from the server is put in the DOM as text (never innerHTML):
-// message fields are user data.
+// Postline operations dashboard: polls /api/v1/stats and /api/v1/stats/activity
+// and redraws in place. Every value from the server is put in the DOM as text
+// (never innerHTML): message fields are user data.
 "use strict";
 
 (() => {
+  const view = window.PostlineView;
   const POLL_MS = 1500;
-  const MAX_SAMPLES = 120; // three minutes of samples at POLL_MS
-  const KEEP_REQUEUED_MS = 8000; // a retried row stays visible (marked) this long
+  const KEEP_SETTLED_MS = 8000; // a retried row stays (with its new status) this long after it settles
+  const ARM_MS = 4000; // a Cancel click must be confirmed within this
   const KEY_STORE = "postline.apiKey";
-  const FAILURES_URL = "/api/v1/messages?status=failed&limit=20";
+  const PROBLEM_URLS = ["/api/v1/messages?status=failed&limit=20",
+    "/api/v1/messages?status=undelivered&limit=20"];
   const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
-  const STATUSES = ["scheduled", "pending", "sending", "retrying", "sent",
-    "delivered", "undelivered", "failed", "cancelled"];
+  const { STATUSES, el, cell, badge, when, errorText, fmtInt, fmtRate, fmtAge, fmtMs } = view;
+  const OPEN = new Set(["scheduled", "pending", "sending", "retrying"]);
+  const CANCELLABLE = new Set(["scheduled", "pending", "retrying"]);
   const CHANNEL_STREAMS = ["message_queue:sms", "message_queue:mms",
     "message_queue:whatsapp", "message_queue:email"];
 
   const $ = (id) => document.getElementById(id);
   const state = {
-    samples: [],
-    requeued: new Map(), // message id -> time the retry was accepted
+    activity: null,
+    requeued: new Map(), // id -> {message, settled}: retried here, shown until it settles
     openId: null,
+    message: null, // the drawer's message
     running: false,
     timer: null,
     toastTimer: null,
+    armTimer: null,
+    busy: false,
+    again: false,
   };
 
   class AuthError extends Error {}
@@ -43,39 +50,9 @@
     }
     return body;
   }
+  const messagePath = (id) => `/api/v1/messages/${encodeURIComponent(id)}`;
 
-  // ---- DOM helpers ------------------------------------------------------
-  function el(tag, className, ...children) {
-    const node = document.createElement(tag);
-    if (className) node.className = className;
-    for (const child of children) {
-      if (child === null || child === undefined) continue;
-      node.append(child instanceof Node ? child : String(child));
-    }
-    return node;
-  }
-  const badge = (status) => el("span", `badge s-${STATUSES.includes(status) ? status : "x"}`, status);
-  const fmtInt = (n) => Number(n).toLocaleString("en-US");
-  function fmtRate(v) {
-    if (v === 0) return "0";
-    if (v >= 100) return v.toFixed(0);
-    if (v >= 10) return v.toFixed(1);
-    return v >= 1 ? v.toFixed(2) : v.toFixed(3); // one message a minute is 0.017/s
-  }
-  // Times are local; the date is shown when it is not today (or when asked for).
-  function fmtTime(iso, { date = false, ms = false } = {}) {
-    if (!iso) return "–";
-    const d = new Date(iso);
-    let time = d.toLocaleTimeString("en-GB", { hour12: false });
-    if (ms) time += `.${String(d.getMilliseconds()).padStart(3, "0")}`;
-    const today = d.toDateString() === new Date().toDateString();
-    return date || !today ? `${d.toLocaleDateString("en-CA")} ${time}` : time;
-  }
-  function ago(iso) {
-    const seconds = Math.max(0, (Date.now() - new Date(iso).getTime()) / 1000);
-    return seconds < 60 ? `${seconds.toFixed(1)} s ago` : `${Math.round(seconds / 60)} min ago`;
-  }
-  const errorText = (error) => (error ? [error.code, error.message].filter(Boolean).join(": ") : "");
+  const last = (counts) => counts[counts.length - 1] || 0;
 
   function toast(text, kind = "") {
     const node = $("toast");
@@ -93,26 +70,25 @@
     node.textContent = text;
   }
 
-  // ---- Stats ------------------------------------------------------------
-  function renderStats(stats) {
+  // ---- Stats and activity -------------------------------------------------
+  function renderStats(stats, activity) {
     const q = stats.queues;
     const backlog = CHANNEL_STREAMS.reduce((sum, s) => sum + (q[s] ? q[s].depth : 0), 0);
     const inflight = stats.workers.reduce((sum, w) => sum + w.inflight, 0);
-    $("kpi-sent").textContent = fmtRate(stats.throughput.sent_per_second);
-    $("kpi-failed").textContent = fmtRate(stats.throughput.failed_per_second);
-    $("kpi-failed").classList.toggle("bad", stats.throughput.failed_per_second > 0);
     $("kpi-backlog").textContent = fmtInt(backlog);
     $("kpi-delayed").textContent = fmtInt(q["message_queue:retry"] ? q["message_queue:retry"].depth : 0);
-    $("kpi-dead").textContent = fmtInt(q["message_queue:dead"] ? q["message_queue:dead"].depth : 0);
     $("kpi-workers").textContent = fmtInt(stats.workers.length);
     $("kpi-workers").classList.toggle("bad", stats.workers.length === 0);
     $("kpi-inflight").textContent = `live · ${fmtInt(inflight)} in flight`;
+    $("kpi-dead").textContent = fmtInt(activity.dead_letters);
+    $("kpi-dead").classList.toggle("bad", activity.dead_letters > 0);
 
     const deepest = Math.max(1, ...Object.values(q).map((n) => n.depth));
     $("queues").tBodies[0].replaceChildren(...Object.entries(q).map(([stream, n]) => {
       const bar = el("div", stream === "message_queue:dead" ? "bar bar-dead" : "bar", el("span"));
       bar.firstChild.style.width = `${(100 * n.depth) / deepest}%`;
-      return el("tr", "", el("td", "", el("span", "mono", stream), bar),
+      const name = stream === "message_queue:dead" ? el("span", "muted", " · every dead-lettering") : null;
+      return el("tr", "", el("td", "", el("span", "mono", stream), name, bar),
         el("td", "num", fmtInt(n.depth)), el("td", "num", fmtInt(n.pending)));
     }));
 
@@ -127,129 +103,133 @@
     $("total").textContent = `${fmtInt(total)} messages stored`;
 
     $("workers").tBodies[0].replaceChildren(...stats.workers.map((w) => el("tr", "",
-      el("td", "mono", w.name),
-      el("td", "", fmtTime(w.last_heartbeat), el("span", "muted", ` · ${ago(w.last_heartbeat)}`)),
+      el("td", "mono name", w.name), el("td", "", when(w.last_heartbeat)),
       el("td", "num", fmtInt(w.inflight)))));
     $("workers").hidden = stats.workers.length === 0;
     $("workers-empty").hidden = stats.workers.length > 0;
-
-    state.samples.push({ t: Date.now(), sent: stats.throughput.sent_per_second,
-      failed: stats.throughput.failed_per_second });
-    if (state.samples.length > MAX_SAMPLES) state.samples.shift();
-    drawChart();
   }
 
-  // ---- Chart (hand-drawn SVG) ------------------------------------------
-  const SVG_NS = "http://www.w3.org/2000/svg";
-  function svg(tag, attrs, text) {
-    const node = document.createElementNS(SVG_NS, tag);
-    for (const [name, value] of Object.entries(attrs)) node.setAttribute(name, String(value));
-    if (text !== undefined) node.textContent = text;
-    return node;
-  }
-  function niceMax(v) {
-    if (v <= 0) return 0.1;
-    const power = 10 ** Math.floor(Math.log10(v));
-    const step = [1, 2, 2.5, 5, 10].find((m) => m * power >= v);
-    return step * power;
-  }
-  function drawChart() {
-    const box = $("chart");
-    const width = Math.max(300, box.clientWidth);
-    const height = box.clientHeight || 220;
-    const pad = { left: 48, right: 8, top: 10, bottom: 22 };
-    const now = Date.now();
-    const span = MAX_SAMPLES * POLL_MS;
-    const top = niceMax(Math.max(0, ...state.samples.map((s) => Math.max(s.sent, s.failed))));
-    const x = (t) => pad.left + ((t - (now - span)) / span) * (width - pad.left - pad.right);
-    const y = (v) => pad.top + (1 - v / top) * (height - pad.top - pad.bottom);
-    const root = svg("svg", { width, height, viewBox: `0 0 ${width} ${height}` });
-    const decimals = Math.max(0, Math.ceil(-Math.log10(top / 4)));
-    for (let i = 0; i <= 4; i += 1) {
-      const v = (top * i) / 4;
-      root.append(svg("line", { class: "grid-line", x1: pad.left, x2: width - pad.right, y1: y(v), y2: y(v) }));
-      root.append(svg("text", { class: "axis-label", x: pad.left - 8, y: y(v) + 4, "text-anchor": "end" }, v.toFixed(decimals)));
-    }
-    const labels = [[now - span, "3 min ago", "start"], [now - span / 2, "90 s ago", "middle"], [now, "now", "end"]];
-    for (const [t, text, anchor] of labels) {
-      root.append(svg("text", { class: "axis-label", x: x(t), y: height - 5, "text-anchor": anchor }, text));
-    }
-    const points = state.samples.filter((s) => s.t >= now - span);
-    if (points.length > 0) {
-      const line = (key) => points.map((s) => `${x(s.t).toFixed(1)},${y(s[key]).toFixed(1)}`).join(" ");
-      const first = x(points[0].t).toFixed(1);
-      const last = x(points[points.length - 1].t).toFixed(1);
-      root.append(svg("path", { class: "area-sent", d: `M${first},${y(0)} L${line("sent")} L${last},${y(0)} Z` }));
-      root.append(svg("polyline", { class: "line-sent", points: line("sent") }));
-      root.append(svg("polyline", { class: "line-failed", points: line("failed") }));
-    }
-    box.replaceChildren(root);
+  function renderActivity(a) {
+    const step = a.step_seconds;
+    $("kpi-sent").textContent = fmtRate(a.now.sent_per_second);
+    $("kpi-sent-note").textContent = `last ${step} s · ${fmtInt(a.total.sent.reduce((s, c) => s + c, 0))} in 10 min`;
+    $("kpi-failed").textContent = fmtRate(a.now.failed_per_second);
+    $("kpi-failed").classList.toggle("bad", a.now.failed_per_second > 0);
+    $("kpi-retried").textContent = `last ${step} s · retried ${fmtRate(a.now.retried_per_second)} / s`;
+    $("kpi-oldest").textContent = fmtAge(a.oldest_pending_seconds);
+    $("kpi-oldest").classList.toggle("bad", a.oldest_pending_seconds >= 300);
+
+    $("channels").tBodies[0].replaceChildren(...Object.entries(a.channels).map(([channel, s]) => {
+      const row = el("tr", "", el("td", "", channel),
+        el("td", "num", fmtRate(last(s.sent) / step)), el("td", "num", fmtRate(last(s.failed) / step)),
+        el("td", "num", fmtRate(last(s.retried) / step)), el("td", "hide-narrow", view.spark(s.sent)));
+      row.dataset.channel = channel;
+      return row;
+    }));
+
+    $("providers-note").textContent = `rates: last ${step} s · errors and latency: last ${a.attempts_window_seconds} s`;
+    $("providers").tBodies[0].replaceChildren(...Object.entries(a.provider_health).map(([name, h]) => {
+      const series = a.providers[name] || { sent: [0] };
+      const errors = h.error_ratio === null ? "–"
+        : `${(100 * h.error_ratio).toFixed(h.error_ratio < 0.1 && h.error_ratio > 0 ? 1 : 0)} % (${fmtInt(h.errors)}/${fmtInt(h.attempts)})`;
+      const row = el("tr", "", el("td", "", name),
+        el("td", "num", fmtRate(last(series.sent) / step)),
+        el("td", h.errors > 0 ? "num bad" : "num", errors),
+        el("td", "num", h.latency_ms ? fmtMs(h.latency_ms.p50) : "–"),
+        el("td", "num", h.latency_ms ? fmtMs(h.latency_ms.p95) : "–"));
+      row.dataset.provider = name;
+      return row;
+    }));
+    view.throughput($("chart"), a);
   }
 
-  // ---- Recent failures ---------------------------------------------------
-  function failureRow(message) {
-    const retry = el("button", "btn btn-small", "Retry");
-    retry.type = "button";
-    retry.dataset.action = "retry";
-    const row = el("tr", "",
-      el("td", "", fmtTime(message.updated_at)),
-      el("td", "status-cell", badge(message.status)),
-      el("td", "", message.type),
-      el("td", "mono", message.to),
-      el("td", "wrap", errorText(message.error) || "–"),
-      el("td", "num", message.attempts),
-      el("td", "num", retry));
+  // ---- Failed and undelivered ---------------------------------------------
+  function problemRow(message, retried) {
+    const row = el("tr", retried ? "requeued" : "",
+      cell("When", "", when(message.updated_at)),
+      cell("Status", "status-cell", badge(message.status), retried ? el("span", "muted", " retried") : null),
+      cell("Channel", "", message.type),
+      cell("To", "mono", message.to),
+      cell("Error", "wrap", errorText(message.error) || "–"),
+      cell("Attempts", "num", message.attempts),
+      cell("", "num action"));
+    if (message.status === "failed" && !retried) {
+      const retry = el("button", "btn btn-small", "Retry");
+      retry.type = "button";
+      retry.addEventListener("click", () => retryMessage(message.id, retry));
+      row.lastChild.append(retry);
+    }
     row.dataset.id = message.id;
-    row.dataset.updated = message.updated_at;
+    row.dataset.version = `${message.status} ${message.updated_at} ${retried}`;
     row.addEventListener("click", (event) => {
-      if (event.target.closest("button")) return;
-      openMessage(message.id);
+      if (!event.target.closest("button")) openMessage(message.id);
     });
-    retry.addEventListener("click", () => retryMessage(message.id, row, retry));
     return row;
   }
 
-  function renderFailures(items) {
-    const body = $("failures").tBodies[0];
-    const existing = new Map([...body.rows].map((row) => [row.dataset.id, row]));
-    const now = Date.now();
-    const rows = [];
-    for (const message of items) {
-      const row = existing.get(message.id);
-      // Same id and update time: leave the row (and a button being clicked) in place.
-      if (row && row.dataset.updated === message.updated_at) rows.push(row);
-      else { state.requeued.delete(message.id); rows.push(failureRow(message)); }
-      existing.delete(message.id);
-    }
-    for (const [id, row] of existing) {
-      const since = state.requeued.get(id);
-      if (since !== undefined && now - since < KEEP_REQUEUED_MS) rows.push(row);
-      else state.requeued.delete(id);
-    }
-    body.replaceChildren(...rows);
-    $("failures").hidden = rows.length === 0;
-    $("failures-empty").hidden = rows.length > 0;
+  async function refreshRequeued() {
+    await Promise.all([...state.requeued].map(async ([id, entry]) => {
+      try {
+        entry.message = await api(messagePath(id));
+      } catch (error) {
+        if (error instanceof AuthError) throw error;
+        return; // shown as it was; tried again next time
+      }
+      if (entry.message.status === "failed") state.requeued.delete(id); // back in the failed list
+      else if (!OPEN.has(entry.message.status)) {
+        entry.settled = entry.settled || Date.now();
+        if (Date.now() - entry.settled > KEEP_SETTLED_MS) state.requeued.delete(id);
+      }
+    }));
   }
 
-  async function retryMessage(id, row, button) {
-    button.disabled = true;
-    button.textContent = "Retrying…";
+  function renderProblems(lists) {
+    const byId = new Map();
+    for (const message of lists.flat()) byId.set(message.id, { message, retried: false });
+    for (const [id, entry] of state.requeued) {
+      const listed = byId.get(id);
+      if (!listed || listed.message.updated_at <= entry.message.updated_at) byId.set(id, { message: entry.message, retried: true });
+    }
+    const items = [...byId.values()]
+      .sort((a, b) => (a.message.updated_at < b.message.updated_at ? 1 : -1)).slice(0, 25);
+    const body = $("failures").tBodies[0];
+    const existing = new Map([...body.rows].map((row) => [row.dataset.id, row]));
+    body.replaceChildren(...items.map(({ message, retried }) => {
+      const row = existing.get(message.id);
+      // Unchanged: keep the row (and a button being clicked) in place.
+      return row && row.dataset.version === `${message.status} ${message.updated_at} ${retried}`
+        ? row : problemRow(message, retried);
+    }));
+    $("failures").hidden = items.length === 0;
+    $("failures-empty").hidden = items.length > 0;
+  }
+
+  async function retryMessage(id, button) {
+    if (button) { button.disabled = true; button.textContent = "Retrying…"; }
     try {
-      const message = await api(`/api/v1/messages/${encodeURIComponent(id)}/retry`, { method: "POST" });
-      state.requeued.set(id, Date.now());
-      row.classList.add("requeued");
-      row.querySelector(".status-cell").replaceChildren(badge((message && message.status) || "pending"));
-      button.textContent = "Re-queued";
+      const message = await api(`${messagePath(id)}/retry`, { method: "POST" });
+      state.requeued.set(id, { message, settled: null });
       toast("Message re-queued");
+      refreshNow();
     } catch (error) {
       if (error instanceof AuthError) { askForKey(); return; }
-      button.disabled = false;
-      button.textContent = "Retry";
+      if (button) { button.disabled = false; button.textContent = "Retry"; }
       toast(`Retry refused: ${error.message}`, "error");
     }
   }
 
-  // ---- Search and timeline ----------------------------------------------
+  async function cancelMessage(id) {
+    try {
+      await api(`${messagePath(id)}/cancel`, { method: "POST" });
+      toast("Message cancelled");
+      refreshNow();
+    } catch (error) {
+      if (error instanceof AuthError) { askForKey(); return; }
+      toast(`Cancel refused: ${error.message}`, "error");
+    }
+  }
+
+  // ---- Search and the message drawer --------------------------------------
   // An id opens that message; anything else is a recipient (the list's `to` filter).
   async function findMessages(query) {
     if (!UUID.test(query)) {
@@ -257,7 +237,7 @@
       return page.items;
     }
     try {
-      return [await api(`/api/v1/messages/${query}`)];
+      return [await api(messagePath(query))];
     } catch (error) {
       if (error.status === 404) return [];
       throw error;
@@ -270,8 +250,9 @@
     try {
       const items = await findMessages(query);
       results.tBodies[0].replaceChildren(...items.map((m) => {
-        const row = el("tr", "", el("td", "", fmtTime(m.created_at, { date: true })), el("td", "", badge(m.status)),
-          el("td", "", m.type), el("td", "mono", m.to), el("td", "mono", m.id), el("td", "num", m.attempts));
+        const row = el("tr", "", cell("Created", "", when(m.created_at, { date: true })),
+          cell("Status", "", badge(m.status)), cell("Channel", "", m.type), cell("To", "mono", m.to),
+          cell("Id", "mono", m.id), cell("Attempts", "num", m.attempts));
         row.dataset.id = m.id;
         row.addEventListener("click", () => openMessage(m.id));
         return row;
@@ -288,64 +269,93 @@
 
   function openMessage(id) {
     state.openId = id;
+    state.message = null;
     $("drawer").hidden = false;
     $("drawer").dataset.id = id;
-    refreshTimeline();
+    refreshDrawer().catch((error) => toast(`Could not load the message: ${error.message}`, "error"));
   }
 
-  async function refreshTimeline() {
+  function renderMessage(m) {
+    const [detail, content] = view.messageFields(m);
+    $("detail").replaceChildren(...detail);
+    $("content").replaceChildren(...content);
+    const retry = $("drawer-retry");
+    const cancel = $("drawer-cancel");
+    retry.disabled = m.status !== "failed";
+    cancel.disabled = !CANCELLABLE.has(m.status);
+    if (cancel.disabled) disarm();
+    $("actions-note").textContent = retry.disabled && cancel.disabled
+      ? (m.status === "sending" ? "being sent now"
+        : `${m.status}: Retry is for a failed message, Cancel for one not sent yet`) : "";
+  }
+
+  async function refreshDrawer() {
     const id = state.openId;
     if (!id) return;
-    const path = `/api/v1/messages/${encodeURIComponent(id)}`;
-    const [message, events] = await Promise.all([api(path), api(`${path}/events`)]);
+    const [message, events] = await Promise.all([api(messagePath(id)), api(`${messagePath(id)}/events`)]);
     if (state.openId !== id) return; // another message was opened meanwhile
-    const fields = [["Id", el("span", "mono", message.id)], ["Status", badge(message.status)],
-      ["Channel", message.type], ["From", message.from], ["To", message.to],
-      ["Attempts", message.attempts], ["Provider", message.provider || "–"],
-      ["Provider id", message.provider_message_id || "–"], ["Error", errorText(message.error) || "–"],
-      ["Created", fmtTime(message.created_at, { date: true })],
-      ["Sent", fmtTime(message.sent_at, { date: true })],
-      ["Delivered", fmtTime(message.delivered_at, { date: true })]];
-    $("detail").replaceChildren(...fields.flatMap(([name, value]) => [el("dt", "", name), el("dd", "", value)]));
+    state.message = message;
+    renderMessage(message);
     $("timeline").replaceChildren(...events.map((e) => el("li", "",
-      el("div", "", badge(e.status), el("span", "when", `${fmtTime(e.at, { ms: true })} · attempt ${e.attempt}`)),
+      el("div", "", badge(e.status), el("span", "when", when(e.at, { ms: true }), ` · attempt ${e.attempt}`)),
       e.detail ? el("div", "note", e.detail) : null,
       e.error ? el("div", "note error", errorText(e.error)) : null)));
   }
 
+  function disarm() {
+    clearTimeout(state.armTimer);
+    const cancel = $("drawer-cancel");
+    delete cancel.dataset.armed;
+    cancel.textContent = "Cancel";
+  }
+
   function closeDrawer() {
     state.openId = null;
+    disarm();
     $("drawer").hidden = true;
   }
 
   // ---- Polling and the API key -----------------------------------------
+  async function poll() {
+    const [stats, activity, ...problems] = await Promise.all([api("/api/v1/stats"),
+      api("/api/v1/stats/activity"), ...PROBLEM_URLS.map((url) => api(url))]);
+    await refreshRequeued();
+    $("auth").hidden = true;
+    $("main").hidden = false;
+    state.activity = activity;
+    renderStats(stats, activity);
+    renderActivity(activity);
+    renderProblems(problems.map((page) => page.items));
+    if (state.openId) await refreshDrawer().catch(() => {});
+  }
+
   async function tick() {
     if (!state.running) return;
-    if (document.hidden) { // a background tab costs the server nothing
-      state.timer = setTimeout(tick, POLL_MS);
-      return;
+    if (state.busy) { state.again = true; return; } // one reading at a time
+    state.busy = true;
+    clearTimeout(state.timer);
+    if (!document.hidden) { // a background tab costs the server nothing
+      try {
+        await poll();
+        setConnection("live", "Live");
+        $("updated").textContent = `Updated ${view.time(new Date().toISOString())}`;
+      } catch (error) {
+        if (error instanceof AuthError) { state.busy = false; askForKey(); return; }
+        setConnection("down", error.message.startsWith("503") ? "Degraded" : "Offline");
+        $("updated").textContent = error.message;
+      }
     }
-    try {
-      const [stats, failures] = await Promise.all([api("/api/v1/stats"), api(FAILURES_URL)]);
-      $("auth").hidden = true;
-      $("main").hidden = false;
-      renderStats(stats);
-      renderFailures(failures.items);
-      if (state.openId) await refreshTimeline().catch(() => {});
-      setConnection("live", "Live");
-      $("updated").textContent = `Updated ${fmtTime(new Date().toISOString())}`;
-    } catch (error) {
-      if (error instanceof AuthError) { askForKey(); return; }
-      setConnection("down", error.message.startsWith("503") ? "Degraded" : "Offline");
-      $("updated").textContent = error.message;
-    }
-    if (state.running) state.timer = setTimeout(tick, POLL_MS);
+    state.busy = false;
+    if (state.running) state.timer = setTimeout(tick, state.again ? 0 : POLL_MS);
+    state.again = false;
   }
+  const refreshNow = () => { if (state.running) tick(); };
 
   function start() {
     clearTimeout(state.timer);
     state.running = true;
     $("signout").hidden = !sessionStorage.getItem(KEY_STORE);
+    $("zone").textContent = `Times are shown in ${view.zoneName()}; hover one for UTC.`;
     tick();
   }
 
@@ -379,8 +389,20 @@
     const query = $("search-q").value.trim();
     if (query) search(query);
   });
+  $("drawer-retry").addEventListener("click", () => {
+    if (state.message) retryMessage(state.message.id, null);
+  });
+  // Cancel asks once more: the first click arms it, a second within ARM_MS cancels.
+  $("drawer-cancel").addEventListener("click", () => {
+    const cancel = $("drawer-cancel");
+    if (!state.message) return;
+    if (cancel.dataset.armed) { disarm(); cancelMessage(state.message.id); return; }
+    cancel.dataset.armed = "true";
+    cancel.textContent = "Click again to cancel";
+    state.armTimer = setTimeout(disarm, ARM_MS);
+  });
   $("drawer-close").addEventListener("click", closeDrawer);
   document.addEventListener("keydown", (event) => { if (event.key === "Escape") closeDrawer(); });
-  window.addEventListener("resize", () => { if (!$("main").hidden) drawChart(); });
+  window.addEventListener("resize", () => { if (state.activity && !$("main").hidden) view.throughput($("chart"), state.activity); });
   start();
 })();
