@@ -24,12 +24,14 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable, Iterator, Mapping
+from typing import Protocol
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, multiprocess
 from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+PACING_BUCKETS = (0.1, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 300.0, 1800.0)
 
 #: prometheus_client reads this when it is imported: set, every metric value
 #: of the process lives in a file in that directory (multiprocess mode).
@@ -47,6 +49,19 @@ WORKERS_LIVE = "postline_workers_live"
 ROUTE_CIRCUIT = "postline_route_circuit"
 ROUTE_ERROR_RATIO = "postline_route_error_ratio"
 CIRCUIT_STATES = ("closed", "open", "half_open")
+PACING_WAITING = "postline_pacing_waiting"
+PACING_WAIT = "postline_pacing_longest_wait_seconds"
+
+
+class PacedSender(Protocol):
+    """What the pacing gauges read of one sender (`queue.pacing.Waiting`)."""
+
+    @property
+    def sender_class(self) -> str: ...
+    @property
+    def waiting(self) -> int: ...
+    @property
+    def wait_seconds(self) -> float: ...
 
 
 class ApiMetrics:
@@ -126,6 +141,7 @@ def scrape_gauges(
     oldest_pending: float | None = None,
     workers: int | None = None,
     routes: Mapping[str, tuple[str, float]] | None = None,
+    paced: Iterable[PacedSender] | None = None,
 ) -> Collector:
     """The cluster-wide families from one reading; None for a reading that did not answer.
 
@@ -152,7 +168,7 @@ def scrape_gauges(
     for status, count in (statuses or {}).items():
         messages.add_metric([status], count)
     families = [depth, pending, messages, *_cluster(totals, oldest_pending, workers)]
-    return _Families([*families, *_routes(routes)])
+    return _Families([*families, *_routes(routes), *_pacing(paced)])
 
 
 def _routes(routes: Mapping[str, tuple[str, float]] | None) -> Iterator[Metric]:
@@ -173,6 +189,32 @@ def _routes(routes: Mapping[str, tuple[str, float]] | None) -> Iterator[Metric]:
         ratio.add_metric([route], error_ratio)
     yield circuit
     yield ratio
+
+
+def _pacing(paced: Iterable[PacedSender] | None) -> Iterator[Metric]:
+    """Per sender class, never per sender: a number is no label (STYLE 11)."""
+    waiting = GaugeMetricFamily(
+        PACING_WAITING,
+        "Cluster-wide: messages waiting in the delay set for their sender's or "
+        "account's pace, per sender class.",
+        labels=["sender_class"],
+    )
+    wait = GaugeMetricFamily(
+        PACING_WAIT,
+        "Cluster-wide: per sender class, the longest wait until a waiting message's slot.",
+        labels=["sender_class"],
+    )
+    if paced is not None:
+        classes: dict[str, list[float]] = {}
+        for row in paced:
+            numbers = classes.setdefault(row.sender_class, [0, 0.0])
+            numbers[0] += row.waiting
+            numbers[1] = max(numbers[1], row.wait_seconds)
+        for kind, (count, longest) in sorted(classes.items()):
+            waiting.add_metric([kind], count)
+            wait.add_metric([kind], longest)
+    yield waiting
+    yield wait
 
 
 def _cluster(
@@ -245,6 +287,21 @@ class WorkerMetrics:
             "Provider attempts per route and what they said of its health "
             "(ok, failed: 5xx/timeout/network, throttled: 429), in this worker process.",
             ["route", "health"],
+            registry=self.registry,
+        )
+        self.paced = Histogram(
+            "postline_pacing_wait_seconds",
+            "Waits pacing gave messages (sender or account had no slot free), "
+            "in this worker process.",
+            ["sender_class"],
+            buckets=PACING_BUCKETS,
+            registry=self.registry,
+        )
+        self.throttled = Counter(
+            "postline_pacing_throttled",
+            'Provider answers saying "too fast" (429, 20429) that held the account, '
+            "in this worker process.",
+            ["provider"],
             registry=self.registry,
         )
         self.inflight = Gauge(

@@ -22,6 +22,9 @@ LEASE_HEADROOM_SECONDS = 5.0
 #: Standard Webhooks secrets are `whsec_` followed by the base64 key.
 WHSEC_PREFIX = "whsec_"
 
+#: The sender classes `PACING_SENDERS` may name (`domain.pacing.SenderClass`).
+SENDER_CLASSES = ("long_code", "toll_free", "short_code", "whatsapp", "email")
+
 DEFAULT_TWILIO_BASE_URL = "https://api.twilio.com"
 DEFAULT_SENDGRID_BASE_URL = "https://api.sendgrid.com"
 
@@ -86,6 +89,20 @@ class Settings(BaseSettings):
 
     db_pool_size: int = Field(default=10, ge=1, le=200)
 
+    # Pacing (README, "Pacing"): messages per second per sender class (0: no
+    # limit), per-sender overrides (JSON: a rate or a class name), the cap on
+    # sends in flight per provider account (0: none), and how long a 429
+    # without Retry-After holds its account.
+    pacing_enabled: bool = False
+    pacing_long_code_rate: float = Field(default=1.0, ge=0, allow_inf_nan=False)
+    pacing_toll_free_rate: float = Field(default=3.0, ge=0, allow_inf_nan=False)
+    pacing_short_code_rate: float = Field(default=100.0, ge=0, allow_inf_nan=False)
+    pacing_whatsapp_rate: float = Field(default=80.0, ge=0, allow_inf_nan=False)
+    pacing_email_rate: float = Field(default=100.0, ge=0, allow_inf_nan=False)
+    pacing_senders: dict[str, float | str] = Field(default_factory=dict)
+    pacing_account_concurrency: int = Field(default=100, ge=0, le=100_000)
+    pacing_throttle_seconds: float = Field(default=1.0, gt=0, allow_inf_nan=False)
+
     @field_validator("twilio_base_url", "sendgrid_base_url", "twilio_backup_base_url")
     @classmethod
     def _strip_slash(cls, value: str | None) -> str | None:
@@ -97,6 +114,19 @@ class Settings(BaseSettings):
         if value:
             whsec_key(value)  # refuse to start with a secret no receiver could use
         return value or None
+
+    @field_validator("pacing_senders")
+    @classmethod
+    def _pacing_senders(cls, value: dict[str, float | str]) -> dict[str, float | str]:
+        for sender, limit in value.items():
+            if isinstance(limit, str) and limit not in SENDER_CLASSES:
+                raise ValueError(
+                    f"PACING_SENDERS[{sender!r}]: {limit!r} is neither a rate nor one of "
+                    + ", ".join(SENDER_CLASSES)
+                )
+            if isinstance(limit, float | int) and not 0 <= limit < float("inf"):
+                raise ValueError(f"PACING_SENDERS[{sender!r}]: a rate must be 0 or more")
+        return value
 
     @field_validator("inbound_help_reply")
     @classmethod

@@ -140,7 +140,10 @@ def overlaps(calls: Sequence[Call]) -> int:
 class KeyedLoad:
     """Messages for `keys` ordering keys; remembers each key's acceptance order."""
 
-    def __init__(self, keys: int, *, prefix: str = "k", first_number: int = 0) -> None:
+    def __init__(
+        self, keys: int, *, prefix: str = "k", first_number: int = 0, sender: str = "+15550000000"
+    ) -> None:
+        self.sender = sender
         self.keys = [f"{prefix}{k}" for k in range(keys)]
         # The key is the recipient (the default ordering key), one number per key.
         self.to = {key: f"+1555{first_number + k:07d}" for k, key in enumerate(self.keys)}
@@ -153,7 +156,7 @@ class KeyedLoad:
         n = self._next[key]
         self._next[key] = n + 1
         return {
-            "from": "+15550000000", "to": self.to[key], "type": "sms",
+            "from": self.sender, "to": self.to[key], "type": "sms",
             "body": f"{key}:{n}", **extra,
         }  # fmt: skip
 

@@ -15,6 +15,7 @@ from prometheus_client.metrics import MetricWrapperBase
 from prometheus_client.registry import Collector
 
 from postline.metrics import ApiMetrics, WorkerMetrics, scrape_gauges
+from postline.queue.pacing import Waiting
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
 DASHBOARD = DEPLOY / "grafana" / "postline.json"
@@ -47,6 +48,7 @@ def _collectors() -> list[Collector]:
         oldest_pending=0.0,
         workers=1,
         routes={"twilio": ("closed", 0.0)},
+        paced=[Waiting("+15551234567", "long_code", 3, 2.0)],
     )
     return [_with_a_child_each(ApiMetrics()), _with_a_child_each(WorkerMetrics()), gauges]
 

@@ -72,8 +72,13 @@ def _age(stamp: str, now: datetime) -> str:
     return f"{max(seconds, 0):.1f}s ago"
 
 
+#: The busiest senders shown; `--json` has them all.
+PACED_ROWS = 20
+
+
 def print_status(stats: Stats, console: Console, *, now: datetime | None = None) -> None:
-    """The terminal view: queues, messages per status, workers, throughput, routes."""
+    """The terminal view: queues, messages per status, workers, throughput,
+    routes, and the senders whose messages wait for their pace."""
     from rich.table import Table
 
     moment = now or datetime.now(UTC)
@@ -120,3 +125,14 @@ def print_status(stats: Stats, console: Console, *, now: datetime | None = None)
     )
     if stats.routes:
         console.print(routes)
+    if stats.pacing:
+        paced = Table(title="Waiting for their pace", title_justify="left")
+        for column in ("sender", "class", "waiting", "last slot in"):
+            paced.add_column(
+                column, justify="right" if column in ("waiting", "last slot in") else "left"
+            )
+        for row in stats.pacing[:PACED_ROWS]:
+            paced.add_row(
+                row.sender, row.sender_class, f"{row.waiting:,}", f"{row.wait_seconds:.1f}s"
+            )
+        console.print(paced)

@@ -3,9 +3,10 @@
 PostgreSQL decides order (README, "Ordering"): a message is claimed only when
 it is the first open message of its ordering key. So a key makes progress as
 long as its first open message (its head) is somewhere a worker will find
-it: in its channel stream, in the delay set waiting for its retry, or in a
-live worker's hands. `plan_repairs` is the reconciler's rule for heads that
-are nowhere; it is pure, so it is unit-tested without servers.
+it: in its channel stream, in the delay set waiting for its retry or its
+pace (`domain/pacing.py`), or in a live worker's hands. `plan_repairs` is
+the reconciler's rule for heads that are nowhere; it is pure, so it is
+unit-tested without servers.
 """
 
 from __future__ import annotations
@@ -50,7 +51,8 @@ def needs_queue_check(head: Head, now: datetime) -> bool:
 
 
 def plan_repairs(heads: Iterable[Head], *, queued: Set[str], now: datetime) -> Repairs:
-    """The repairs for `heads`, given the ids that have a live stream entry.
+    """The repairs for `heads`, given the ids that have a live stream entry
+    or wait in the delay set to go back to their stream.
 
     - pending, a due retry, or `sending` with its lease lost: queued unless
       an entry is already there (a duplicate would only cost a wasted read);

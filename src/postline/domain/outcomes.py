@@ -7,6 +7,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
+from postline.domain.pacing import hold_seconds, rate_limited
 from postline.domain.retry import backoff_seconds
 from postline.domain.statuses import Status
 from postline.errors import PermanentProviderError, ProviderError, TransientProviderError
@@ -27,6 +28,8 @@ class Outcome:
     error_message: str | None = None
     next_attempt_at: datetime | None = None
     detail: str | None = None
+    #: the attempt is not counted against the budget (the provider said "too fast")
+    free: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,6 +37,10 @@ class RetryPolicy:
     max_attempts: int
     base_seconds: float
     max_seconds: float
+    #: pacing is on: a 429 holds the account and costs no attempt
+    free_throttles: bool = False
+    #: how long a 429 without Retry-After holds the account
+    throttle_seconds: float = 1.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,6 +48,7 @@ class Verdict:
     status: Status
     next_attempt_at: datetime | None = None
     detail: str | None = None
+    free: bool = False
 
 
 def judge_failure(
@@ -60,6 +68,13 @@ def judge_failure(
     if isinstance(error, PermanentProviderError):
         return Verdict(Status.FAILED, detail="permanent provider error")
     assert isinstance(error, TransientProviderError)
+    if policy.free_throttles and rate_limited(error):
+        # Pacing slows the account instead (README, "Pacing"): a provider
+        # that says "too fast" has not refused the message.
+        hold = hold_seconds(error, default=policy.throttle_seconds, cap=policy.max_seconds)
+        moment = (now or datetime.now(UTC)) + timedelta(seconds=hold)
+        detail = f"the provider asked to slow down; again in {hold:.2f}s, not counted as an attempt"
+        return Verdict(Status.RETRYING, next_attempt_at=moment, detail=detail, free=True)
     if budget_used >= policy.max_attempts:
         return Verdict(Status.FAILED, detail=f"gave up after {budget_used} attempts")
     delay = backoff_seconds(

@@ -14,6 +14,12 @@ Streams and the delay set are named by SPEC 4; the others are internal.
 | `postline:reconciler`     | string | the reconcile lock (owner, PX)              |
 | `postline:metrics:totals` | zset   | the newest outcome totals reading the API   |
 |                           |        | processes share, score = its snapshot time  |
+| `postline:pace:tat:<b>`   | string | a pacing bucket's TAT (ms): a sender's, |
+|                           |        | or `account:<provider account>`             |
+| `postline:pace:waiting`   | zset   | pacing reservations, score = slot (ms):     |
+|                           |        | `<class>|<sender>|<message id>`             |
+| `postline:pace:inflight:<a>` | zset | an account's concurrency slots, score =    |
+|                           |        | lease end: `<worker>|<message id>`          |
 | `postline:stats:activity` | string | the dashboard's activity reading (JSON),  |
 |                           |        | shared by the API processes, short TTL      |
 | `postline:route:<r>:circuit` | hash | route r's circuit: state, since, version  |
@@ -51,6 +57,8 @@ TOTALS_READING = "postline:metrics:totals"
 ACTIVITY_READING = "postline:stats:activity"
 CHAOS_SENTINEL = "chaos:sentinel"
 ROUTE_PREFIX = "postline:route:"
+PACE_PREFIX = "postline:pace:"
+PACE_WAITING = PACE_PREFIX + "waiting"
 
 
 def stream_of(channel: Channel) -> str:
@@ -74,3 +82,13 @@ def route_bucket(route: str, start: int) -> str:
 
 def route_probes(route: str, version: int) -> str:
     return f"{ROUTE_PREFIX}{route}:probe:{version}"
+
+
+def pace_bucket(name: str) -> str:
+    """A pacing bucket: a sender's (`+1555...`) or an account's (`account:...`)."""
+    return PACE_PREFIX + "tat:" + name
+
+
+def pace_inflight(account: str) -> str:
+    """An account's concurrency slots."""
+    return PACE_PREFIX + "inflight:" + account

@@ -20,7 +20,7 @@ from redis.exceptions import ResponseError
 
 from postline import tracing
 from postline.domain.channels import Channel
-from postline.queue import recovery, scripts, workers
+from postline.queue import pacing, recovery, scripts, workers
 from postline.queue.items import Enqueue, Entry
 from postline.queue.keys import (
     ACTIVITY_READING,
@@ -95,19 +95,23 @@ class RedisQueue:
         return int(await self._push(keys=keys, args=args))
 
     async def queued(self, items: Sequence[Enqueue]) -> set[str]:
-        """The ids of `items` whose latest entry is still in its stream (unread or pending)."""
+        """The ids of `items` whose latest entry is still in its stream (unread
+        or pending), or that wait in the delay set to go back to it (a retry,
+        or a message waiting for its pace)."""
         if not items:
             return set()
         ids = [item.message_id for item in items]
         where = await self.client.hmget(QUEUED_INDEX, ids)
         found = [(i, str(w).split(" ", 1)) for i, w in zip(ids, where, strict=True) if w]
-        if not found:
-            return set()
         async with self.client.pipeline(transaction=False) as pipe:
             for _, (stream, entry) in found:
                 pipe.xrange(stream, entry, entry, count=1)
+            for item in items:
+                pipe.zscore(RETRY_QUEUE, _member("r", item))
             replies = await pipe.execute()
-        return {i for (i, _), reply in zip(found, replies, strict=True) if reply}
+        streamed, delayed = replies[: len(found)], replies[len(found) :]
+        in_stream = {i for (i, _), reply in zip(found, streamed, strict=True) if reply}
+        return in_stream | {i for i, at in zip(ids, delayed, strict=True) if at is not None}
 
     async def schedule_many(
         self, items: Sequence[tuple[Enqueue, float]], *, retry: bool, keep: bool = False
@@ -119,10 +123,7 @@ class RedisQueue:
         if not items:
             return
         kind = "r" if retry else "s"
-        mapping = {
-            f"{kind}|{item.message_id}|{item.channel.value}|{item.ordering_key}": at
-            for item, at in items
-        }
+        mapping = {_member(kind, item): at for item, at in items}
         await self.client.zadd(RETRY_QUEUE, mapping, nx=keep)
 
     async def unschedule(self, item: Enqueue) -> None:
@@ -200,6 +201,10 @@ class RedisQueue:
         result[DEAD_QUEUE] = {"depth": dead if isinstance(dead, int) else 0, "pending": 0}
         return result
 
+    async def paced(self) -> list[pacing.Waiting]:
+        """Per sender, the messages waiting for their pace (`pacing.waiting`)."""
+        return await pacing.waiting(self.client)
+
     async def ping(self) -> None:
         """Raises unless Redis answers."""
         await self.client.ping()
@@ -255,6 +260,11 @@ class RedisQueue:
             pipe.zrevrange(TOTALS_READING, 0, 0, withscores=True)
             *_, kept = await pipe.execute()
         return float(kept[0][1]), str(kept[0][0])
+
+
+def _member(kind: str, item: Enqueue) -> str:
+    """A delay set member (see `scripts.PROMOTE`)."""
+    return f"{kind}|{item.message_id}|{item.channel.value}|{item.ordering_key}"
 
 
 def _declare(first: Sequence[str], streams: Iterable[str]) -> tuple[list[str], dict[str, int]]:

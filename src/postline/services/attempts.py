@@ -21,6 +21,8 @@ def retry_policy(settings: Settings) -> RetryPolicy:
         max_attempts=settings.max_attempts,
         base_seconds=settings.retry_base_seconds,
         max_seconds=settings.retry_max_seconds,
+        free_throttles=settings.pacing_enabled,
+        throttle_seconds=settings.pacing_throttle_seconds,
     )
 
 
@@ -102,4 +104,5 @@ def _failed(
         error_message=error.message,
         next_attempt_at=verdict.next_attempt_at,
         detail=verdict.detail,
+        free=verdict.free,
     )

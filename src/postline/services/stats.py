@@ -7,6 +7,8 @@ and `postline worker --check` all read them here:
 - messages per status and throughput: `postline.store.stats`;
 - live workers: `postline.queue.workers` (heartbeat keys);
 - route health: `postline.queue.routes` (each route's circuit and window).
+- pacing: per sender, the messages waiting for their slot and how far out
+  the last slot is (`postline.queue.pacing`; empty while pacing is off).
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import asyncio
 import contextlib
 import time
 from collections.abc import AsyncIterator, Awaitable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
@@ -30,6 +32,7 @@ from postline.domain.routes import (
     window_buckets,
     window_tally,
 )
+from postline.queue.pacing import Waiting
 from postline.queue.routes import RouteHealthStore
 from postline.queue.streams import RedisQueue, connect
 from postline.queue.workers import WorkerBeat, live_workers
@@ -116,6 +119,7 @@ class Stats:
     workers: list[WorkerBeat]
     throughput: store_stats.Throughput
     routes: dict[str, RouteStatus]
+    pacing: list[Waiting] = field(default_factory=list)
 
     def public(self) -> dict[str, Any]:
         """The `/api/v1/stats` body (SPEC 3.1)."""
@@ -128,15 +132,18 @@ class Stats:
                 "failed_per_second": self.throughput.failed_per_second,
             },
             "routes": {name: status.public() for name, status in self.routes.items()},
+            "pacing": {"senders": [w.public() for w in self.pacing]},
         }
 
 
 async def _redis_part(
     queue: RedisQueue, routes: RouteView | None
-) -> tuple[dict[str, dict[str, int]], list[WorkerBeat], dict[str, RouteStatus]]:
-    depths, workers = await asyncio.gather(queue.depths(), queue.live_workers())
+) -> tuple[dict[str, dict[str, int]], list[WorkerBeat], dict[str, RouteStatus], list[Waiting]]:
+    depths, workers, paced = await asyncio.gather(
+        queue.depths(), queue.live_workers(), queue.paced()
+    )
     health = await read_routes(queue, routes) if routes is not None else {}
-    return depths, workers, health
+    return depths, workers, health, paced
 
 
 async def _database_part(
@@ -181,8 +188,15 @@ async def collect_stats(
         raise DependencyUnavailable(down)
     assert not isinstance(redis_result, BaseException)
     assert not isinstance(db_result, BaseException)
-    (queues, workers, health), (counts, rates) = redis_result, db_result
-    return Stats(queues=queues, counts=counts, workers=workers, throughput=rates, routes=health)
+    (queues, workers, health, paced), (counts, rates) = redis_result, db_result
+    return Stats(
+        queues=queues,
+        counts=counts,
+        workers=workers,
+        throughput=rates,
+        routes=health,
+        pacing=paced,
+    )
 
 
 @contextlib.asynccontextmanager

@@ -20,6 +20,7 @@ from postline.domain.channels import Channel, Provider
 from postline.domain.message import COLUMNS, Change, Claimed, Event, Message
 from postline.domain.ordering import Head
 from postline.domain.outcomes import Outcome
+from postline.domain.pacing import Sender
 from postline.domain.statuses import Status
 from postline.domain.suppression import TWILIO_OPT_OUT_CODES, Reason, Source
 from postline.store.rows import MESSAGE_COLUMNS, message_of
@@ -123,11 +124,32 @@ WITH p AS (
 SELECT {MESSAGE_COLUMNS}, previous, suppressed_by FROM c
 """
 
+#: Of $1, the pending messages and due retries that are their key's first
+#: open message while none of the key is being sent: what `_CLAIM` would
+#: take, read without locks. Pacing charges only these, so the entries a
+#: claim refuses (later messages of a key, pushed at acceptance) cost no
+#: slot; a race that slips through is refunded after the claim.
+_PACEABLE = """
+SELECT m.id, m.type, m.from_addr, m.ordering_key
+FROM messages m
+WHERE m.id = ANY($1::uuid[])
+  AND (m.status = 'pending'
+       OR (m.status = 'retrying'
+           AND coalesce(m.next_attempt_at, now()) <= now() + interval '1 second'))
+  AND NOT EXISTS (
+      SELECT 1 FROM messages o
+      WHERE o.ordering_key = m.ordering_key
+        AND o.status IN ('pending', 'sending', 'retrying')
+        AND o.id <> m.id
+        AND (o.status = 'sending' OR o.position < m.position))
+"""
+
 _COMPLETE = f"""
 WITH d AS (
     SELECT * FROM unnest($1::uuid[], $2::int[], $3::text[], $4::text[], $5::text[],
-                         $6::text[], $7::text[], $8::text[], $9::timestamptz[], $10::text[])
-         AS d(id, attempt, status, provider, pmid, route, code, msg, next_at, detail)
+                         $6::text[], $7::text[], $8::text[], $9::timestamptz[], $10::text[],
+                         $11::bool[])
+         AS d(id, attempt, status, provider, pmid, route, code, msg, next_at, detail, free)
 ), upd AS (
     UPDATE messages m
     SET status = d.status,
@@ -136,6 +158,8 @@ WITH d AS (
         route = coalesce(d.route, m.route),
         error_code = d.code, error_message = d.msg,
         next_attempt_at = d.next_at,
+        -- a throttled attempt (429 under pacing) gives its attempt back
+        attempts_base = m.attempts_base + CASE WHEN d.free THEN 1 ELSE 0 END,
         sent_at = CASE WHEN d.status = 'sent' THEN now() ELSE m.sent_at END,
         updated_at = now(), held_by = NULL, lease_until = NULL
     FROM d
@@ -151,7 +175,7 @@ WITH d AS (
     INSERT INTO suppressions (channel, recipient, sender, reason, source)
     SELECT {CHANNEL_OF.format(m="upd")}, message_recipient(upd.type, upd.to_addr),
            message_recipient(upd.type, upd.from_addr), '{Reason.OPT_OUT}', '{Source.TWILIO}'
-    FROM upd WHERE upd.provider = '{Provider.TWILIO}' AND upd.error_code = ANY($11::text[])
+    FROM upd WHERE upd.provider = '{Provider.TWILIO}' AND upd.error_code = ANY($12::text[])
     ON CONFLICT (channel, recipient, sender) DO UPDATE
         SET expires_at = NULL, reason = EXCLUDED.reason, source = EXCLUDED.source,
             created_at = now()
@@ -338,6 +362,16 @@ class MessageStore:
                 column.append(getattr(o, name))
         rows = await self.pool.fetch(_COMPLETE, *columns, sorted(TWILIO_OPT_OUT_CODES))
         return {row["id"] for row in rows}
+
+    async def senders(self, ids: Sequence[uuid.UUID]) -> list[Sender]:
+        """Of `ids`, the messages a claim would take now but for their pace
+        (`_PACEABLE`), with their channel, sender and key."""
+        if not ids:
+            return []
+        rows = await self.pool.fetch(_PACEABLE, list(ids))
+        return [
+            Sender(r["id"], Channel(r["type"]), r["from_addr"], r["ordering_key"]) for r in rows
+        ]
 
     async def states(self, ids: Sequence[uuid.UUID]) -> list[Head]:
         """Where each of `ids` stands (for the entries a claim skipped)."""

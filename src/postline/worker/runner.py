@@ -39,10 +39,11 @@ from postline.batching import GroupCommit
 from postline.callbacks.dispatcher import CallbackDispatcher
 from postline.domain.message import Message
 from postline.domain.ordering import come_back_later
-from postline.domain.outcomes import RetryPolicy
+from postline.domain.outcomes import Outcome, RetryPolicy
 from postline.domain.statuses import Status
 from postline.logs import message_log, message_log_enabled
 from postline.metrics import WorkerMetrics
+from postline.queue.pacing import Ask
 from postline.queue.streams import Enqueue, Entry, consumer_name
 from postline.queue.workers import WorkerBeat
 from postline.runtime import settle_garbage_collector
@@ -51,6 +52,7 @@ from postline.services.completion import Completer, Done
 from postline.services.ports import WorkQueue, WorkStore
 from postline.services.routing import REFRESH_SECONDS, Router
 from postline.worker.outage import DEPENDENCY_ERRORS, POSTGRESQL, REDIS, Outage
+from postline.worker.pacing import Pacing
 from postline.worker.reconciler import Reconciler
 
 log = logging.getLogger("postline.worker")
@@ -76,6 +78,7 @@ class Held:
     claimed: float  # monotonic
     lease_ok_until: float  # monotonic: the lease is ours until then, margin included
     answered: bool = False  # the provider call is over; only the status write is left
+    paced: Ask | None = None  # the pacing slots it took, if pacing is on
 
 
 class Worker:
@@ -95,6 +98,7 @@ class Worker:
         metrics: WorkerMetrics | None = None,
         name: str | None = None,
         callbacks: CallbackDispatcher | None = None,
+        pacing: Pacing | None = None,
     ) -> None:
         self.name = name or consumer_name()
         self._store = store
@@ -113,6 +117,8 @@ class Worker:
         self._tasks: set[asyncio.Task[None]] = set()
         self._reconcile_interval = reconcile_interval
         self._callbacks = callbacks
+        self._pacing = pacing
+        self._frees: set[asyncio.Task[None]] = set()
         self._groups_ready = False
         self._hard_bound = HARD_BOUND_LEASES * self._lease
         self._live: list[str] = []
@@ -135,6 +141,8 @@ class Worker:
 
     async def run(self, stop: asyncio.Event) -> None:
         self._completer.start()
+        if self._pacing is not None:
+            self._pacing.start(self.name)
         loops: list[tuple[str, float, Callable[[], Awaitable[Any]]]] = [
             ("promote", 0.2, self._promote),
             ("takeover", 1.0, self._reclaim),
@@ -157,6 +165,10 @@ class Worker:
                 log.info("finishing %d sends in flight", len(self._tasks))
                 await asyncio.wait(set(self._tasks))
             await self._completer.close()
+            if self._frees:
+                await asyncio.wait(set(self._frees))
+            if self._pacing is not None:
+                await self._pacing.close()
             for task in side:
                 task.cancel()
             await asyncio.gather(*side, return_exceptions=True)
@@ -210,6 +222,7 @@ class Worker:
             else:
                 by_id[message_id] = entry
         live = await self._live_holders()
+        charged = await self._pace(by_id)
         try:
             with tracing.batch_span("postline.claim", (e.traceparent for e in by_id.values())):
                 claimed = await self._store.claim(
@@ -237,8 +250,24 @@ class Worker:
                     attempt=message.attempts,
                     taken_over=previous == Status.SENDING,
                 )
-            self._start(message, entry, suppressed_by)
+            self._start(message, entry, suppressed_by, charged.pop(message.id, None))
+        if self._pacing is not None and charged:
+            await self._pacing.unused(list(charged.values()))
         await self._settle_unclaimed(by_id, extra)
+
+    async def _pace(self, by_id: dict[uuid.UUID, Entry]) -> dict[uuid.UUID, Ask]:
+        """Takes pacing slots for the batch before its claim (`worker.pacing`):
+        entries that must wait go to the delay set for exactly their wait and
+        leave the batch, unclaimed. Returns the slots taken, by message."""
+        if self._pacing is None or not by_id:
+            return {}
+        admission = await self._pacing.admit(by_id)
+        if admission.waiting:
+            await self._queue.schedule_many(admission.waiting, retry=True)
+            await self._queue.ack([by_id.pop(i) for i in admission.waiting_ids])
+            for kind, wait in admission.waits:
+                self.metrics.paced.labels(kind).observe(wait)
+        return admission.charged
 
     async def _settle_unclaimed(self, by_id: dict[uuid.UUID, Entry], extra: list[Entry]) -> None:
         """Entries whose message cannot be sent now are dropped (acknowledged);
@@ -263,9 +292,12 @@ class Worker:
             self._live_at = time.monotonic()
         return self._live
 
-    def _start(self, message: Message, entry: Entry, suppressed_by: str | None) -> None:
+    def _start(
+        self, message: Message, entry: Entry, suppressed_by: str | None, paced: Ask | None
+    ) -> None:
         now = time.monotonic()
-        self._held[message.id] = Held(entry, now, now + self._lease - LEASE_MARGIN_SECONDS)
+        held = Held(entry, now, now + self._lease - LEASE_MARGIN_SECONDS, paced=paced)
+        self._held[message.id] = held
         self.metrics.inflight.set(self.inflight)
         task = asyncio.create_task(self._send(message, entry, suppressed_by))
         self._tasks.add(task)
@@ -298,6 +330,13 @@ class Worker:
                 suppressed_by=suppressed_by,
             )
             held.answered = True
+            paced = held.paced
+            if paced is not None:
+                # The provider call is over: its concurrency slot is free now,
+                # not after the status write (the cap counts provider calls).
+                self._free_slot(held)
+                if outcome.free:
+                    await self._throttled(paced, outcome)
             tracing.note_outcome(outcome.status.value, outcome.error_code)
             if outcome.provider is not None:  # else no provider was called (suppressed)
                 self.metrics.provider_duration.labels(outcome.provider).observe(latency)
@@ -317,6 +356,28 @@ class Worker:
             self._held.pop(message.id, None)
             self.metrics.inflight.set(self.inflight)
             self._slot_free.set()
+            self._free_slot(held)  # a send that ended without a provider answer
+
+    async def _throttled(self, ask: Ask, outcome: Outcome) -> None:
+        """A "too fast" answer holds the account until its Retry-After (the
+        message itself waits until then too, without using an attempt)."""
+        assert self._pacing is not None and outcome.next_attempt_at is not None
+        self.metrics.throttled.labels(outcome.provider or "").inc()
+        hold = (outcome.next_attempt_at - datetime.now(UTC)).total_seconds()
+        try:
+            await self._pacing.hold(ask, max(hold, 0.0))
+        except DEPENDENCY_ERRORS as exc:  # the message still waits its Retry-After
+            log.warning("pacing: could not hold account %s: %r", ask.pace.account, exc)
+
+    def _free_slot(self, held: Held) -> None:
+        """Frees the send's concurrency slot in the background, once (if that
+        fails, the slot's lease frees it)."""
+        ask, held.paced = held.paced, None
+        if ask is None or self._pacing is None:
+            return
+        task = asyncio.create_task(self._pacing.done(ask))
+        self._frees.add(task)
+        task.add_done_callback(_discard_freed(self._frees))
 
     async def _every(
         self, name: str, seconds: float, action: Callable[[], Awaitable[Any]], stop: asyncio.Event
@@ -441,6 +502,17 @@ class Worker:
             held = self._held.get(message_id)
             if held is not None:
                 held.lease_ok_until = started + self._lease - LEASE_MARGIN_SECONDS
+
+
+def _discard_freed(tasks: set[asyncio.Task[None]]) -> Callable[[asyncio.Task[None]], None]:
+    """Forgets a finished slot release; one that failed is left to its lease."""
+
+    def done(task: asyncio.Task[None]) -> None:
+        tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.debug("pacing: a slot release failed: %r", task.exception())
+
+    return done
 
 
 def _groups_gone(exc: ResponseError) -> bool:

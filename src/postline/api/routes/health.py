@@ -84,13 +84,18 @@ async def _reading(what: str, read: Awaitable[T], timeout: float = PROBE_TIMEOUT
 async def metrics(parts: ComponentsDep) -> Response:
     # The same readings as /api/v1/stats (postline.services.stats), so both show one number.
     stats = StatsStore(parts.pool)
-    queues, counts, totals, oldest, workers, routes = await asyncio.gather(
-        _reading("queue depths", parts.queue.depths()),
-        _reading("status counts", stats.status_counts()),
-        _reading("outcome totals", outcome_totals(stats, parts.queue), TOTALS_TIMEOUT),
-        _reading("oldest pending", stats.oldest_waiting_seconds()),
-        _reading("live workers", parts.queue.live_workers()),
-        _reading("route health", read_routes(parts.queue, RouteView.of(parts.settings))),
+    (queues, counts, totals, oldest), (workers, routes, paced) = await asyncio.gather(
+        asyncio.gather(
+            _reading("queue depths", parts.queue.depths()),
+            _reading("status counts", stats.status_counts()),
+            _reading("outcome totals", outcome_totals(stats, parts.queue), TOTALS_TIMEOUT),
+            _reading("oldest pending", stats.oldest_waiting_seconds()),
+        ),
+        asyncio.gather(
+            _reading("live workers", parts.queue.live_workers()),
+            _reading("route health", read_routes(parts.queue, RouteView.of(parts.settings))),
+            _reading("pacing", parts.queue.paced()),
+        ),
     )
     gauges = scrape_gauges(
         queues=queues,
@@ -102,6 +107,7 @@ async def metrics(parts: ComponentsDep) -> Response:
             name: (route.state, route.failed / route.attempts if route.attempts else 0.0)
             for name, route in (routes or {}).items()
         },
+        paced=paced,
     )
     registry = scrape_registry(parts.metrics.collector(), gauges)
     return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)

@@ -1,4 +1,5 @@
-"""`GET /api/v1/stats`: queues, messages per status, live workers, throughput (SPEC 3.1)."""
+"""`GET /api/v1/stats`: queues, messages per status, live workers, throughput
+(SPEC 3.1), and the senders whose messages wait for their pace."""
 
 from __future__ import annotations
 
@@ -50,6 +51,27 @@ class RoutePublic(BaseModel):
     error_rate: float = Field(description="failed / attempts, 0 without attempts.")
 
 
+class PacedSenderPublic(BaseModel):
+    """A sender whose messages wait for their pace (README, "Pacing")."""
+
+    sender: str = Field(
+        description="The sender (`+1555...`, `whatsapp:+1555...`); for email, the "
+        "SendGrid account (`sendgrid:<key fingerprint>`), which is what email is paced by."
+    )
+    class_: str = Field(
+        alias="class",
+        description="Its sender class: long_code, toll_free, short_code, whatsapp or email.",
+    )
+    waiting: int = Field(description="Messages waiting in the delay set for their slot.")
+    wait_seconds: float = Field(description="How long until the last of them may go.")
+
+
+class PacingPublic(BaseModel):
+    """Messages waiting for their sender's or account's pace; empty while pacing is off."""
+
+    senders: list[PacedSenderPublic] = Field(description="Per sender, busiest first.")
+
+
 class StatsPublic(BaseModel):
     """Counts of finished statuses may be planner estimates on very large tables."""
 
@@ -63,6 +85,7 @@ class StatsPublic(BaseModel):
         description="Per route (`twilio`, `twilio_backup` when configured, `sendgrid`): "
         "its circuit, shared by every worker (README, Provider failover)."
     )
+    pacing: PacingPublic = Field(description="Per sender: messages waiting for their pace.")
 
 
 ERRORS = error_responses(
