@@ -15,7 +15,7 @@ from postline.store.stats import StatusCounts, Throughput
 def render(pacing: list[Waiting]) -> str:
     stats = Stats(
         queues={}, counts=StatusCounts({"pending": 3}, False), workers=[],
-        throughput=Throughput(0, 0, 60), pacing=pacing,
+        throughput=Throughput(0, 0, 60), routes={}, pacing=pacing,
     )  # fmt: skip
     out = io.StringIO()
     print_status(stats, Console(file=out, width=120))
