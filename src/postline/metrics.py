@@ -51,6 +51,7 @@ ROUTE_ERROR_RATIO = "postline_route_error_ratio"
 CIRCUIT_STATES = ("closed", "open", "half_open")
 PACING_WAITING = "postline_pacing_waiting"
 PACING_WAIT = "postline_pacing_longest_wait_seconds"
+SUPPRESSIONS = "postline_suppressions"
 
 
 class PacedSender(Protocol):
@@ -142,6 +143,7 @@ def scrape_gauges(
     workers: int | None = None,
     routes: Mapping[str, tuple[str, float]] | None = None,
     paced: Iterable[PacedSender] | None = None,
+    suppressions: Mapping[tuple[str, str], int] | None = None,
 ) -> Collector:
     """The cluster-wide families from one reading; None for a reading that did not answer.
 
@@ -168,6 +170,14 @@ def scrape_gauges(
     for status, count in (statuses or {}).items():
         messages.add_metric([status], count)
     families = [depth, pending, messages, *_cluster(totals, oldest_pending, workers)]
+    suppressed = GaugeMetricFamily(
+        SUPPRESSIONS,
+        "Cluster-wide: recipients suppressed now, per channel and reason.",
+        labels=["channel", "reason"],
+    )
+    for (channel, reason), count in sorted((suppressions or {}).items()):
+        suppressed.add_metric([channel, reason], count)
+    families.append(suppressed)
     return _Families([*families, *_routes(routes), *_pacing(paced)])
 
 

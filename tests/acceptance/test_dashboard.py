@@ -205,6 +205,16 @@ async def explain_and_act(browser: Browser, base: str, api: httpx.AsyncClient, s
     await expect(twilio).to_contain_text("50 % (2/4)", timeout=UI_TIMEOUT)
     await expect(twilio.locator("td").nth(3)).to_have_text(re.compile(r"^\d+(\.\d+)? m?s$"))
     await expect(page.locator("#channels tr[data-channel=email] svg.spark")).to_have_count(1)
+    # Sending: the routes' circuits, and a suppression made now shows within a poll.
+    await expect(page.locator("#routes tr[data-route=twilio]")).to_contain_text("closed")
+    await expect(page.locator("#paced-empty")).to_be_visible()
+    await expect(page.locator("#suppressed-empty")).to_be_visible()
+    made = await api.post(
+        "/api/v1/suppressions", json={"channel": "email", "recipient": "spam@example.org"}
+    )
+    assert made.status_code == 201
+    await expect(page.locator("#suppressed tbody tr")).to_have_text(["manual1"], timeout=UI_TIMEOUT)
+    await expect(page.locator("#suppressed-total")).to_have_text("1 · email 1")
     await check_y_axis(page)
     await no_sideways_scroll(page)
     await shot(page, "dashboard-1440.png")

@@ -22,8 +22,7 @@ import httpx
 import pytest
 import redis.asyncio as aioredis
 
-from postline.domain.message import Message
-from postline.domain.statuses import Status
+from postline.domain.message import Claimed
 from postline.store.messages import MessageStore
 from postline.worker.runner import HARD_BOUND_LEASES
 from tests.support.faults import wait_final
@@ -49,10 +48,10 @@ async def test_a_claim_whose_answer_was_lost_is_sent_before_the_hard_bound(
 
     async def claim_then_lose_the_answer(
         self: MessageStore, ids: Sequence[uuid.UUID], **kwargs: Any
-    ) -> list[tuple[Message, Status]]:
+    ) -> list[Claimed]:
         claimed = await original(self, ids, **kwargs)  # committed
         if claimed and not lost:
-            lost.extend(message.id for message, _ in claimed)
+            lost.extend(c.message.id for c in claimed)
             raise ConnectionResetError("the connection broke before the claim's answer came")
         return claimed
 

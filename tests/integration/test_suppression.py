@@ -234,3 +234,25 @@ async def test_a_lone_surrogate_in_a_suppression_is_422(
     )
     assert answer.status_code == 422
     assert await pool.fetchval("SELECT count(*) FROM suppressions") == 0
+
+
+async def test_stats_status_and_metrics_count_the_active_suppressions(
+    api: httpx.AsyncClient, pool: asyncpg.Pool
+) -> None:
+    await suppress(api, channel="sms", recipient=SMS["to"])
+    await suppress(api, channel="email", recipient="ana@example.org", reason="bounce")
+    await suppress(api, channel="email", recipient="bo@example.org", reason="bounce")
+    lapsed = await suppress(api, channel="email", recipient="cy@example.org", reason="bounce")
+    await pool.execute(
+        "UPDATE suppressions SET expires_at = now() - interval '1 second' WHERE recipient = $1",
+        lapsed["recipient"],
+    )
+    stats = (await api.get("/api/v1/stats")).json()
+    assert stats["suppressions"] == {
+        "total": 3,
+        "by_channel": {"email": 2, "sms": 1},
+        "by_reason": {"bounce": 2, "manual": 1},
+    }
+    scraped = (await api.get("/metrics")).text
+    assert 'postline_suppressions{channel="email",reason="bounce"} 2.0' in scraped
+    assert 'postline_suppressions{channel="sms",reason="manual"} 1.0' in scraped

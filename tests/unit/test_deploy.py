@@ -49,6 +49,7 @@ def _collectors() -> list[Collector]:
         workers=1,
         routes={"twilio": ("closed", 0.0)},
         paced=[Waiting("+15551234567", "long_code", 3, 2.0)],
+        suppressions={("email", "bounce"): 2},
     )
     return [_with_a_child_each(ApiMetrics()), _with_a_child_each(WorkerMetrics()), gauges]
 

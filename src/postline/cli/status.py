@@ -104,12 +104,6 @@ def print_status(stats: Stats, console: Console, *, now: datetime | None = None)
         capacity = f"/{worker.concurrency}" if worker.concurrency is not None else ""
         workers.add_row(worker.name, beat, f"{worker.inflight}{capacity}")
 
-    routes = Table(title="Routes", title_justify="left")
-    for column in ("route", "circuit", "attempts", "failed"):
-        routes.add_column(column, justify="left" if column in ("route", "circuit") else "right")
-    for name, route in stats.routes.items():
-        routes.add_row(name, route.state, str(route.attempts), str(route.failed))
-
     console.print(queues)
     console.print(messages)
     if stats.counts.estimated:
@@ -123,8 +117,27 @@ def print_status(stats: Stats, console: Console, *, now: datetime | None = None)
         f"Throughput (last {rates.window}s): {rates.sent_per_second}/s sent, "
         f"{rates.failed_per_second}/s failed"
     )
+    _print_sending(stats, console)
+
+
+def _print_sending(stats: Stats, console: Console) -> None:
+    """Routes, suppressions and paced senders: what shapes where and when messages go."""
+    from rich.table import Table
+
+    from postline.services.stats import suppression_summary
+
+    routes = Table(title="Routes", title_justify="left")
+    for column in ("route", "circuit", "attempts", "failed"):
+        routes.add_column(column, justify="left" if column in ("route", "circuit") else "right")
+    for name, route in stats.routes.items():
+        routes.add_row(name, route.state, str(route.attempts), str(route.failed))
+
     if stats.routes:
         console.print(routes)
+    if stats.suppressions:
+        summary = suppression_summary(stats.suppressions)
+        parts = ", ".join(f"{n:,} {reason}" for reason, n in summary["by_reason"].items())
+        console.print(f"Suppressed: {summary['total']:,} ({parts})")
     if stats.pacing:
         paced = Table(title="Waiting for their pace", title_justify="left")
         for column in ("sender", "class", "waiting", "last slot in"):

@@ -40,6 +40,7 @@ from postline.services.routing import circuit_policy
 from postline.settings import Settings
 from postline.store import stats as store_stats
 from postline.store.pool import create_pool
+from postline.store.suppressions import SuppressionStore
 
 T = TypeVar("T")
 
@@ -120,6 +121,8 @@ class Stats:
     throughput: store_stats.Throughput
     routes: dict[str, RouteStatus]
     pacing: list[Waiting] = field(default_factory=list)
+    #: active suppressions per (channel, reason)
+    suppressions: dict[tuple[str, str], int] = field(default_factory=dict)
 
     def public(self) -> dict[str, Any]:
         """The `/api/v1/stats` body (SPEC 3.1)."""
@@ -133,7 +136,22 @@ class Stats:
             },
             "routes": {name: status.public() for name, status in self.routes.items()},
             "pacing": {"senders": [w.public() for w in self.pacing]},
+            "suppressions": suppression_summary(self.suppressions),
         }
+
+
+def suppression_summary(counts: dict[tuple[str, str], int]) -> dict[str, Any]:
+    """Active suppressions in all, per channel and per reason."""
+    by_channel: dict[str, int] = {}
+    by_reason: dict[str, int] = {}
+    for (channel, reason), n in counts.items():
+        by_channel[channel] = by_channel.get(channel, 0) + n
+        by_reason[reason] = by_reason.get(reason, 0) + n
+    return {
+        "total": sum(counts.values()),
+        "by_channel": dict(sorted(by_channel.items())),
+        "by_reason": dict(sorted(by_reason.items())),
+    }
 
 
 async def _redis_part(
@@ -148,10 +166,12 @@ async def _redis_part(
 
 async def _database_part(
     pool: asyncpg.Pool,
-) -> tuple[store_stats.StatusCounts, store_stats.Throughput]:
+) -> tuple[store_stats.StatusCounts, store_stats.Throughput, dict[tuple[str, str], int]]:
     store = store_stats.StatsStore(pool)
-    counts, rates = await asyncio.gather(store.status_counts(), store.throughput())
-    return counts, rates
+    counts, rates, suppressed = await asyncio.gather(
+        store.status_counts(), store.throughput(), SuppressionStore(pool).counts()
+    )
+    return counts, rates, suppressed
 
 
 async def _bounded(part: Awaitable[T], max_wait: float) -> T:
@@ -188,7 +208,7 @@ async def collect_stats(
         raise DependencyUnavailable(down)
     assert not isinstance(redis_result, BaseException)
     assert not isinstance(db_result, BaseException)
-    (queues, workers, health, paced), (counts, rates) = redis_result, db_result
+    (queues, workers, health, paced), (counts, rates, suppressed) = redis_result, db_result
     return Stats(
         queues=queues,
         counts=counts,
@@ -196,6 +216,7 @@ async def collect_stats(
         throughput=rates,
         routes=health,
         pacing=paced,
+        suppressions=suppressed,
     )
 
 

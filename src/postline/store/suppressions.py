@@ -156,3 +156,11 @@ class SuppressionStore:
         )
         found = [_suppression(r) for r in rows[:limit]]
         return found, (int(rows[limit - 1]["seq"]) if len(rows) > limit else None)
+
+    async def counts(self) -> dict[tuple[str, str], int]:
+        """Active suppressions per (channel, reason): a small table, counted outright."""
+        rows = await self.pool.fetch(
+            "SELECT channel, reason, count(*) AS n FROM suppressions "
+            "WHERE expires_at IS NULL OR expires_at > now() GROUP BY channel, reason"
+        )
+        return {(r["channel"], r["reason"]): int(r["n"]) for r in rows}

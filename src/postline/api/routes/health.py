@@ -26,6 +26,7 @@ from postline.api.totals import outcome_totals
 from postline.metrics import scrape_gauges, scrape_registry
 from postline.services.stats import RouteView, read_routes
 from postline.store.stats import StatsStore
+from postline.store.suppressions import SuppressionStore
 
 router = APIRouter(tags=["operations"])
 log = logging.getLogger("postline.api")
@@ -84,7 +85,7 @@ async def _reading(what: str, read: Awaitable[T], timeout: float = PROBE_TIMEOUT
 async def metrics(parts: ComponentsDep) -> Response:
     # The same readings as /api/v1/stats (postline.services.stats), so both show one number.
     stats = StatsStore(parts.pool)
-    (queues, counts, totals, oldest), (workers, routes, paced) = await asyncio.gather(
+    (queues, counts, totals, oldest), (workers, routes, paced, suppressed) = await asyncio.gather(
         asyncio.gather(
             _reading("queue depths", parts.queue.depths()),
             _reading("status counts", stats.status_counts()),
@@ -95,6 +96,7 @@ async def metrics(parts: ComponentsDep) -> Response:
             _reading("live workers", parts.queue.live_workers()),
             _reading("route health", read_routes(parts.queue, RouteView.of(parts.settings))),
             _reading("pacing", parts.queue.paced()),
+            _reading("suppressions", SuppressionStore(parts.pool).counts()),
         ),
     )
     gauges = scrape_gauges(
@@ -108,6 +110,7 @@ async def metrics(parts: ComponentsDep) -> Response:
             for name, route in (routes or {}).items()
         },
         paced=paced,
+        suppressions=suppressed,
     )
     registry = scrape_registry(parts.metrics.collector(), gauges)
     return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)

@@ -72,6 +72,16 @@ class PacingPublic(BaseModel):
     senders: list[PacedSenderPublic] = Field(description="Per sender, busiest first.")
 
 
+class SuppressionsPublic(BaseModel):
+    """Active suppressions (README, "Suppression")."""
+
+    total: int = Field(description="Recipients suppressed now, counting each sender scope.")
+    by_channel: dict[str, int] = Field(description="Per channel: `sms`, `whatsapp`, `email`.")
+    by_reason: dict[str, int] = Field(
+        description="Per reason: `bounce`, `spamreport`, `unsubscribe`, `opt_out`, `manual`."
+    )
+
+
 class StatsPublic(BaseModel):
     """Counts of finished statuses may be planner estimates on very large tables."""
 
@@ -86,6 +96,7 @@ class StatsPublic(BaseModel):
         "its circuit, shared by every worker (README, Provider failover)."
     )
     pacing: PacingPublic = Field(description="Per sender: messages waiting for their pace.")
+    suppressions: SuppressionsPublic = Field(description="Recipients Postline will not send to.")
 
 
 ERRORS = error_responses(

@@ -185,5 +185,30 @@ window.PostlineView = (() => {
     return root;
   }
 
-  return { STATUSES, fmtInt, fmtRate, fmtAge, fmtMs, axis, clock, time, zoneName, throughput, spark, el, cell, badge, when, errorText, messageFields };
+  // Routes, suppressions and paced senders from one /api/v1/stats reading.
+  function sending(stats, $) {
+    $("routes").tBodies[0].replaceChildren(...Object.entries(stats.routes || {}).map(([name, r]) => {
+      const row = el("tr", "", el("td", "", name),
+        el("td", r.state === "closed" ? "" : "bad", r.state.replace("_", "-")),
+        el("td", r.failed > 0 ? "num bad" : "num",
+          r.attempts ? `${Math.round(100 * r.error_rate)} % (${fmtInt(r.failed)}/${fmtInt(r.attempts)})` : "–"));
+      row.dataset.route = name;
+      return row;
+    }));
+    const suppressed = stats.suppressions || { total: 0, by_reason: {}, by_channel: {} };
+    const channels = Object.entries(suppressed.by_channel).map(([c, n]) => `${c} ${fmtInt(n)}`);
+    $("suppressed-total").textContent = suppressed.total ? `${fmtInt(suppressed.total)} · ${channels.join(" · ")}` : "";
+    $("suppressed").tBodies[0].replaceChildren(...Object.entries(suppressed.by_reason).map(([reason, n]) =>
+      el("tr", "", el("td", "", reason), el("td", "num", fmtInt(n)))));
+    $("suppressed").hidden = suppressed.total === 0;
+    $("suppressed-empty").hidden = suppressed.total > 0;
+    const paced = ((stats.pacing || {}).senders || []).slice(0, 8);
+    $("paced").tBodies[0].replaceChildren(...paced.map((p) => el("tr", "",
+      el("td", "mono", p.sender, el("span", "muted", ` · ${p.class}`)),
+      el("td", "num", fmtInt(p.waiting)), el("td", "num", fmtAge(p.wait_seconds)))));
+    $("paced").hidden = paced.length === 0;
+    $("paced-empty").hidden = paced.length > 0;
+  }
+
+  return { STATUSES, sending, fmtInt, fmtRate, fmtAge, fmtMs, axis, clock, time, zoneName, throughput, spark, el, cell, badge, when, errorText, messageFields };
 })();

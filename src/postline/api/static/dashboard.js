@@ -107,6 +107,7 @@
       el("td", "num", fmtInt(w.inflight)))));
     $("workers").hidden = stats.workers.length === 0;
     $("workers-empty").hidden = stats.workers.length > 0;
+    view.sending(stats, $);
   }
 
   function renderActivity(a) {
