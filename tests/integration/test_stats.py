@@ -79,8 +79,11 @@ async def test_stats_report_queues_counts_workers_and_throughput(
         await wait_status(api, failed, "failed")
 
         stats = await stats_of(api)
-        assert set(stats) == {"queues", "messages", "workers", "throughput", "routes", "pacing"}
+        assert set(stats) == {
+            "queues", "messages", "workers", "throughput", "routes", "pacing", "suppressions"
+        }  # fmt: skip
         assert stats["pacing"] == {"senders": []}  # pacing is off
+        assert stats["suppressions"] == {"total": 0, "by_channel": {}, "by_reason": {}}
         # No backup account configured: one route per provider, both healthy.
         assert set(stats["routes"]) == {"twilio", "sendgrid"}
         for route in stats["routes"].values():
@@ -242,7 +245,9 @@ async def test_status_command_prints_the_same_numbers(
         code, out, err = await postline(env, tmp_path, "status", "--json")
         assert code == 0, err
         printed = json.loads(out)
-        assert set(printed) == {"queues", "messages", "workers", "throughput", "routes", "pacing"}
+        assert set(printed) == {
+            "queues", "messages", "workers", "throughput", "routes", "pacing", "suppressions"
+        }  # fmt: skip
         assert printed["routes"]["twilio"]["state"] == "closed"
         assert set(printed["queues"]) == STREAMS
         assert printed["messages"] == {s: 0 for s in STATUSES} | {"sent": 1}
