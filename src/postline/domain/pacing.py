@@ -64,7 +64,6 @@ class PacingRules:
     rates: Mapping[SenderClass, float] = field(default_factory=dict)
     senders: Mapping[str, float | SenderClass] = field(default_factory=dict)
     account_concurrency: int = 0
-    throttle_seconds: float = 1.0
 
 
 @dataclass(frozen=True, slots=True)

@@ -26,7 +26,6 @@ def pacing_rules(settings: Settings) -> PacingRules:
         },
         senders=senders,
         account_concurrency=settings.pacing_account_concurrency,
-        throttle_seconds=settings.pacing_throttle_seconds,
     )
 
 

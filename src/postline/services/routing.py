@@ -46,6 +46,7 @@ from postline.domain.routes import (
     advance,
     bucket_of,
     candidates,
+    route_names,
     window_buckets,
     window_tally,
 )
@@ -83,13 +84,17 @@ def build_router(
     session: aiohttp.ClientSession,
     redis: aioredis.Redis,
     metrics: WorkerMetrics | None = None,
+    refresh_on_pick: bool = True,
 ) -> Router:
-    """The router of a process: its routes from the settings, health shared in `redis`."""
+    """The router of a process: its routes from the settings, health shared in `redis`.
+    A worker refreshes it from a side loop (`refresh_on_pick=False`); sync mode has
+    none, so its picks do."""
     return Router(
         plan=build_routes(settings, session),
         health=RouteHealthStore(redis),
         policy=circuit_policy(settings),
         metrics=metrics,
+        refresh_on_pick=refresh_on_pick,
     )
 
 
@@ -113,9 +118,14 @@ class Router:
         metrics: WorkerMetrics | None = None,
         clock: Callable[[], float] = time.time,
         rng: random.Random | None = None,
+        refresh_on_pick: bool = True,
     ) -> None:
         self._plan = {channel: tuple(routes) for channel, routes in plan.items()}
-        self.names = list(dict.fromkeys(r.name for routes in plan.values() for r in routes))
+        self._by_name = {
+            channel: {r.name: r for r in routes} for channel, routes in self._plan.items()
+        }
+        self.names = route_names({c: [r.name for r in rs] for c, rs in self._plan.items()})
+        self._refresh_on_pick = refresh_on_pick
         self._health = health
         self.policy = policy
         self._metrics = metrics
@@ -141,11 +151,12 @@ class Router:
 
     async def pick(self, message: Message) -> Taken:
         """The route for this attempt of `message` (its `route`: where the last one went)."""
-        self._refresh_soon()
+        if self._refresh_on_pick:
+            self._refresh_soon()
         routes = self._plan[message.type]
         if len(routes) == 1:
             return Taken(routes[0])
-        by_name = {r.name: r for r in routes}
+        by_name = self._by_name[message.type]
         retry_of = message.route if message.attempts > 1 and message.route in by_name else None
         picks = candidates(
             [(r.name, self.circuits[r.name]) for r in routes],

@@ -36,13 +36,18 @@ def decode_cursor(cursor: str) -> int:
 
 
 def keyset_page(
-    select: str, equal: Sequence[tuple[str, Any]], *, limit: int, before_seq: int | None
+    select: str,
+    equal: Sequence[tuple[str, Any]],
+    *,
+    limit: int,
+    before_seq: int | None,
+    where: Sequence[str] = (),
 ) -> tuple[str, list[Any]]:
-    """`select` (`SELECT ... FROM t`, whose rows have `seq`) with a WHERE holding only
-    the filters given (`(expression, value)`, None: not given), newest first,
-    one row more than `limit` (so the caller knows whether a next page exists),
-    and its arguments."""
-    clauses: list[str] = []
+    """`select` (`SELECT ... FROM t`, whose rows have `seq`) with a WHERE holding
+    the fixed clauses `where` and only the filters given (`(expression, value)`,
+    None: not given), newest first, one row more than `limit` (so the caller
+    knows whether a next page exists), and its arguments."""
+    clauses: list[str] = list(where)
     args: list[Any] = []
     for expression, value in equal:
         if value is not None:

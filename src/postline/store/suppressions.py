@@ -12,7 +12,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import asyncpg
 
@@ -23,6 +22,10 @@ from postline.domain.suppression import (
     Suppression,
     SuppressionChannel,
 )
+from postline.store.listing import keyset_page, next_seq
+
+#: SQL: a suppression that has not expired.
+_ACTIVE = "(expires_at IS NULL OR expires_at > now())"
 
 #: SQL: the channel a message's suppressions are filed under (MMS shares SMS's number).
 CHANNEL_OF = "CASE {m}.type WHEN 'mms' THEN 'sms' ELSE {m}.type END"
@@ -139,28 +142,23 @@ class SuppressionStore:
         self, filters: SuppressionFilters, *, limit: int, before_seq: int | None
     ) -> tuple[list[Suppression], int | None]:
         """Active suppressions, newest first, and the seq to continue after."""
-        clauses = ["(expires_at IS NULL OR expires_at > now())"]
-        args: list[Any] = []
-        for column, value in (("channel", filters.channel), ("recipient", filters.recipient)):
-            if value is not None:
-                args.append(str(value))
-                clauses.append(f"{column} = ${len(args)}")
-        if before_seq is not None:
-            args.append(before_seq)
-            clauses.append(f"seq < ${len(args)}")
-        args.append(limit + 1)
-        rows = await self.pool.fetch(
-            f"SELECT {_COLUMNS}, seq FROM suppressions WHERE {' AND '.join(clauses)} "
-            f"ORDER BY seq DESC LIMIT ${len(args)}",
-            *args,
+        sql, args = keyset_page(
+            f"SELECT {_COLUMNS}, seq FROM suppressions",
+            (
+                ("channel", filters.channel.value if filters.channel else None),
+                ("recipient", filters.recipient),
+            ),
+            limit=limit,
+            before_seq=before_seq,
+            where=(_ACTIVE,),
         )
-        found = [_suppression(r) for r in rows[:limit]]
-        return found, (int(rows[limit - 1]["seq"]) if len(rows) > limit else None)
+        rows = await self.pool.fetch(sql, *args)
+        return [_suppression(r) for r in rows[:limit]], next_seq(rows, limit)
 
     async def counts(self) -> dict[tuple[str, str], int]:
         """Active suppressions per (channel, reason): a small table, counted outright."""
         rows = await self.pool.fetch(
-            "SELECT channel, reason, count(*) AS n FROM suppressions "
-            "WHERE expires_at IS NULL OR expires_at > now() GROUP BY channel, reason"
+            f"SELECT channel, reason, count(*) AS n FROM suppressions WHERE {_ACTIVE} "
+            "GROUP BY channel, reason"
         )
         return {(r["channel"], r["reason"]): int(r["n"]) for r in rows}

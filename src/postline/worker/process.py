@@ -46,7 +46,10 @@ async def built_worker(
         yield Worker(
             store=store,
             queue=RedisQueue(redis),
-            routes=build_router(settings, session=session, redis=redis, metrics=metrics),
+            # The worker's side loop refreshes the circuits (`Worker.run`).
+            routes=build_router(
+                settings, session=session, redis=redis, metrics=metrics, refresh_on_pick=False
+            ),
             policy=retry_policy(settings),
             concurrency=concurrency,
             visibility_timeout=settings.visibility_timeout_seconds,
