@@ -267,7 +267,10 @@ async def explain_and_act(browser: Browser, base: str, api: httpx.AsyncClient, s
     # A phone's width: nothing cut off, nothing scrolls sideways.
     await page.set_viewport_size({"width": NARROW, "height": 900})
     await expect(undelivered_row).to_be_visible()
-    await no_sideways_scroll(page)
+    await no_sideways_scroll(page)  # at once: before the chart is redrawn for the width
+    await expect(page.locator("#chart svg")).to_have_attribute(
+        "width", re.compile(r"^[1-3]?\d{1,2}$"), timeout=UI_TIMEOUT
+    )  # then redrawn to fit: under 400 px
     error_cell = undelivered_row.locator("td[data-label=Error]")
     box = await error_cell.bounding_box()
     assert box is not None and box["x"] >= 0 and box["x"] + box["width"] <= NARROW
