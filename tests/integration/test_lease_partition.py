@@ -23,7 +23,7 @@ import pytest
 import redis.asyncio as aioredis
 
 from postline.settings import Settings
-from postline.worker.runner import HARD_BOUND_LEASES
+from postline.worker.leases import HARD_BOUND_LEASES
 from tests.support.faults import Partition, wait_final
 from tests.support.harness import running_api, running_worker, settings_for, wait_for
 from tests.support.order import KeyedLoad, accepted

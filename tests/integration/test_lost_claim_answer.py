@@ -24,7 +24,7 @@ import redis.asyncio as aioredis
 
 from postline.domain.message import Claimed
 from postline.store.messages import MessageStore
-from postline.worker.runner import HARD_BOUND_LEASES
+from postline.worker.leases import HARD_BOUND_LEASES
 from tests.support.faults import wait_final
 from tests.support.harness import running_api, running_worker, settings_for
 
