@@ -30,7 +30,6 @@ from postline.services.pacing import pacing_rules, provider_accounts
 from postline.settings import Settings
 
 RULES = PacingRules(
-    enabled=True,
     rates={
         SenderClass.LONG_CODE: 1,
         SenderClass.TOLL_FREE: 3,
@@ -81,7 +80,7 @@ def test_each_channel_draws_from_its_sender_and_its_account() -> None:
 
 
 def test_a_rate_of_zero_is_no_limit() -> None:
-    rules = PacingRules(enabled=True, rates={SenderClass.LONG_CODE: 0})
+    rules = PacingRules(rates={SenderClass.LONG_CODE: 0})
     pace = pace_of(Channel.SMS, "+15551234567", rules, ACCOUNTS)
     assert pace.sender is None and pace.sender_interval_ms == 0
 
@@ -162,11 +161,10 @@ def test_under_pacing_a_429_costs_no_attempt_even_past_the_budget() -> None:
 
 
 def test_the_settings_read_per_sender_overrides_from_json(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("PACING_ENABLED", "true")
     monkeypatch.setenv("PACING_SENDERS", '{"+15551234567": 5, "+15557654321": "short_code"}')
     monkeypatch.setenv("PACING_LONG_CODE_RATE", "2")
     rules = pacing_rules(Settings(_env_file=None))  # type: ignore[call-arg]
-    assert rules.enabled and rules.rates[SenderClass.LONG_CODE] == 2
+    assert rules.rates[SenderClass.LONG_CODE] == 2
     assert rules.senders == {"+15551234567": 5.0, "+15557654321": SenderClass.SHORT_CODE}
     assert rules.account_concurrency == 100
 

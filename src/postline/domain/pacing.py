@@ -57,10 +57,10 @@ class PacingRules:
 
     `senders` overrides one sender: a rate in messages per second, or a
     class name (e.g. a short code, which Postline cannot tell from the
-    number, since it accepts only E.164 senders).
+    number, since it accepts only E.164 senders). Whether pacing runs at
+    all is `PACING_ENABLED`: without it a worker builds no pacing.
     """
 
-    enabled: bool = False
     rates: Mapping[SenderClass, float] = field(default_factory=dict)
     senders: Mapping[str, float | SenderClass] = field(default_factory=dict)
     account_concurrency: int = 0

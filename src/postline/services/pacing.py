@@ -16,7 +16,6 @@ def pacing_rules(settings: Settings) -> PacingRules:
         for sender, limit in settings.pacing_senders.items()
     }
     return PacingRules(
-        enabled=settings.pacing_enabled,
         rates={
             SenderClass.LONG_CODE: settings.pacing_long_code_rate,
             SenderClass.TOLL_FREE: settings.pacing_toll_free_rate,
