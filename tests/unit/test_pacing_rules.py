@@ -153,11 +153,11 @@ def test_under_pacing_a_429_costs_no_attempt_even_past_the_budget() -> None:
     now = datetime(2026, 1, 1, tzinfo=UTC)
     paced = RetryPolicy(max_attempts=3, base_seconds=2, max_seconds=300, free_throttles=True)
     verdict = judge_failure(too_fast(4), attempt=9, budget_used=3, policy=paced, now=now)
-    assert (verdict.status, verdict.free) == (Status.RETRYING, True)
+    assert (verdict.status, verdict.hold_seconds) == (Status.RETRYING, 4)
     assert verdict.next_attempt_at == now + timedelta(seconds=4)
     unpaced = RetryPolicy(max_attempts=3, base_seconds=2, max_seconds=300)
     verdict = judge_failure(too_fast(4), attempt=3, budget_used=3, policy=unpaced, now=now)
-    assert (verdict.status, verdict.free) == (Status.FAILED, False)
+    assert (verdict.status, verdict.hold_seconds) == (Status.FAILED, None)
 
 
 def test_the_settings_read_per_sender_overrides_from_json(monkeypatch: pytest.MonkeyPatch) -> None:

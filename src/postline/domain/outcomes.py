@@ -28,8 +28,9 @@ class Outcome:
     error_message: str | None = None
     next_attempt_at: datetime | None = None
     detail: str | None = None
-    #: the attempt is not counted against the budget (the provider said "too fast")
-    free: bool = False
+    #: the provider said "too fast" under pacing: its account is held this
+    #: many seconds, and the attempt is not counted against the budget
+    hold_seconds: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,7 +49,7 @@ class Verdict:
     status: Status
     next_attempt_at: datetime | None = None
     detail: str | None = None
-    free: bool = False
+    hold_seconds: float | None = None  # as `Outcome.hold_seconds`
 
 
 def judge_failure(
@@ -74,7 +75,7 @@ def judge_failure(
         hold = hold_seconds(error, default=policy.throttle_seconds, cap=policy.max_seconds)
         moment = (now or datetime.now(UTC)) + timedelta(seconds=hold)
         detail = f"the provider asked to slow down; again in {hold:.2f}s, not counted as an attempt"
-        return Verdict(Status.RETRYING, next_attempt_at=moment, detail=detail, free=True)
+        return Verdict(Status.RETRYING, next_attempt_at=moment, detail=detail, hold_seconds=hold)
     if budget_used >= policy.max_attempts:
         return Verdict(Status.FAILED, detail=f"gave up after {budget_used} attempts")
     delay = backoff_seconds(

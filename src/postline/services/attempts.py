@@ -104,5 +104,5 @@ def _failed(
         error_message=error.message,
         next_attempt_at=verdict.next_attempt_at,
         detail=verdict.detail,
-        free=verdict.free,
+        hold_seconds=verdict.hold_seconds,
     )

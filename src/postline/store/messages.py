@@ -148,8 +148,8 @@ _COMPLETE = f"""
 WITH d AS (
     SELECT * FROM unnest($1::uuid[], $2::int[], $3::text[], $4::text[], $5::text[],
                          $6::text[], $7::text[], $8::text[], $9::timestamptz[], $10::text[],
-                         $11::bool[])
-         AS d(id, attempt, status, provider, pmid, route, code, msg, next_at, detail, free)
+                         $11::float8[])
+         AS d(id, attempt, status, provider, pmid, route, code, msg, next_at, detail, hold)
 ), upd AS (
     UPDATE messages m
     SET status = d.status,
@@ -159,7 +159,7 @@ WITH d AS (
         error_code = d.code, error_message = d.msg,
         next_attempt_at = d.next_at,
         -- a throttled attempt (429 under pacing) gives its attempt back
-        attempts_base = m.attempts_base + CASE WHEN d.free THEN 1 ELSE 0 END,
+        attempts_base = m.attempts_base + CASE WHEN d.hold IS NOT NULL THEN 1 ELSE 0 END,
         sent_at = CASE WHEN d.status = 'sent' THEN now() ELSE m.sent_at END,
         updated_at = now(), held_by = NULL, lease_until = NULL
     FROM d

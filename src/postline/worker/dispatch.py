@@ -221,7 +221,7 @@ class Dispatcher:
                 # The provider call is over: its concurrency slot is free now,
                 # not after the status write (the cap counts provider calls).
                 self._free_slot(held)
-                if outcome.free:
+                if outcome.hold_seconds is not None:
                     await self._throttled(paced, outcome)
             tracing.note_outcome(outcome.status.value, outcome.error_code)
             if outcome.provider is not None:  # else no provider was called (suppressed)
@@ -247,11 +247,10 @@ class Dispatcher:
     async def _throttled(self, ask: Ask, outcome: Outcome) -> None:
         """A "too fast" answer holds the account until its Retry-After (the
         message itself waits until then too, without using an attempt)."""
-        assert self._pacing is not None and outcome.next_attempt_at is not None
+        assert self._pacing is not None and outcome.hold_seconds is not None
         self.metrics.throttled.labels(outcome.provider or "").inc()
-        hold = (outcome.next_attempt_at - datetime.now(UTC)).total_seconds()
         try:
-            await self._pacing.hold(ask, max(hold, 0.0))
+            await self._pacing.hold(ask, outcome.hold_seconds)
         except DEPENDENCY_ERRORS as exc:  # the message still waits its Retry-After
             log.warning("pacing: could not hold account %s: %r", ask.pace.account, exc)
 
