@@ -17,11 +17,11 @@ from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
-from pydantic import BaseModel, Field, ValidationError, field_validator
+from pydantic import BaseModel, Field, field_validator
 from starlette.responses import Response
 
 from postline.api.deps import AuthDep, ComponentsDep
-from postline.api.errors import ApiError, field_error, summary, validation_details
+from postline.api.errors import ApiError, field_error, validated
 from postline.api.paging import CursorQuery, LimitQuery, before_seq, page_answer
 from postline.api.responses import AUTHED, error_responses
 from postline.api.routes.messages import BODY_ERRORS, json_response, read_json_body
@@ -128,11 +128,7 @@ def _address(field: str, value: str) -> str:
 )
 async def suppress(request: Request, parts: ComponentsDep, _auth: AuthDep) -> Response:
     """Sends to the recipient (from `sender`, or from anyone) fail with `suppressed`."""
-    try:
-        body = SuppressionCreate.model_validate(load_strict(await read_json_body(request)))
-    except ValidationError as exc:
-        details = validation_details(exc)
-        raise ApiError(422, summary(details), details=details) from exc
+    body = validated(SuppressionCreate, load_strict(await read_json_body(request)))
     if body.expires_at is not None and body.expires_at <= datetime.now(UTC):
         raise ApiError(422, "expires_at must be in the future")
     wanted = Suppression(
