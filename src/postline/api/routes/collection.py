@@ -10,16 +10,16 @@ from pydantic import BaseModel, Field
 from starlette.responses import Response
 
 from postline.api import examples
+from postline.api.addresses import as_recipient
 from postline.api.bodies import MAX_REQUEST_BYTES
 from postline.api.callback_urls import batch_target_errors
 from postline.api.deps import BEARER_SECURITY, AuthDep, Components, ComponentsDep, check_api_key
-from postline.api.errors import ApiError, field_error, item_error
+from postline.api.errors import ApiError, item_error
 from postline.api.paging import CursorQuery, LimitQuery, before_seq, page_answer
 from postline.api.responses import AUTHED, error_responses
 from postline.api.routes.messages import BODY_ERRORS, checked_send, json_response, read_json_body
 from postline.api.schemas import ErrorBody, MessageCreate, MessagePublic
 from postline.api.strict_json import load_strict
-from postline.domain.addresses import AddressError, recipient
 from postline.domain.channels import Channel
 from postline.domain.message import public_view
 from postline.domain.statuses import Status
@@ -171,15 +171,10 @@ async def list_all(
 ) -> Response:
     """Messages newest first; pass `next_cursor` back as `cursor` for the next page."""
     before = before_seq(cursor)
-    if to is not None:
-        try:
-            to = recipient(to)
-        except AddressError as exc:
-            raise field_error(["query", "to"], str(exc)) from exc
     filters = Filters(
         status=status.value if status else None,
         type=type.value if type else None,
-        to=to,
+        to=as_recipient(to, loc=["query", "to"]) if to is not None else None,
         ordering_key=ordering_key,
     )
     messages, last = await MessageListing(parts.pool).page(filters, limit=limit, before_seq=before)
