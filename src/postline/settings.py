@@ -192,12 +192,17 @@ class Settings(BaseSettings):
 
     @property
     def api_key_list(self) -> list[str]:
-        return [key.strip() for key in (self.api_keys or "").split(",") if key.strip()]
+        return split_api_keys(self.api_keys)
 
     @property
     def providers_configured(self) -> bool:
         """True when real credentials for both providers are present."""
         return bool(self.twilio_account_sid and self.twilio_auth_token and self.sendgrid_api_key)
+
+
+def split_api_keys(api_keys: str | None) -> list[str]:
+    """The keys of an API_KEYS value: comma-separated, blanks around them ignored."""
+    return [key.strip() for key in (api_keys or "").split(",") if key.strip()]
 
 
 class BadSecret(ValueError):

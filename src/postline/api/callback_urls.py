@@ -12,7 +12,7 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
-from postline.api.errors import ApiError, summary
+from postline.api.errors import invalid, item_error
 from postline.callbacks import targets
 from postline.settings import Settings
 
@@ -34,8 +34,7 @@ async def check_callback_target(settings: Settings, url: str) -> None:
     try:
         await targets.check_url(url)
     except targets.RefusedTarget as exc:
-        details = _details(exc)
-        raise ApiError(422, summary(details), details=details) from exc
+        raise invalid(_details(exc)) from exc
 
 
 async def batch_target_errors(
@@ -52,12 +51,7 @@ async def batch_target_errors(
     for index, url in urls.items():
         found = refused[url]
         if found is not None:
-            details = _details(found)
-            errors[index] = {
-                "code": "validation_error",
-                "message": summary(details),
-                "details": details,
-            }
+            errors[index] = item_error(invalid(_details(found)))
     return errors
 
 

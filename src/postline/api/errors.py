@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import logging
 import traceback
-from typing import Any
+from typing import Any, TypeVar
 
 import asyncpg
 import orjson
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
@@ -18,6 +18,8 @@ from postline.errors import ContentRefused, DatabaseUnavailable
 from postline.store.availability import DB_UNAVAILABLE
 
 log = logging.getLogger("postline.api")
+
+ModelT = TypeVar("ModelT", bound=BaseModel)
 
 _CODES = {
     400: "bad_request",
@@ -57,6 +59,29 @@ def envelope(status: int, code: str, message: str, details: list[Any] | None = N
     return Response(orjson.dumps(body), status_code=status, media_type="application/json")
 
 
+def render(error: ApiError) -> Response:
+    return envelope(error.status, error.code, error.message, error.details)
+
+
+def invalid(details: list[dict[str, Any]], message: str | None = None) -> ApiError:
+    """The one 422: `details` as pydantic shapes them, the message their summary
+    unless given."""
+    return ApiError(422, message or summary(details), details=details)
+
+
+def validated(model: type[ModelT], document: Any) -> ModelT:
+    """`document` as `model`, or a 422 naming each rule it breaks."""
+    try:
+        return model.model_validate(document)
+    except ValidationError as exc:
+        raise invalid(validation_details(exc)) from exc
+
+
+def item_error(error: ApiError) -> dict[str, Any]:
+    """A refused batch item's `error`: what the same body sent alone would answer."""
+    return {"code": error.code, "message": error.message, "details": error.details}
+
+
 def validation_details(exc: ValidationError | RequestValidationError) -> list[dict[str, Any]]:
     """Pydantic's errors, trimmed to what a client can act on (no echo of input)."""
     details = []
@@ -74,8 +99,7 @@ def validation_details(exc: ValidationError | RequestValidationError) -> list[di
 
 def field_error(loc: list[str], message: str) -> ApiError:
     """A 422 about one field (`loc` as pydantic writes it), in the envelope."""
-    details = [{"loc": loc, "msg": message, "type": "value_error"}]
-    return ApiError(422, summary(details), details=details)
+    return invalid([{"loc": loc, "msg": message, "type": "value_error"}])
 
 
 def summary(details: list[dict[str, Any]]) -> str:
@@ -102,7 +126,7 @@ def http_error(exc: StarletteHTTPException) -> Response:
 def install(app: FastAPI) -> None:
     @app.exception_handler(ApiError)
     async def _api_error(_: Request, exc: ApiError) -> Response:
-        return envelope(exc.status, exc.code, exc.message, exc.details)
+        return render(exc)
 
     @app.exception_handler(DatabaseUnavailable)
     async def _database_unavailable(_: Request, exc: DatabaseUnavailable) -> Response:
@@ -116,12 +140,11 @@ def install(app: FastAPI) -> None:
             "msg": f"{message} (SQLSTATE {exc.sqlstate})",
             "type": "database_refused",
         }
-        return envelope(422, "validation_error", message, [detail])
+        return render(invalid([detail], message))
 
     @app.exception_handler(RequestValidationError)
     async def _request_validation(_: Request, exc: RequestValidationError) -> Response:
-        details = validation_details(exc)
-        return envelope(422, "validation_error", summary(details), details)
+        return render(invalid(validation_details(exc)))
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(_: Request, exc: StarletteHTTPException) -> Response:

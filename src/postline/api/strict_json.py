@@ -16,7 +16,7 @@ from typing import Any
 
 import orjson
 
-from postline.api.errors import ApiError
+from postline.api.errors import ApiError, invalid
 
 # The top-level object is level 1; a send body's metadata starts at level 2
 # (level 4 inside a batch).
@@ -56,5 +56,4 @@ def deeper_than(value: Any, limit: int) -> bool:
 
 
 def _refused(message: str) -> ApiError:
-    details = [{"loc": ["body"], "msg": message, "type": "json_invalid"}]
-    return ApiError(422, message, details=details)
+    return invalid([{"loc": ["body"], "msg": message, "type": "json_invalid"}], message)

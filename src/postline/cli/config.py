@@ -128,9 +128,8 @@ def api_target(*, data_dir: Path, url: str | None) -> tuple[str, str | None]:
     dev was started with.
     """
     from postline.cli.devenv import API_URL_KEY, dev_env_path, read_env_file
+    from postline.settings import split_api_keys
 
     saved = read_env_file(dev_env_path(data_dir))
-    keys = _read_settings().api_key_list
-    if not keys:
-        keys = [k.strip() for k in saved.get("API_KEYS", "").split(",") if k.strip()]
+    keys = _read_settings().api_key_list or split_api_keys(saved.get("API_KEYS"))
     return url or saved.get(API_URL_KEY) or DEFAULT_API_URL, keys[0] if keys else None

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import click
 
@@ -27,14 +26,14 @@ from postline.cli.operator import (
     connected,
     echo_json,
     filter_options,
+    get_message,
     list_messages,
+    list_options,
     message_json,
     newest,
+    refusal,
     show_messages,
 )
-
-if TYPE_CHECKING:
-    from postline.client import Client, Message
 
 FAILED = "failed"
 
@@ -45,9 +44,7 @@ def dead_letters() -> None:
 
 
 @dead_letters.command(name="list")
-@filter_options
-@option("--limit", default=20, type=click.IntRange(min=1), help="At most this many, newest first.")
-@api_options
+@list_options
 def list_(limit: int, url: str | None, data_dir: Path, json: bool, **filters: str | None) -> None:
     """List the failed messages, newest first, with their errors."""
     list_messages(
@@ -90,7 +87,7 @@ def replay(
 
     with connected(url, data_dir) as client:
         if message_ids:
-            chosen = [_get(client, message_id) for message_id in message_ids]
+            chosen = [get_message(client, message_id) for message_id in message_ids]
         else:
             chosen = newest(
                 client, limit=limit, status=FAILED, type=type, to=to, ordering_key=ordering_key
@@ -107,9 +104,7 @@ def replay(
             try:
                 outcomes.append(message_json(client.retry(message.id)))
             except (Conflict, NotFound) as exc:  # no longer failed: someone else moved it
-                outcomes.append(
-                    {"id": message.id, "error": {"code": exc.code, "message": exc.message}}
-                )
+                outcomes.append(refusal(message.id, exc))
     replayed = sum(1 for o in outcomes if "error" not in o)
     if json:
         echo_json(outcomes)
@@ -120,15 +115,6 @@ def replay(
         click.echo(f"replayed {replayed} of {len(outcomes)}")
     if message_ids and replayed < len(outcomes):
         raise SystemExit(1)
-
-
-def _get(client: Client, message_id: str) -> Message:
-    from postline.client import NotFound
-
-    try:
-        return client.get(message_id)
-    except NotFound:
-        raise click.ClickException(f"no message {message_id}") from None
 
 
 def _confirm(count: int) -> None:

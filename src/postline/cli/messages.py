@@ -16,10 +16,12 @@ from postline.cli.operator import (
     api_options,
     connected,
     echo_json,
-    filter_options,
+    get_message,
     list_messages,
+    list_options,
     message_json,
     print_message,
+    refusal,
 )
 from postline.domain.statuses import Status
 
@@ -34,13 +36,8 @@ def messages() -> None:
 @api_options
 def get(message_id: str, url: str | None, data_dir: Path, json: bool) -> None:
     """Show one message and its status history."""
-    from postline.client import NotFound
-
     with connected(url, data_dir) as client:
-        try:
-            message = client.get(message_id)
-        except NotFound:
-            raise click.ClickException(f"no message {message_id}") from None
+        message = get_message(client, message_id)
         if json:
             echo_json(message_json(message))
             return
@@ -54,9 +51,7 @@ def get(message_id: str, url: str | None, data_dir: Path, json: bool) -> None:
     type=click.Choice([s.value for s in Status]),
     help="Only messages in this status.",
 )
-@filter_options
-@option("--limit", default=20, type=click.IntRange(min=1), help="At most this many, newest first.")
-@api_options
+@list_options
 def list_(limit: int, url: str | None, data_dir: Path, json: bool, **filters: str | None) -> None:
     """List messages, newest first."""
     list_messages(
@@ -95,8 +90,7 @@ def _change(
                 changed = call(message_id)
             except (Conflict, NotFound, ValidationError) as exc:
                 refused += 1
-                error = {"code": exc.code, "message": exc.message}
-                results.append({"id": message_id, "error": error})
+                results.append(refusal(message_id, exc))
                 if not as_json:
                     click.echo(f"{message_id}: refused: {exc.message}", err=True)
                 continue

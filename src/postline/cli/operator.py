@@ -31,7 +31,7 @@ from postline.domain.channels import Channel
 if TYPE_CHECKING:
     from rich.console import Console
 
-    from postline.client import Client, Event, Message
+    from postline.client import ApiError, Client, Event, Message
 
 F = TypeVar("F", bound=Callable[..., Any])
 #: The most messages one page of the API holds.
@@ -92,6 +92,14 @@ def filter_options(command: F) -> F:
     return command
 
 
+def list_options(command: F) -> F:
+    """The options of a list command: the filters, --limit, then `api_options`."""
+    limit = option(
+        "--limit", default=20, type=click.IntRange(min=1), help="At most this many, newest first."
+    )
+    return filter_options(limit(api_options(command)))
+
+
 @contextlib.contextmanager
 def connected(url: str | None, data_dir: Path) -> Iterator[Client]:
     """A client of the API; its failures become one-line errors naming the API."""
@@ -110,6 +118,21 @@ def connected(url: str | None, data_dir: Path) -> Iterator[Client]:
         raise click.ClickException(f"{base_url} wants an API key: set API_KEYS") from exc
     except ClientError as exc:
         raise click.ClickException(f"{base_url}: {exc}") from exc
+
+
+def get_message(client: Client, message_id: str) -> Message:
+    """The message, or a one-line error naming the id the API does not know."""
+    from postline.client import NotFound
+
+    try:
+        return client.get(message_id)
+    except NotFound:
+        raise click.ClickException(f"no message {message_id}") from None
+
+
+def refusal(message_id: str, exc: ApiError) -> dict[str, Any]:
+    """What `--json` says of an id the API refused to change."""
+    return {"id": message_id, "error": {"code": exc.code, "message": exc.message}}
 
 
 def newest(

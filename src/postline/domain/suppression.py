@@ -17,7 +17,7 @@ What suppresses:
 - An inbound STOP (or STOPALL) from the recipient (`domain/inbound.py`).
 
 A send to a suppressed recipient ends `failed` with `SUPPRESSED_CODE` and no
-provider call; the claim looks the suppression up (`store/messages.py`), so
+provider call; the claim looks the suppression up (`store/leases.py`), so
 every path (single, batch, retry, scheduled, sync mode) meets it.
 """
 

@@ -6,20 +6,20 @@ from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, Field
 from starlette.responses import Response
 
 from postline.api import examples
+from postline.api.addresses import as_recipient
 from postline.api.bodies import MAX_REQUEST_BYTES
 from postline.api.callback_urls import batch_target_errors
 from postline.api.deps import BEARER_SECURITY, AuthDep, Components, ComponentsDep, check_api_key
-from postline.api.errors import ApiError, field_error, summary, validation_details
+from postline.api.errors import ApiError, item_error
 from postline.api.paging import CursorQuery, LimitQuery, before_seq, page_answer
 from postline.api.responses import AUTHED, error_responses
-from postline.api.routes.messages import BODY_ERRORS, json_response, read_json_body, unmet_needs
+from postline.api.routes.messages import BODY_ERRORS, checked_send, json_response, read_json_body
 from postline.api.schemas import ErrorBody, MessageCreate, MessagePublic
 from postline.api.strict_json import load_strict
-from postline.domain.addresses import AddressError, recipient
 from postline.domain.channels import Channel
 from postline.domain.message import public_view
 from postline.domain.statuses import Status
@@ -114,24 +114,9 @@ async def send_batch(request: Request) -> Response:
     valid: dict[int, MessageCreate] = {}
     for index, item in enumerate(items):
         try:
-            payload = MessageCreate.model_validate(item)
-        except ValidationError as exc:
-            details = validation_details(exc)
-            errors[index] = {
-                "code": "validation_error",
-                "message": summary(details),
-                "details": details,
-            }
-            continue
-        unmet = unmet_needs(payload, parts.settings)
-        if unmet:
-            errors[index] = {
-                "code": "validation_error",
-                "message": unmet[0]["msg"],
-                "details": unmet,
-            }
-            continue
-        valid[index] = payload
+            valid[index] = checked_send(item, parts.settings)
+        except ApiError as exc:
+            errors[index] = item_error(exc)
     callback_urls = {i: p.callback_url for i, p in valid.items() if p.callback_url}
     errors.update(await batch_target_errors(parts.settings, callback_urls))
     results: list[dict[str, Any]] = []
@@ -186,15 +171,10 @@ async def list_all(
 ) -> Response:
     """Messages newest first; pass `next_cursor` back as `cursor` for the next page."""
     before = before_seq(cursor)
-    if to is not None:
-        try:
-            to = recipient(to)
-        except AddressError as exc:
-            raise field_error(["query", "to"], str(exc)) from exc
     filters = Filters(
         status=status.value if status else None,
         type=type.value if type else None,
-        to=to,
+        to=as_recipient(to, loc=["query", "to"]) if to is not None else None,
         ordering_key=ordering_key,
     )
     messages, last = await MessageListing(parts.pool).page(filters, limit=limit, before_seq=before)

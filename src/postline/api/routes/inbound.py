@@ -21,13 +21,13 @@ from fastapi import APIRouter, Query, Request
 from pydantic import BaseModel, Field
 from starlette.responses import Response
 
+from postline.api.addresses import as_recipient
 from postline.api.deps import AuthDep, ComponentsDep
 from postline.api.errors import ApiError, field_error
 from postline.api.paging import CursorQuery, LimitQuery, before_seq, page_answer
 from postline.api.responses import AUTHED, error_responses
 from postline.api.routes.collection import NO_CONTROLS
 from postline.api.routes.webhooks import ERRORS, TWILIO_MAX_BYTES, verified_twilio_form
-from postline.domain import addresses
 from postline.domain.inbound import Action, InboundChannel, InboundError, public_inbound
 from postline.providers.signatures import TWILIO_SIGNATURE_HEADER
 from postline.services.inbound import InboundIntake
@@ -118,10 +118,7 @@ async def twilio_inbound(request: Request, parts: ComponentsDep) -> Response:
 def _number(field: str, value: str | None) -> str | None:
     if value is None:
         return None
-    try:
-        found = addresses.recipient(value)
-    except addresses.AddressError as exc:
-        raise field_error(["query", field], str(exc)) from exc
+    found = as_recipient(value, loc=["query", field])
     if "@" in found:
         raise field_error(["query", field], "must be an E.164 number: inbound comes from phones")
     return found

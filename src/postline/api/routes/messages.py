@@ -9,14 +9,13 @@ from typing import Any
 
 import orjson
 from fastapi import APIRouter, Header, Request
-from pydantic import ValidationError
 from starlette.responses import Response
 
 from postline.api import examples
 from postline.api.bodies import MAX_REQUEST_BYTES, read_limited
 from postline.api.callback_urls import check_callback_target
 from postline.api.deps import BEARER_SECURITY, AuthDep, Components, ComponentsDep, check_api_key
-from postline.api.errors import ApiError, summary, validation_details
+from postline.api.errors import ApiError, invalid, validated
 from postline.api.responses import AUTHED, error_responses
 from postline.api.schemas import EventPublic, MessageCreate, MessagePublic
 from postline.api.strict_json import load_strict
@@ -61,17 +60,17 @@ async def read_json_body(request: Request) -> bytes:
     return await read_limited(request, limit=MAX_REQUEST_BYTES)
 
 
-def parse_send(raw: bytes) -> MessageCreate:
-    """The send body, validated; 422 if it is not plain JSON or breaks a rule."""
-    document = load_strict(raw)
-    try:
-        return MessageCreate.model_validate(document)
-    except ValidationError as exc:
-        details = validation_details(exc)
-        raise ApiError(422, summary(details), details=details) from exc
+def checked_send(document: Any, settings: Settings) -> MessageCreate:
+    """One send body, validated; 422 if it breaks a rule or needs what the
+    server is not set up for (a batch reports it per item)."""
+    payload = validated(MessageCreate, document)
+    unmet = _unmet_needs(payload, settings)
+    if unmet:
+        raise invalid(unmet, unmet[0]["msg"])
+    return payload
 
 
-def unmet_needs(payload: MessageCreate, settings: Settings) -> list[dict[str, Any]]:
+def _unmet_needs(payload: MessageCreate, settings: Settings) -> list[dict[str, Any]]:
     """Fields the server is not set up for, as 422 details (empty: none)."""
     unmet = []
     if payload.callback_url and not settings.callback_signing_secret:
@@ -152,10 +151,7 @@ async def send_message(
     check_api_key(request, parts)
     idempotency_key = checked_idempotency_key(request.headers.get("idempotency-key"))
     raw = await read_json_body(request)
-    payload = parse_send(raw)
-    unmet = unmet_needs(payload, parts.settings)
-    if unmet:
-        raise ApiError(422, unmet[0]["msg"], details=unmet)
+    payload = checked_send(load_strict(raw), parts.settings)
     if payload.callback_url:
         await check_callback_target(parts.settings, payload.callback_url)
     message = payload.to_message(now=datetime.now(UTC))

@@ -17,16 +17,16 @@ from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
-from pydantic import BaseModel, Field, ValidationError, field_validator
+from pydantic import BaseModel, Field, field_validator
 from starlette.responses import Response
 
+from postline.api.addresses import as_recipient
 from postline.api.deps import AuthDep, ComponentsDep
-from postline.api.errors import ApiError, field_error, summary, validation_details
+from postline.api.errors import ApiError, validated
 from postline.api.paging import CursorQuery, LimitQuery, before_seq, page_answer
 from postline.api.responses import AUTHED, error_responses
 from postline.api.routes.messages import BODY_ERRORS, json_response, read_json_body
 from postline.api.strict_json import load_strict
-from postline.domain import addresses
 from postline.domain.message import rfc3339
 from postline.domain.suppression import (
     ANY_SENDER,
@@ -104,13 +104,6 @@ def public_suppression(s: Suppression) -> dict[str, Any]:
     }
 
 
-def _address(field: str, value: str) -> str:
-    try:
-        return addresses.recipient(value)
-    except addresses.AddressError as exc:
-        raise field_error([field], str(exc)) from exc
-
-
 @router.post(
     "",
     status_code=201,
@@ -128,17 +121,13 @@ def _address(field: str, value: str) -> str:
 )
 async def suppress(request: Request, parts: ComponentsDep, _auth: AuthDep) -> Response:
     """Sends to the recipient (from `sender`, or from anyone) fail with `suppressed`."""
-    try:
-        body = SuppressionCreate.model_validate(load_strict(await read_json_body(request)))
-    except ValidationError as exc:
-        details = validation_details(exc)
-        raise ApiError(422, summary(details), details=details) from exc
+    body = validated(SuppressionCreate, load_strict(await read_json_body(request)))
     if body.expires_at is not None and body.expires_at <= datetime.now(UTC):
         raise ApiError(422, "expires_at must be in the future")
     wanted = Suppression(
         channel=body.channel,
-        recipient=_address("recipient", body.recipient),
-        sender=_address("sender", body.sender) if body.sender else ANY_SENDER,
+        recipient=as_recipient(body.recipient, loc=["recipient"]),
+        sender=as_recipient(body.sender, loc=["sender"]) if body.sender else ANY_SENDER,
         reason=body.reason,
         source=Source.API,
         expires_at=body.expires_at,
@@ -166,7 +155,7 @@ async def list_suppressions(
     """Active suppressions, newest first; pass `next_cursor` back as `cursor`."""
     before = before_seq(cursor)
     filters = SuppressionFilters(
-        channel=channel, recipient=_address("recipient", recipient) if recipient else None
+        channel=channel, recipient=as_recipient(recipient, loc=["recipient"]) if recipient else None
     )
     found, last = await SuppressionStore(parts.pool).page(filters, limit=limit, before_seq=before)
     return page_answer([public_suppression(s) for s in found], last)
@@ -193,11 +182,11 @@ async def lift(
     ] = None,
 ) -> Response:
     """Sends to the recipient go out again (`404` if nothing was suppressed)."""
-    who = _address("recipient", recipient)
+    who = as_recipient(recipient, loc=["recipient"])
     if sender == ALL_SENDERS:
         which: str | None = None
     else:
-        which = _address("sender", sender) if sender else ANY_SENDER
+        which = as_recipient(sender, loc=["sender"]) if sender else ANY_SENDER
     if not await SuppressionStore(parts.pool).remove(channel, who, sender=which):
         raise ApiError(404, "no such suppression")
     return Response(status_code=204)
