@@ -6,6 +6,9 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.synced
 PYTEST_ARGS ?=
+# The tests run in two processes, each with servers of its own (tests/support/servers.py):
+# most of them wait on processes and timeouts, not on the CPU. TEST_PROCESSES=0: one process.
+TEST_PROCESSES ?= 2
 CHAOS_DURATION ?= 600
 CHAOS_SEED ?= 1
 
@@ -30,7 +33,7 @@ migrate: $(STAMP)
 	$(VENV)/bin/postline migrate
 
 test: $(STAMP)  ## unit, integration and acceptance tests (embedded servers unless URLs are set)
-	$(PY) -m pytest $(PYTEST_ARGS)
+	$(PY) -m pytest -n $(TEST_PROCESSES) --dist loadgroup $(PYTEST_ARGS)
 
 unit: $(STAMP)  ## unit tests only: no server started, a few seconds
 	$(PY) -m pytest tests/unit -q

@@ -17,6 +17,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.marks import LOADS_THE_MACHINE
+
 SEED = 115
 ZERO = {
     "lost": 0,
@@ -28,6 +30,7 @@ ZERO = {
 
 @pytest.mark.slow
 @pytest.mark.timeout(420)
+@LOADS_THE_MACHINE
 def test_a_minute_under_faults_loses_nothing_and_keeps_per_key_order(tmp_path: Path) -> None:
     run_dir = tmp_path / "run"
     env = {k: v for k, v in os.environ.items() if not k.startswith("POSTLINE_CHAOS_")}

@@ -27,6 +27,7 @@ from postline.queue.keys import heartbeat as heartbeat_key
 from postline.store.migrate import upgrade
 from tests.support.faults import CUT_BY_DEADLINE, script
 from tests.support.harness import wait_for
+from tests.support.marks import LOADS_THE_MACHINE
 from tests.support.order import KeyedLoad, calls_from_requests, judge
 from tests.support.stack import Stack, count_status, send_many, sms, wait_all
 
@@ -48,6 +49,7 @@ def duplicates(requests: list[dict[str, Any]]) -> int:
     return sum(n - 1 for n in per_recipient.values())
 
 
+@LOADS_THE_MACHINE
 async def test_kill_9_a_worker_mid_load(stack: Stack) -> None:
     stack.start_simulator("--latency-ms", "40")
     stack.start_api()
@@ -135,6 +137,7 @@ async def test_a_worker_paused_past_its_leases_is_taken_over_and_changes_nothing
     assert await count_status(stack.database_url, load.ids, "sent") == len(load.ids)
 
 
+@LOADS_THE_MACHINE
 async def test_kill_9_the_api_mid_load(stack: Stack) -> None:
     stack.start_simulator()
     stack.start_api()

@@ -16,10 +16,11 @@ import pytest
 import redis.asyncio as aioredis
 
 from tests.support.faults import CUT_BY_DEADLINE, script
+from tests.support.marks import LOADS_THE_MACHINE
 from tests.support.order import KeyedLoad, calls_from_requests, judge
 from tests.support.stack import Stack, count_status, wait_all
 
-pytestmark = pytest.mark.timeout(300)
+pytestmark = [pytest.mark.timeout(300), LOADS_THE_MACHINE]
 
 KEYS, PER_KEY = 2000, 11
 

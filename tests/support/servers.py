@@ -4,6 +4,11 @@ With DATABASE_URL and REDIS_URL set, the tests use those servers (a fresh
 database is created on the PostgreSQL server; the Redis database given is
 flushed between tests). Without them, embedded servers are started in a
 temporary folder, as on a fresh machine.
+
+`make test` runs the tests in two processes (pytest-xdist). Each has servers
+of its own: embedded ones, or on the given Redis the database after the one
+given for the second process (`redis://.../3` → 3 and 4), since each flushes
+its own between tests.
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 
@@ -55,7 +61,7 @@ def servers() -> Iterator[Servers]:
     given_db, given_redis = os.environ.get("DATABASE_URL"), os.environ.get("REDIS_URL")
     with contextlib.ExitStack() as stack:
         if given_db and given_redis:
-            yield Servers(given_db, given_redis, embedded=False)
+            yield Servers(given_db, redis_database_of_process(given_redis), embedded=False)
             return
         from postline.embedded import EmbeddedPostgres, EmbeddedRedis
 
@@ -63,6 +69,17 @@ def servers() -> Iterator[Servers]:
         pg = stack.enter_context(EmbeddedPostgres(root / "pg", fast=True))
         rd = stack.enter_context(EmbeddedRedis(root / "redis"))
         yield Servers(given_db or pg.url, given_redis or rd.url, embedded=True)
+
+
+def redis_database_of_process(url: str) -> str:
+    """The given Redis URL with the database of this test process: the given one
+    in the first (or only) process, the next ones in the others."""
+    process = int(os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw"))
+    if process == 0:
+        return url
+    parts = urlsplit(url)
+    given = int(parts.path.strip("/") or 0)
+    return urlunsplit(parts._replace(path=f"/{given + process}"))
 
 
 def new_database_name() -> str:
