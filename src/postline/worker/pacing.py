@@ -116,6 +116,8 @@ class Pacing:
     async def _free(self, asks: Sequence[Ask]) -> None:
         await self._pacer.give_back(done=asks, holder=self.holder)
 
-    async def hold(self, ask: Ask, seconds: float) -> None:
-        """The provider said "too fast": nothing of its account goes for `seconds`."""
-        await self._pacer.hold(ask.pace.account, seconds)
+    async def hold(self, route: str, seconds: float) -> None:
+        """The provider said "too fast" through `route`: nothing paced against
+        that route's account goes for `seconds` (whatever account the message
+        itself was paced against)."""
+        await self._pacer.hold(self._routes.account_of(route), seconds)
