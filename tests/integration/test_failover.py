@@ -22,34 +22,27 @@ from twilio.rest import Client as TwilioClient
 from postline.domain.routes import TWILIO, TWILIO_BACKUP
 from postline.providers.signatures import TWILIO_SIGNATURE_HEADER, twilio_signature
 from postline.settings import Settings
-from postline.simulator import RunningSimulator, SimulatorConfig, running_simulator
+from postline.simulator import RunningSimulator
 from tests.integration.test_simulator import SimulatorTwilioHttpClient
 from tests.support.faults import in_process, wait_final
 from tests.support.harness import (
-    SIM_KEY,
+    BACKUP_SID,
+    BACKUP_TOKEN,
     SIM_SID,
     SIM_TOKEN,
     running_api,
     settings_for,
+    two_account_simulator,
     wait_for,
 )
 from tests.support.order import CallRecorder, KeyedLoad, judge, overlaps
 
 pytestmark = pytest.mark.timeout(90)
 
-BACKUP_SID = "AC" + "2" * 32
-BACKUP_TOKEN = "backup-test-token"
-
 
 @pytest.fixture
 async def sim() -> AsyncIterator[RunningSimulator]:
-    config = SimulatorConfig(
-        twilio_account_sid=SIM_SID,
-        twilio_auth_token=SIM_TOKEN,
-        twilio_accounts={BACKUP_SID: BACKUP_TOKEN},
-        sendgrid_api_key=SIM_KEY,
-    )
-    async with running_simulator(config) as running:
+    async with two_account_simulator() as running:
         yield running
 
 

@@ -27,6 +27,9 @@ from postline.worker.runner import Worker
 SIM_SID = "AC" + "1" * 32
 SIM_TOKEN = "test-token"
 SIM_KEY = "SG.test-key"
+#: A second Twilio account, the backup route of failover tests.
+BACKUP_SID = "AC" + "2" * 32
+BACKUP_TOKEN = "backup-test-token"
 
 
 def settings_for(database_url: str, redis_url: str, sim_url: str, **extra: Any) -> Settings:
@@ -56,6 +59,19 @@ async def receipting_simulator() -> AsyncIterator[RunningSimulator]:
         twilio_auth_token=SIM_TOKEN,
         sendgrid_api_key=SIM_KEY,
         callback_delay_ms=20,
+    )
+    async with running_simulator(config) as running:
+        yield running
+
+
+@contextlib.asynccontextmanager
+async def two_account_simulator() -> AsyncIterator[RunningSimulator]:
+    """The simulator with the tests' credentials and a backup Twilio account."""
+    config = SimulatorConfig(
+        twilio_account_sid=SIM_SID,
+        twilio_auth_token=SIM_TOKEN,
+        twilio_accounts={BACKUP_SID: BACKUP_TOKEN},
+        sendgrid_api_key=SIM_KEY,
     )
     async with running_simulator(config) as running:
         yield running

@@ -31,6 +31,15 @@ def claimed_sms(*, attempts: int = 1, route: str | None = None) -> Message:
     )  # fmt: skip
 
 
+PRIMARY_ACCOUNT = "twilio:AC-primary"
+BACKUP_ACCOUNT = "twilio:AC-backup"
+
+
 def twilio_routes() -> dict[Channel, list[Route]]:
     """SMS through the primary account, then the backup one."""
-    return {Channel.SMS: [Route(TWILIO, Nowhere()), Route(TWILIO_BACKUP, Nowhere())]}
+    return {
+        Channel.SMS: [
+            Route(TWILIO, Nowhere(), PRIMARY_ACCOUNT),
+            Route(TWILIO_BACKUP, Nowhere(), BACKUP_ACCOUNT),
+        ]
+    }

@@ -7,12 +7,13 @@ from __future__ import annotations
 import itertools
 from datetime import UTC, datetime, timedelta
 
+import aiohttp
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from postline.domain.channels import Channel, Provider
+from postline.domain.channels import Channel
 from postline.domain.outcomes import RetryPolicy, judge_failure
 from postline.domain.pacing import (
     PacingRules,
@@ -26,7 +27,8 @@ from postline.domain.pacing import (
 )
 from postline.domain.statuses import Status
 from postline.errors import PermanentProviderError, TransientProviderError
-from postline.services.pacing import pacing_rules, provider_accounts
+from postline.providers.registry import build_routes
+from postline.services.pacing import pacing_rules
 from postline.settings import Settings
 
 RULES = PacingRules(
@@ -40,7 +42,7 @@ RULES = PacingRules(
     senders={"+15550001111": SenderClass.SHORT_CODE, "+15550002222": 5.0},
     account_concurrency=100,
 )
-ACCOUNTS = {Provider.TWILIO: "twilio:AC1", Provider.SENDGRID: "sendgrid:abc"}
+ACCOUNT = "twilio:AC1"
 
 
 @pytest.mark.parametrize(
@@ -63,25 +65,25 @@ def test_the_sender_class_comes_from_the_address_or_the_configuration(
 
 
 def test_each_channel_draws_from_its_sender_and_its_account() -> None:
-    sms = pace_of(Channel.SMS, "+15551234567", RULES, ACCOUNTS)
+    sms = pace_of(Channel.SMS, "+15551234567", RULES, ACCOUNT)
     assert (sms.sender, sms.sender_interval_ms, sms.account) == (
         "+15551234567",
         1000.0,
         "twilio:AC1",
     )
     assert sms.concurrency == 100 and sms.account_interval_ms == 0
-    mms = pace_of(Channel.MMS, "+15551234567", RULES, ACCOUNTS)
+    mms = pace_of(Channel.MMS, "+15551234567", RULES, ACCOUNT)
     assert mms.sender == sms.sender  # one number, one bucket
-    whatsapp = pace_of(Channel.WHATSAPP, "+15551234567", RULES, ACCOUNTS)
+    whatsapp = pace_of(Channel.WHATSAPP, "+15551234567", RULES, ACCOUNT)
     assert whatsapp.sender == "whatsapp:+15551234567" and whatsapp.sender_interval_ms == 12.5
-    assert pace_of(Channel.SMS, "+15550002222", RULES, ACCOUNTS).sender_interval_ms == 200.0
-    email = pace_of(Channel.EMAIL, "a@example.com", RULES, ACCOUNTS)
+    assert pace_of(Channel.SMS, "+15550002222", RULES, ACCOUNT).sender_interval_ms == 200.0
+    email = pace_of(Channel.EMAIL, "a@example.com", RULES, "sendgrid:abc")
     assert (email.sender, email.account, email.account_interval_ms) == (None, "sendgrid:abc", 20.0)
 
 
 def test_a_rate_of_zero_is_no_limit() -> None:
     rules = PacingRules(rates={SenderClass.LONG_CODE: 0})
-    pace = pace_of(Channel.SMS, "+15551234567", rules, ACCOUNTS)
+    pace = pace_of(Channel.SMS, "+15551234567", rules, ACCOUNT)
     assert pace.sender is None and pace.sender_interval_ms == 0
 
 
@@ -94,7 +96,7 @@ def test_slots_of_one_sender_are_never_closer_than_its_interval(
 ) -> None:
     """Whatever the arrival times and whichever slots a claim gives back,
     no two used slots are closer than the interval, and none is early."""
-    pace = pace_of(Channel.SMS, "+15551234567", RULES, ACCOUNTS)
+    pace = pace_of(Channel.SMS, "+15551234567", RULES, ACCOUNT)
     tat: float | None = None
     used: list[float] = []
     for now, give_back in zip(sorted(arrivals), refunds, strict=False):
@@ -111,7 +113,7 @@ def test_slots_of_one_sender_are_never_closer_than_its_interval(
 
 
 def test_a_backlog_is_spread_exactly_one_interval_apart() -> None:
-    pace = pace_of(Channel.SMS, "+18005550100", RULES, ACCOUNTS)  # toll-free, 3/s
+    pace = pace_of(Channel.SMS, "+18005550100", RULES, ACCOUNT)  # toll-free, 3/s
     tat = None
     slots = []
     for _ in range(4):
@@ -122,7 +124,7 @@ def test_a_backlog_is_spread_exactly_one_interval_apart() -> None:
 
 
 def test_a_held_account_delays_every_sender_of_it() -> None:
-    pace = pace_of(Channel.SMS, "+15551234567", RULES, ACCOUNTS)
+    pace = pace_of(Channel.SMS, "+15551234567", RULES, ACCOUNT)
     reservation = reserve(pace, now=0.0, sender_tat=None, account_tat=1500.0)
     assert reservation.slot == 1500.0 and reservation.account_tat == 1500.0
 
@@ -178,9 +180,14 @@ def test_a_sender_override_that_is_neither_a_rate_nor_a_class_is_refused(
         Settings(_env_file=None)  # type: ignore[call-arg]
 
 
-def test_accounts_are_named_without_their_secret() -> None:
-    settings = Settings(_env_file=None, twilio_account_sid="AC1", sendgrid_api_key="SG.secret")  # type: ignore[call-arg]
-    accounts = provider_accounts(settings)
-    assert accounts[Provider.TWILIO] == "twilio:AC1"
-    sendgrid = accounts[Provider.SENDGRID]
+async def test_each_route_has_its_own_account_named_without_its_secret() -> None:
+    settings = Settings(
+        _env_file=None, twilio_account_sid="AC1", twilio_auth_token="t1",
+        twilio_backup_account_sid="AC2", twilio_backup_auth_token="t2",
+        sendgrid_api_key="SG.secret",
+    )  # type: ignore[call-arg]  # fmt: skip
+    async with aiohttp.ClientSession() as session:
+        plan = build_routes(settings, session)
+    assert [route.account for route in plan[Channel.SMS]] == ["twilio:AC1", "twilio:AC2"]
+    [sendgrid] = [route.account for route in plan[Channel.EMAIL]]
     assert sendgrid.startswith("sendgrid:") and "secret" not in sendgrid

@@ -4,11 +4,20 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+from postline.domain import routes
 from postline.domain.channels import Channel
 from postline.domain.routes import TWILIO, TWILIO_BACKUP, CircuitPolicy, CircuitState, Health
 from postline.providers.base import Route
 from postline.services.routing import Router
-from tests.support.routing import Nowhere, claimed_sms, twilio_routes
+from tests.support.routing import (
+    BACKUP_ACCOUNT,
+    PRIMARY_ACCOUNT,
+    Nowhere,
+    claimed_sms,
+    twilio_routes,
+)
+
+OPEN, HALF, CLOSED = CircuitState.OPEN, CircuitState.HALF_OPEN, CircuitState.CLOSED
 
 POLICY = CircuitPolicy(
     window_seconds=10, threshold=0.5, min_requests=4, open_seconds=5, probes=2,
@@ -83,6 +92,44 @@ async def test_a_retry_leaves_the_route_it_failed_on() -> None:
 
 
 async def test_a_channel_with_one_route_never_asks_the_circuits() -> None:
-    only = Router.fixed({Channel.EMAIL: Route("sendgrid", Nowhere())})
+    only = Router.fixed({Channel.EMAIL: Route("sendgrid", Nowhere(), "sendgrid:abc")})
     taken = await only.pick(replace(claimed_sms(), type=Channel.EMAIL))
     assert taken.route.name == "sendgrid" and taken.probe is None
+
+
+def preferred_account(r: Router, *, attempts: int = 1, route: str | None = None) -> str:
+    """The account pacing would charge for a claimed SMS (`route`: its last attempt's)."""
+    message = claimed_sms(attempts=attempts, route=route)
+    return r.preferred(Channel.SMS, message_id=message.id, last_route=route).account
+
+
+async def test_pacing_is_told_the_account_of_the_route_a_send_would_take() -> None:
+    clock = Clock()
+    r = router(clock)
+    assert preferred_account(r) == PRIMARY_ACCOUNT
+    assert preferred_account(r, attempts=2, route=TWILIO) == BACKUP_ACCOUNT  # a retry moves
+    r.circuits[TWILIO] = routes.Circuit(OPEN, clock.now, 1)
+    assert preferred_account(r) == BACKUP_ACCOUNT
+    r.circuits[TWILIO_BACKUP] = routes.Circuit(OPEN, clock.now, 1)
+    assert preferred_account(r) == PRIMARY_ACCOUNT  # all open: the first is tried anyway
+    # Half-open: a fresh send goes to the backup unless it wins one of the
+    # few probe tokens, which asking never takes.
+    r.circuits[TWILIO] = routes.Circuit(HALF, clock.now, 2)
+    r.circuits[TWILIO_BACKUP] = routes.Circuit()
+    assert [preferred_account(r) for _ in range(5)] == [BACKUP_ACCOUNT] * 5
+    picks = [await r.pick(claimed_sms()) for _ in range(3)]
+    assert [p.route.name for p in picks] == [TWILIO, TWILIO, TWILIO_BACKUP]  # both tokens left
+    assert r.account_of(TWILIO_BACKUP) == BACKUP_ACCOUNT
+
+
+async def test_while_a_route_ramps_back_each_message_is_told_the_route_its_send_takes() -> None:
+    clock = Clock()
+    r = Router(
+        plan=twilio_routes(), health=None, policy=replace(POLICY, ramp_seconds=10), clock=clock
+    )
+    r.circuits[TWILIO] = routes.Circuit(CLOSED, clock.now - 5, 3)  # half way back
+    messages = [claimed_sms() for _ in range(400)]
+    told = [r.preferred(Channel.SMS, message_id=m.id).name for m in messages]
+    taken = [(await r.pick(m)).route.name for m in messages]
+    assert told == taken
+    assert 120 < told.count(TWILIO) < 280  # the ramp's share, about half

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import itertools
+import statistics
+import uuid
 
 from hypothesis import given
 from hypothesis import strategies as st
@@ -21,6 +23,7 @@ from postline.domain.routes import (
     advance,
     bucket_of,
     candidates,
+    draw_of,
     health_of,
     route_plan,
     share,
@@ -145,6 +148,15 @@ def test_while_ramping_the_draw_splits_fresh_traffic() -> None:
     ramping = Circuit(CLOSED, 100, 4)
     assert candidates(routes(ramping), now=103, policy=POLICY, draw=0.2) == [Pick(TWILIO)]
     assert candidates(routes(ramping), now=103, policy=POLICY, draw=0.5) == [Pick(TWILIO_BACKUP)]
+
+
+def test_a_message_draws_the_same_every_time_and_messages_spread_evenly() -> None:
+    ids = [uuid.uuid4() for _ in range(2000)]
+    draws = [draw_of(i) for i in ids]
+    assert draws == [draw_of(uuid.UUID(bytes=i.bytes)) for i in ids]
+    assert all(0 <= d < 1 for d in draws)
+    assert abs(statistics.fmean(draws) - 0.5) < 0.05
+    assert 0.2 < sum(d < 0.25 for d in draws) / len(draws) < 0.3
 
 
 circuits = st.builds(

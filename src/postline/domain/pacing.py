@@ -28,7 +28,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 
-from postline.domain.channels import PROVIDER_OF, Channel, Provider
+from postline.domain.channels import Channel
 from postline.errors import ProviderError, TransientProviderError
 
 
@@ -68,12 +68,15 @@ class PacingRules:
 
 @dataclass(frozen=True, slots=True)
 class Sender:
-    """A message about to be paced: its id, channel, `from` and ordering key."""
+    """A message about to be paced: its id, channel, `from` and ordering key,
+    and the route of its last attempt (None: not tried yet), which steers
+    its retry away from that route (`domain.routes.candidates`)."""
 
     id: uuid.UUID
     channel: Channel
     from_addr: str
     ordering_key: str
+    route: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,14 +125,11 @@ def interval_ms(rate: float) -> float:
     return 1000.0 / rate if rate > 0 else 0.0
 
 
-def pace_of(
-    channel: Channel, from_addr: str, rules: PacingRules, accounts: Mapping[Provider, str]
-) -> Pace:
-    """The buckets of a message from `from_addr` on `channel`."""
+def pace_of(channel: Channel, from_addr: str, rules: PacingRules, account: str) -> Pace:
+    """The buckets of a message from `from_addr` on `channel`, sent through
+    the provider account whose bucket is `account` (the route's)."""
     kind = sender_class(channel, from_addr, rules)
     name = sender_name(channel, from_addr)
-    provider = PROVIDER_OF[channel]
-    account = accounts.get(provider, provider.value)
     override = rules.senders.get(name)
     if kind == SenderClass.EMAIL:
         # SendGrid limits the account (the API key), whoever the sender is.

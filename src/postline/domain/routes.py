@@ -20,6 +20,9 @@ Each route has a circuit, shared by every process (stored in Redis, see
   `probe_seconds`.
 - After closing, traffic drifts back: the route's share of its channel's
   fresh messages grows linearly from nothing to all over `ramp_seconds`.
+  Which messages make up that share is decided by each message's own draw
+  (`draw_of`), so every process that asks where a message goes (pacing
+  before the claim, the send after it) gets the same answer.
 
 What counts as a failure (`health_of`): a timeout, a network error and a
 5xx, which say the route is sick. A 429 counts for nothing (the route works
@@ -34,7 +37,9 @@ on another route still waits for its key's earlier ones.
 
 from __future__ import annotations
 
+import hashlib
 import math
+import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
@@ -186,6 +191,13 @@ def share(circuit: Circuit, *, now: float, policy: CircuitPolicy) -> float:
     if circuit.version == 0 or policy.ramp_seconds <= 0:
         return 1.0
     return min(1.0, max(0.0, (now - circuit.since) / policy.ramp_seconds))
+
+
+def draw_of(message_id: uuid.UUID) -> float:
+    """A message's draw for the ramp, uniform in [0, 1) and the same each time
+    it is asked: pacing charges the account of the route the send will take."""
+    digest = hashlib.blake2b(message_id.bytes, digest_size=8).digest()
+    return int.from_bytes(digest) / 2**64
 
 
 @dataclass(frozen=True, slots=True)

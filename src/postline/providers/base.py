@@ -89,7 +89,12 @@ TRANSPORT_ERRORS = (aiohttp.ClientError, asyncio.TimeoutError, OSError)
 
 @dataclass(frozen=True, slots=True)
 class Route:
-    """One way to send a channel: a named provider account (`domain/routes.py`)."""
+    """One way to send a channel: a named provider account (`domain/routes.py`).
+
+    `account` names the account's pacing bucket (README, "Pacing"): what a
+    send through this route is paced against, and what its 429 holds.
+    """
 
     name: str
     provider: Provider
+    account: str

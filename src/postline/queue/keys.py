@@ -89,6 +89,12 @@ def pace_bucket(name: str) -> str:
     return PACE_PREFIX + "tat:" + name
 
 
+def pace_account(account: str) -> str:
+    """A provider account's bucket (a route's `account`, e.g. `twilio:AC...`):
+    its TAT moves only for an account rate (SendGrid) and a 429's hold."""
+    return pace_bucket("account:" + account)
+
+
 def pace_inflight(account: str) -> str:
     """An account's concurrency slots."""
     return PACE_PREFIX + "inflight:" + account

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import redis.asyncio as aioredis
 
 from postline.domain.pacing import Pace
-from postline.queue.keys import PACE_WAITING, pace_bucket, pace_inflight
+from postline.queue.keys import PACE_WAITING, pace_account, pace_bucket, pace_inflight
 
 #: A slot due this soon is used now: a trip through the delay set (whose
 #: promote loop runs every 0.2 s) would cost more than the wait. Slots stay
@@ -184,7 +184,7 @@ class RedisPacer:
                 f"{holder}|{ask.message_id}",
                 keys.at(pace_bucket(pace.sender)) if pace.sender else 0,
                 pace.sender_interval_ms,
-                keys.at(pace_bucket("account:" + pace.account)),
+                keys.at(pace_account(pace.account)),
                 pace.account_interval_ms,
                 keys.at(pace_inflight(pace.account)) if pace.concurrency else 0,
                 pace.concurrency,
@@ -203,7 +203,7 @@ class RedisPacer:
             if pace.sender:
                 args += ["r", keys.at(pace_bucket(pace.sender)), pace.sender_interval_ms]
             if pace.account_interval_ms:
-                account = keys.at(pace_bucket("account:" + pace.account))
+                account = keys.at(pace_account(pace.account))
                 args += ["r", account, pace.account_interval_ms]
         for ask in (*unused, *done):
             if ask.pace.concurrency:
@@ -214,7 +214,7 @@ class RedisPacer:
 
     async def hold(self, account: str, seconds: float) -> None:
         """Nothing of `account` goes for `seconds` (a 429 said so)."""
-        await self._hold(keys=[pace_bucket("account:" + account)], args=[int(seconds * 1000)])
+        await self._hold(keys=[pace_account(account)], args=[int(seconds * 1000)])
 
 
 async def waiting(client: aioredis.Redis, *, limit: int = 100_000) -> list[Waiting]:

@@ -1,10 +1,11 @@
-"""The pacing rules and provider accounts the settings describe (README, "Pacing")."""
+"""The pacing rules the settings describe (README, "Pacing").
+
+The account buckets are the routes' (`providers.registry`): a message is
+paced against the account of the route its send will take.
+"""
 
 from __future__ import annotations
 
-import hashlib
-
-from postline.domain.channels import Provider
 from postline.domain.pacing import PacingRules, SenderClass
 from postline.settings import Settings
 
@@ -26,14 +27,3 @@ def pacing_rules(settings: Settings) -> PacingRules:
         senders=senders,
         account_concurrency=settings.pacing_account_concurrency,
     )
-
-
-def provider_accounts(settings: Settings) -> dict[Provider, str]:
-    """A bucket name per provider account: Twilio's account SID, and for
-    SendGrid a fingerprint of its API key (the key itself is a secret)."""
-    key = settings.sendgrid_api_key or ""
-    fingerprint = hashlib.sha256(key.encode()).hexdigest()[:12]
-    return {
-        Provider.TWILIO: f"twilio:{settings.twilio_account_sid or '-'}",
-        Provider.SENDGRID: f"sendgrid:{fingerprint}",
-    }

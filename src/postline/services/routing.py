@@ -3,6 +3,8 @@
 One `Router` per process (a worker, or the API in sync mode). A send asks
 it for a route (`pick`) and tells it how the route did (`report`); neither
 waits on Redis, except to take a probe token while a route is half-open.
+Pacing, before the claim, asks where a send would go (`preferred`: the
+same choice without a probe token), to charge that route's account.
 `tick`, a few times a second, adds this process's outcomes to the shared
 tallies in Redis, reads every route's circuit and window back, moves the
 circuits the rules say must move (compare-and-set, so one process writes a
@@ -26,8 +28,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import random
 import time
+import uuid
 from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -42,10 +44,12 @@ from postline.domain.routes import (
     Circuit,
     CircuitPolicy,
     Health,
+    Pick,
     Tally,
     advance,
     bucket_of,
     candidates,
+    draw_of,
     route_names,
     window_buckets,
     window_tally,
@@ -117,20 +121,19 @@ class Router:
         policy: CircuitPolicy,
         metrics: WorkerMetrics | None = None,
         clock: Callable[[], float] = time.time,
-        rng: random.Random | None = None,
         refresh_on_pick: bool = True,
     ) -> None:
         self._plan = {channel: tuple(routes) for channel, routes in plan.items()}
         self._by_name = {
             channel: {r.name: r for r in routes} for channel, routes in self._plan.items()
         }
+        self._every = {r.name: r for routes in self._plan.values() for r in routes}
         self.names = route_names({c: [r.name for r in rs] for c, rs in self._plan.items()})
         self._refresh_on_pick = refresh_on_pick
         self._health = health
         self.policy = policy
         self._metrics = metrics
         self._clock = clock
-        self._rng = rng or random.Random()
         self.circuits: dict[str, Circuit] = {name: Circuit() for name in self.names}
         self.shared = health is not None
         # Outcomes not yet added to Redis, and this process's own (the fallback).
@@ -157,15 +160,8 @@ class Router:
         if len(routes) == 1:
             return Taken(routes[0])
         by_name = self._by_name[message.type]
-        retry_of = message.route if message.attempts > 1 and message.route in by_name else None
-        picks = candidates(
-            [(r.name, self.circuits[r.name]) for r in routes],
-            now=self._clock(),
-            policy=self.policy,
-            draw=self._rng.random(),
-            retry_of=retry_of,
-        )
-        for pick in picks:
+        retry_of = message.route if message.attempts > 1 else None
+        for pick in self._candidates(message.type, message.id, retry_of):
             if not pick.probe:
                 return Taken(by_name[pick.route])
             version = self.circuits[pick.route].version
@@ -173,6 +169,27 @@ class Router:
                 log.info("route %s: probe %d sent", pick.route, version)
                 return Taken(by_name[pick.route], probe=version)
         raise AssertionError("candidates ends in a route")  # pragma: no cover
+
+    def preferred(
+        self, channel: Channel, *, message_id: uuid.UUID, last_route: str | None = None
+    ) -> Route:
+        """The route a send of this message would take now, short of a probe
+        token: `pick`'s choice over the circuits last read, without a Redis
+        call. `last_route` is where its last attempt went (None: a fresh
+        message), as `pick` reads it from the claimed message.
+
+        A half-open route is skipped (most fresh sends find its few tokens
+        gone); a ramp is split by the message's own draw, as in `pick`.
+        """
+        routes = self._plan[channel]
+        if len(routes) == 1:
+            return routes[0]
+        picks = self._candidates(channel, message_id, last_route)
+        return self._by_name[channel][next(p.route for p in picks if not p.probe)]
+
+    def account_of(self, route: str) -> str:
+        """The pacing bucket of `route`'s provider account."""
+        return self._every[route].account
 
     def report(self, taken: Taken, health: Health) -> None:
         """How `taken`'s route did (`domain.routes.health_of`)."""
@@ -206,6 +223,18 @@ class Router:
         if self._refresh is not None:
             with contextlib.suppress(Exception):
                 await self._refresh
+
+    def _candidates(
+        self, channel: Channel, message_id: uuid.UUID, retry_of: str | None
+    ) -> list[Pick]:
+        routes = self._plan[channel]
+        return candidates(
+            [(r.name, self.circuits[r.name]) for r in routes],
+            now=self._clock(),
+            policy=self.policy,
+            draw=draw_of(message_id),
+            retry_of=retry_of if retry_of in self._by_name[channel] else None,
+        )
 
     def _refresh_soon(self) -> None:
         """Sync mode has no side loop: a pick starts a tick when the last one is old."""

@@ -85,7 +85,7 @@ SELECT {MESSAGE_COLUMNS}, previous, suppressed_by FROM c
 #: claim refuses (later messages of a key, pushed at acceptance) cost no
 #: slot; a race that slips through is refunded after the claim.
 _PACEABLE = """
-SELECT m.id, m.type, m.from_addr, m.ordering_key
+SELECT m.id, m.type, m.from_addr, m.ordering_key, m.route
 FROM messages m
 WHERE m.id = ANY($1::uuid[])
   AND (m.status = 'pending'
@@ -217,10 +217,11 @@ class LeaseStore:
 
     async def senders(self, ids: Sequence[uuid.UUID]) -> list[Sender]:
         """Of `ids`, the messages a claim would take now but for their pace
-        (`_PACEABLE`), with their channel, sender and key."""
+        (`_PACEABLE`), with their channel, sender, key and last route."""
         if not ids:
             return []
         rows = await self.pool.fetch(_PACEABLE, list(ids))
         return [
-            Sender(r["id"], Channel(r["type"]), r["from_addr"], r["ordering_key"]) for r in rows
+            Sender(r["id"], Channel(r["type"]), r["from_addr"], r["ordering_key"], r["route"])
+            for r in rows
         ]

@@ -216,13 +216,11 @@ class Dispatcher:
                 suppressed_by=suppressed_by,
             )
             held.answered = True
-            paced = held.paced
-            if paced is not None:
-                # The provider call is over: its concurrency slot is free now,
-                # not after the status write (the cap counts provider calls).
-                self._free_slot(held)
-                if outcome.hold_seconds is not None:
-                    await self._throttled(paced, outcome)
+            # The provider call is over: its concurrency slot is free now,
+            # not after the status write (the cap counts provider calls).
+            self._free_slot(held)
+            if outcome.hold_seconds is not None:
+                await self._throttled(outcome)
             tracing.note_outcome(outcome.status.value, outcome.error_code)
             if outcome.provider is not None:  # else no provider was called (suppressed)
                 self.metrics.provider_duration.labels(outcome.provider).observe(latency)
@@ -244,15 +242,18 @@ class Dispatcher:
             self.slot_free.set()
             self._free_slot(held)  # a send that ended without a provider answer
 
-    async def _throttled(self, ask: Ask, outcome: Outcome) -> None:
-        """A "too fast" answer holds the account until its Retry-After (the
-        message itself waits until then too, without using an attempt)."""
-        assert self._pacing is not None and outcome.hold_seconds is not None
+    async def _throttled(self, outcome: Outcome) -> None:
+        """A "too fast" answer holds the account of the route that gave it
+        until its Retry-After (the message itself waits until then too,
+        without using an attempt)."""
+        hold, route = outcome.hold_seconds, outcome.route
+        if self._pacing is None or hold is None or route is None:
+            return  # pacing is off (a 429 is then a plain retry), or no provider answered
         self.metrics.throttled.labels(outcome.provider or "").inc()
         try:
-            await self._pacing.hold(ask, outcome.hold_seconds)
+            await self._pacing.hold(route, hold)
         except DEPENDENCY_ERRORS as exc:  # the message still waits its Retry-After
-            log.warning("pacing: could not hold account %s: %r", ask.pace.account, exc)
+            log.warning("pacing: could not hold the account of route %s: %r", route, exc)
 
     def _free_slot(self, held: Held) -> None:
         """Frees the send's concurrency slot in the background, once (if that

@@ -7,6 +7,12 @@ other senders' and other keys' messages in the same batch go on. Order is
 kept by the claim, as always: a waiting head is still its key's first open
 message, and nothing behind it is queued until it completes.
 
+A message is paced against the account of the route its send will take:
+the worker's router tells which (`Router.preferred`, from the circuits it
+last read; the pick itself comes after the claim). A concurrency slot goes
+back to the account it was taken from (the `Ask` keeps its pace), and a
+429 holds the account of the route that answered it.
+
 Only the messages a claim would take are charged (`MessageStore.senders`);
 the slots of those it then refuses anyway are given back. If Redis does not
 answer, the batch fails like a failed read: its entries stay pending and
@@ -23,10 +29,10 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from postline.batching import GroupCommit
-from postline.domain.channels import Provider
 from postline.domain.pacing import PacingRules, Sender, pace_of
 from postline.queue.items import Enqueue, Entry
 from postline.queue.pacing import Ask, RedisPacer
+from postline.services.routing import Router
 
 
 class SenderLookup(Protocol):
@@ -50,12 +56,12 @@ class Pacing:
         self,
         *,
         rules: PacingRules,
-        accounts: Mapping[Provider, str],
+        routes: Router,
         pacer: RedisPacer,
         store: SenderLookup,
     ) -> None:
         self.rules = rules
-        self._accounts = accounts
+        self._routes = routes
         self._pacer = pacer
         self._store = store
         self.holder = ""
@@ -75,7 +81,7 @@ class Pacing:
         if not senders:
             return admission
         asks = [
-            Ask(str(s.id), pace_of(s.channel, s.from_addr, self.rules, self._accounts))
+            Ask(str(s.id), pace_of(s.channel, s.from_addr, self.rules, self._account(s)))
             for s in senders
         ]
         waits = await self._pacer.take(asks, holder=self.holder)
@@ -90,6 +96,13 @@ class Pacing:
                 admission.charged[sender.id] = ask
         return admission
 
+    def _account(self, sender: Sender) -> str:
+        """The account of the route this message's send would take now."""
+        route = self._routes.preferred(
+            sender.channel, message_id=sender.id, last_route=sender.route
+        )
+        return route.account
+
     async def unused(self, asks: Sequence[Ask]) -> None:
         """Gives back the slots of messages the claim refused."""
         if asks:
@@ -103,6 +116,8 @@ class Pacing:
     async def _free(self, asks: Sequence[Ask]) -> None:
         await self._pacer.give_back(done=asks, holder=self.holder)
 
-    async def hold(self, ask: Ask, seconds: float) -> None:
-        """The provider said "too fast": nothing of its account goes for `seconds`."""
-        await self._pacer.hold(ask.pace.account, seconds)
+    async def hold(self, route: str, seconds: float) -> None:
+        """The provider said "too fast" through `route`: nothing paced against
+        that route's account goes for `seconds` (whatever account the message
+        itself was paced against)."""
+        await self._pacer.hold(self._routes.account_of(route), seconds)

@@ -19,8 +19,8 @@ from postline.providers.registry import http_session
 from postline.queue.pacing import RedisPacer
 from postline.queue.streams import RedisQueue, connect
 from postline.services.attempts import retry_policy
-from postline.services.pacing import pacing_rules, provider_accounts
-from postline.services.routing import build_router
+from postline.services.pacing import pacing_rules
+from postline.services.routing import Router, build_router
 from postline.settings import LEASE_HEADROOM_SECONDS, Settings, whsec_key
 from postline.store.callbacks import CallbackStore
 from postline.store.messages import MessageStore
@@ -43,13 +43,14 @@ async def built_worker(
     session = http_session(settings, connections=concurrency)
     store = MessageStore(pool)
     try:
+        # The worker's side loop refreshes the circuits (`Worker.run`).
+        router = build_router(
+            settings, session=session, redis=redis, metrics=metrics, refresh_on_pick=False
+        )
         yield Worker(
             store=store,
             queue=RedisQueue(redis),
-            # The worker's side loop refreshes the circuits (`Worker.run`).
-            routes=build_router(
-                settings, session=session, redis=redis, metrics=metrics, refresh_on_pick=False
-            ),
+            routes=router,
             policy=retry_policy(settings),
             concurrency=concurrency,
             visibility_timeout=settings.visibility_timeout_seconds,
@@ -57,7 +58,7 @@ async def built_worker(
             reconcile_interval=settings.reconcile_interval_seconds,
             metrics=metrics,
             callbacks=callback_dispatcher(settings, pool),
-            pacing=pacing(settings, redis, store),
+            pacing=pacing(settings, redis, store, router),
         )
     finally:
         await session.close()
@@ -95,15 +96,18 @@ async def serve(settings: Settings, *, concurrency: int, metrics_port: int | Non
             raise
 
 
-def pacing(settings: Settings, redis: aioredis.Redis, store: MessageStore) -> Pacing | None:
-    """Shared pacing (README, "Pacing"), when `PACING_ENABLED`. A concurrency
-    slot is leased for as long as a provider call may take, plus headroom."""
+def pacing(
+    settings: Settings, redis: aioredis.Redis, store: MessageStore, router: Router
+) -> Pacing | None:
+    """Shared pacing (README, "Pacing"), when `PACING_ENABLED`, against the
+    accounts of the routes `router` sends through. A concurrency slot is
+    leased for as long as a provider call may take, plus headroom."""
     if not settings.pacing_enabled:
         return None
     lease = settings.provider_timeout_seconds + LEASE_HEADROOM_SECONDS
     return Pacing(
         rules=pacing_rules(settings),
-        accounts=provider_accounts(settings),
+        routes=router,
         pacer=RedisPacer(redis, lease_seconds=lease),
         store=store,
     )
