@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
+from datetime import timedelta
 from typing import Protocol
 
 from postline.domain.inbound import Effects, InboundMessage
 from postline.domain.message import Claimed, Message
 from postline.domain.ordering import Head
 from postline.domain.outcomes import Outcome
+from postline.domain.retention import Kind
 from postline.queue.streams import Enqueue, Entry
 from postline.queue.workers import WorkerBeat
 from postline.store.inbound import Recorded
@@ -165,3 +167,11 @@ class InboundRecords(Protocol):
         effects: Effects,
         callback: tuple[str, bytes] | None = None,
     ) -> Recorded: ...
+
+
+class Purges(Protocol):
+    """Housekeeping's deletes, a bounded batch at a time (`store.retention.RetentionStore`)."""
+
+    async def purge(self, kind: Kind, *, older_than: timedelta, limit: int) -> int: ...
+
+    async def purgeable(self, kind: Kind, *, older_than: timedelta) -> int: ...
