@@ -14,10 +14,14 @@ import pytest
 
 from postline.domain.channels import Channel
 from postline.domain.retention import Kind, Retention
+from postline.metrics import WorkerMetrics
+from postline.queue.keys import RECONCILE_LOCK
+from postline.queue.streams import RedisQueue
 from postline.services.housekeeping import Housekeeping
 from postline.store.messages import MessageStore
 from postline.store.retention import RetentionStore, purge_sql
 from postline.store.stats import StatsStore
+from postline.worker.reconciler import HOUSEKEEPING_EVERY, Reconciler
 from tests.support.harness import message_reaches, running_worker, settings_for
 from tests.support.messages import new_message
 
@@ -218,6 +222,41 @@ async def test_the_order_of_an_open_key_holds_after_its_settled_messages_go(
         calls = (await control.get("/_sim/requests", params={"to": key})).json()["requests"]
     assert [c["body"] for c in sorted(calls, key=lambda c: c["seq"])] == ["first", "second"]
     assert (await api.get(f"/api/v1/messages/{settled}")).status_code == 404
+
+
+async def test_a_reconciler_pass_purges_and_comes_back_while_behind(
+    pool: asyncpg.Pool, redis: Any
+) -> None:
+    for _ in range(7):
+        await inbound(pool, days_ago=40)
+    await message(pool, "delivered", days_ago=40)
+    metrics = WorkerMetrics()
+    reconciler = Reconciler(
+        store=MessageStore(pool),
+        queue=RedisQueue(redis),
+        owner="t",
+        interval=1,
+        housekeeping=purger(pool, metrics=metrics, batch=3, rounds=1),
+    )
+
+    async def tick() -> None:
+        await redis.delete(RECONCILE_LOCK)
+        await reconciler.tick()
+
+    def purged(kind: Kind) -> float:
+        return metrics.registry.get_sample_value("postline_purged_total", {"kind": kind}) or 0
+
+    await tick()  # the first pass purges
+    assert (purged(Kind.INBOUND), purged(Kind.MESSAGES)) == (3, 1)
+    await tick()  # behind: the next pass too
+    await tick()
+    assert purged(Kind.INBOUND) == 7
+    await inbound(pool, days_ago=40)
+    for _ in range(HOUSEKEEPING_EVERY - 3):
+        await tick()  # caught up: not again until its turn
+    assert purged(Kind.INBOUND) == 7
+    await tick()
+    assert purged(Kind.INBOUND) == 8
 
 
 async def plan(pool: asyncpg.Pool, kind: Kind, age_seconds: float) -> str:

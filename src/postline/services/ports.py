@@ -117,8 +117,6 @@ class Scheduled(Protocol):
 class ReconcileStore(Scheduled, Protocol):
     """What the reconciler reads and repairs from PostgreSQL."""
 
-    async def purge_idempotency_keys(self, *, older_than_hours: float = 24) -> int: ...
-
     async def scheduled_before(self, *, until: float, limit: int) -> list[Head]: ...
 
     async def open_heads(
