@@ -42,7 +42,7 @@ def redis_url(test_servers: Servers) -> str:
 @pytest.fixture
 async def pool(database_url: str) -> AsyncIterator[asyncpg.Pool]:
     pool = await create_pool(database_url, size=10)
-    await pool.execute("TRUNCATE messages, suppressions, inbound_messages CASCADE")
+    await pool.execute("TRUNCATE messages, suppressions, inbound_messages, purged_outcomes CASCADE")
     yield pool
     await pool.close()
 

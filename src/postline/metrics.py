@@ -314,6 +314,13 @@ class WorkerMetrics:
             ["provider"],
             registry=self.registry,
         )
+        self.purged = Counter(
+            "postline_purged",
+            "Rows housekeeping deleted, by kind (messages, inbound_messages, suppressions, "
+            "idempotency_keys), in this worker process.",
+            ["kind"],
+            registry=self.registry,
+        )
         self.inflight = Gauge(
             "postline_worker_inflight",
             "Sends in flight in this worker.",

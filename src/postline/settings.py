@@ -25,6 +25,9 @@ WHSEC_PREFIX = "whsec_"
 #: The sender classes `PACING_SENDERS` may name (`domain.pacing.SenderClass`).
 SENDER_CLASSES = ("long_code", "toll_free", "short_code", "whatsapp", "email")
 
+#: The longest retention the housekeeping settings take: a century.
+MAX_RETENTION_DAYS = 36_500
+
 DEFAULT_TWILIO_BASE_URL = "https://api.twilio.com"
 DEFAULT_SENDGRID_BASE_URL = "https://api.sendgrid.com"
 
@@ -81,6 +84,11 @@ class Settings(BaseSettings):
     # reply), and where their `message.received` callbacks go (unset: none).
     inbound_help_reply: str | None = Field(default=None, max_length=1600)
     inbound_callback_url: str | None = None
+
+    # Housekeeping (README, "Housekeeping"): days inbound messages and settled
+    # messages are kept (0: forever); settled messages are kept by default.
+    inbound_retention_days: int = Field(default=30, ge=0, le=MAX_RETENTION_DAYS)
+    message_retention_days: int = Field(default=0, ge=0, le=MAX_RETENTION_DAYS)
 
     log_level: str = "INFO"
     log_format: Literal["console", "json"] = "console"

@@ -32,11 +32,11 @@ COMMANDS = leaves(main)
 #: Options that change what a command is: command line only.
 SWITCHES = {("api", "--insecure-no-auth"), ("worker", "--check"), ("chaos", "--check"),
             ("chaos", "--keep-data"), ("dead-letters replay", "--yes"),
-            ("dead-letters replay", "--dry-run")}  # fmt: skip
+            ("dead-letters replay", "--dry-run"), ("purge", "--dry-run")}  # fmt: skip
 #: The commands that run, join or read a `postline dev`, so must follow its data dir.
 FOLLOW_DEV = {"api", "worker", "migrate", "dev", "status", "flow", "messages get",
               "messages list", "messages retry", "messages cancel", "dead-letters list",
-              "dead-letters replay"}  # fmt: skip
+              "dead-letters replay", "purge"}  # fmt: skip
 
 
 def options(command: click.Command) -> list[click.Option]:

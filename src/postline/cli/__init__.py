@@ -6,7 +6,8 @@
 - `bench`: `bench` and `chaos`, the measurements and the fault campaign;
 - `flow`: one message of each channel walked through a running Postline;
 - `messages`, `dead_letters`: an operator's look at messages and failed ones,
-  with retry, cancel and replay, through the HTTP API (`operator`).
+  with retry, cancel and replay, through the HTTP API (`operator`);
+- `purge`: housekeeping once, now (the workers purge by themselves).
 
 `config` holds what they share: the settings, the option type and the data
 directory (`--data-dir`), through whose dev.env (`devenv`) every command finds
@@ -23,7 +24,7 @@ from __future__ import annotations
 
 import click
 
-from postline.cli import bench, dead_letters, flow, messages, serve, simulator, status
+from postline.cli import bench, dead_letters, flow, messages, purge, serve, simulator, status
 from postline.cli.config import ENV_PREFIX
 
 
@@ -49,6 +50,7 @@ for _command in (
     status.status,
     messages.messages,
     dead_letters.dead_letters,
+    purge.purge,
     bench.chaos,
 ):
     main.add_command(_command)

@@ -98,18 +98,26 @@ def _read_settings() -> Settings:
 
 
 def load_settings(
-    *, data_dir: Path = DATA_DIR, need_servers: bool = True, log_name: str | None = None
+    *,
+    data_dir: Path = DATA_DIR,
+    need_servers: bool = True,
+    need_redis: bool = True,
+    log_name: str | None = None,
 ) -> Settings:
-    """Settings from the environment; falls back to the servers of `data_dir`'s `postline dev`."""
+    """Settings from the environment; falls back to the servers of `data_dir`'s `postline dev`.
+
+    `need_redis=False`: a command that only reads PostgreSQL needs only DATABASE_URL.
+    """
     from postline import logs
     from postline.cli.devenv import dev_env_path, read_env_file
 
     settings = _read_settings()
-    if need_servers and not (settings.database_url and settings.redis_url):
+    if need_servers and not (settings.database_url and (settings.redis_url or not need_redis)):
         saved = read_env_file(dev_env_path(data_dir))
         if not saved:
+            needed = "DATABASE_URL and REDIS_URL are" if need_redis else "DATABASE_URL is"
             raise click.ClickException(
-                f"DATABASE_URL and REDIS_URL are not set and no `postline dev` has run with "
+                f"{needed} not set and no `postline dev` has run with "
                 f"data dir {data_dir}: set them, start `postline dev` (make run) first, or "
                 f"point --data-dir ({SHARED_DATA_DIR_ENV}) at the one dev uses"
             )

@@ -28,6 +28,11 @@ OPEN: frozenset[Status] = frozenset(
     {Status.SCHEDULED, Status.PENDING, Status.SENDING, Status.RETRYING}
 )
 
+#: Statuses no work of Postline's waits on: per-key order is decided among
+#: `OPEN` messages only, so a settled message is never needed for it
+#: (housekeeping may delete one, `domain/retention.py`).
+SETTLED: frozenset[Status] = frozenset(Status) - OPEN
+
 TRANSITIONS: dict[Status, frozenset[Status]] = {
     Status.SCHEDULED: frozenset({Status.PENDING, Status.SENDING, Status.CANCELLED}),
     Status.PENDING: frozenset({Status.SENDING, Status.CANCELLED}),

@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
+from datetime import timedelta
 from typing import Protocol
 
 from postline.domain.inbound import Effects, InboundMessage
 from postline.domain.message import Claimed, Message
 from postline.domain.ordering import Head
 from postline.domain.outcomes import Outcome
+from postline.domain.retention import Kind
 from postline.queue.streams import Enqueue, Entry
 from postline.queue.workers import WorkerBeat
 from postline.store.inbound import Recorded
@@ -115,8 +117,6 @@ class Scheduled(Protocol):
 class ReconcileStore(Scheduled, Protocol):
     """What the reconciler reads and repairs from PostgreSQL."""
 
-    async def purge_idempotency_keys(self, *, older_than_hours: float = 24) -> int: ...
-
     async def scheduled_before(self, *, until: float, limit: int) -> list[Head]: ...
 
     async def open_heads(
@@ -165,3 +165,11 @@ class InboundRecords(Protocol):
         effects: Effects,
         callback: tuple[str, bytes] | None = None,
     ) -> Recorded: ...
+
+
+class Purges(Protocol):
+    """Housekeeping's deletes, a bounded batch at a time (`store.retention.RetentionStore`)."""
+
+    async def purge(self, kind: Kind, *, older_than: timedelta, limit: int) -> int: ...
+
+    async def purgeable(self, kind: Kind, *, older_than: timedelta) -> int: ...

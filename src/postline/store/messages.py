@@ -140,14 +140,6 @@ class MessageStore(LeaseStore, HeadStore):
         )
         return (row["message_id"], bytes(row["request_hash"])) if row else None
 
-    async def purge_idempotency_keys(self, *, older_than_hours: float = 24) -> int:
-        result = await self.pool.execute(
-            "DELETE FROM idempotency_keys "
-            "WHERE created_at < now() - $1::float8 * interval '1 hour'",
-            older_than_hours,
-        )
-        return int(result.split()[-1])
-
     async def cancel(self, message_id: uuid.UUID) -> tuple[Change, Message | None]:
         """Cancels a scheduled, pending or retrying message.
 

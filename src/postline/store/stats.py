@@ -16,9 +16,11 @@ partial index of migration 0003.
 
 Outcome totals (the API's cluster-wide counters) count every outcome event
 ever written, per channel: events are append-only, so the totals only grow,
-as Prometheus counters must. The count reads the whole events table, so its
-callers cache it (`postline.api.totals`). Should old messages ever be
-deleted, the totals would drop with them. The oldest waiting message is one
+as Prometheus counters must. Housekeeping deletes old messages with their
+events, and in the same statement adds those outcomes to `purged_outcomes`
+(`store/retention.py`), which the totals add in: one snapshot sees both
+sides or neither, so they still only grow. The count reads the whole events
+table, so its callers cache it (`postline.api.totals`). The oldest waiting message is one
 probe of `messages_open_idx` for pending messages and a pass over the
 retrying ones (a few, next to the table).
 """
@@ -82,10 +84,15 @@ OUTCOMES = {
 # snapshot: a reading with a later `as_of` never counts less.
 _OUTCOME_TOTALS = """
 WITH t AS (
-    SELECT m.type AS channel, e.status, count(*) AS n
-    FROM message_events e JOIN messages m ON m.id = e.message_id
-    WHERE e.status = ANY($1::text[])
-    GROUP BY m.type, e.status
+    SELECT channel, status, sum(n) AS n FROM (
+        SELECT m.type AS channel, e.status, count(*) AS n
+        FROM message_events e JOIN messages m ON m.id = e.message_id
+        WHERE e.status = ANY($1::text[])
+        GROUP BY m.type, e.status
+        UNION ALL
+        SELECT channel, status, n FROM purged_outcomes WHERE status = ANY($1::text[])
+    ) counted
+    GROUP BY channel, status
 )
 SELECT extract(epoch FROM now())::float8 AS as_of, t.channel, t.status, t.n
 FROM (SELECT 1) AS one LEFT JOIN t ON true

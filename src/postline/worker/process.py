@@ -19,12 +19,14 @@ from postline.providers.registry import http_session
 from postline.queue.pacing import RedisPacer
 from postline.queue.streams import RedisQueue, connect
 from postline.services.attempts import retry_policy
+from postline.services.housekeeping import Housekeeping, retention
 from postline.services.pacing import pacing_rules
 from postline.services.routing import Router, build_router
 from postline.settings import LEASE_HEADROOM_SECONDS, Settings, whsec_key
 from postline.store.callbacks import CallbackStore
 from postline.store.messages import MessageStore
 from postline.store.pool import create_pool
+from postline.store.retention import RetentionStore
 from postline.worker.pacing import Pacing
 from postline.worker.runner import Worker
 
@@ -59,6 +61,9 @@ async def built_worker(
             metrics=metrics,
             callbacks=callback_dispatcher(settings, pool),
             pacing=pacing(settings, redis, store, router),
+            housekeeping=Housekeeping(
+                store=RetentionStore(pool), retention=retention(settings), metrics=metrics
+            ),
         )
     finally:
         await session.close()

@@ -19,6 +19,11 @@ Each pass, for every ordering key with open messages, in key order:
 Checks are O(1) per head (a hash lookup and an XRANGE of one entry). Any
 number of workers run this loop; a short Redis lock lets one of them do
 each pass, and two overlapping passes could only queue a duplicate hint.
+
+Every `HOUSEKEEPING_EVERY` passes, after the repairs, the pass also purges
+what Postline no longer needs (`services/housekeeping.py`), a bounded number
+of batches; while rows are left over it purges again at the next pass, so a
+backlog drains without any one pass running long.
 """
 
 from __future__ import annotations
@@ -28,11 +33,14 @@ from datetime import UTC, datetime
 
 from postline.domain.ordering import Head, needs_queue_check, plan_repairs
 from postline.queue.streams import Enqueue
+from postline.services.housekeeping import Housekeeping
 from postline.services.ports import ReconcileQueue, ReconcileStore
 
 log = logging.getLogger("postline.reconciler")
 
 PAGE = 1000
+#: Passes between two purges (10 minutes at the default interval), unless one is behind.
+HOUSEKEEPING_EVERY = 60
 
 
 def _item(head: Head) -> Enqueue:
@@ -52,6 +60,7 @@ class Reconciler:
         lease_grace: float = 5.0,
         hard_bound: float = 0.0,
         max_per_pass: int = 100_000,
+        housekeeping: Housekeeping | None = None,
     ) -> None:
         self._store = store
         self._queue = queue
@@ -61,6 +70,8 @@ class Reconciler:
         self._hard_bound = hard_bound
         self._max = max_per_pass
         self._passes = 0
+        self._housekeeping = housekeeping
+        self._behind = False
 
     async def tick(self) -> int:
         """Runs a pass if no other worker holds the lock; returns messages re-queued."""
@@ -68,16 +79,14 @@ class Reconciler:
         if not await self._queue.try_reconcile_lock(self._owner, ttl_ms=ttl_ms):
             return 0
         self._passes += 1
-        if self._passes % 60 == 1:
-            purged = await self._store.purge_idempotency_keys()
-            if purged:
-                log.info("purged %d idempotency keys older than 24h", purged)
         due = await self._scheduled()
         if due:
             log.info("%d scheduled messages fell due without the delay set", due)
         repaired = await self._heads()
         if repaired:
             log.warning("queued again %d messages that Redis no longer held", repaired)
+        if self._housekeeping and (self._behind or self._passes % HOUSEKEEPING_EVERY == 1):
+            self._behind = (await self._housekeeping.purge()).behind
         return due + repaired
 
     async def _scheduled(self) -> int:

@@ -34,6 +34,7 @@ from postline.metrics import WorkerMetrics
 from postline.queue.streams import Enqueue, consumer_name
 from postline.queue.workers import WorkerBeat
 from postline.runtime import settle_garbage_collector
+from postline.services.housekeeping import Housekeeping
 from postline.services.ports import WorkQueue, WorkStore
 from postline.services.routing import REFRESH_SECONDS, Router
 from postline.worker.dispatch import Dispatcher
@@ -66,6 +67,7 @@ class Worker:
         name: str | None = None,
         callbacks: CallbackDispatcher | None = None,
         pacing: Pacing | None = None,
+        housekeeping: Housekeeping | None = None,
     ) -> None:
         self.name = name or consumer_name()
         self._store = store
@@ -101,6 +103,7 @@ class Worker:
             interval=reconcile_interval,
             lease_grace=LEASE_MARGIN_SECONDS + HEARTBEAT_SECONDS,
             hard_bound=self._leases.hard_bound,
+            housekeeping=housekeeping,
         )
 
     @property
