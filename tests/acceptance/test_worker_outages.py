@@ -12,7 +12,9 @@ import asyncio
 import collections
 import json
 import os
+import re
 import signal
+import subprocess
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -309,6 +311,17 @@ return 1
 """
 
 
+#: How long the worker must stay up after the first signal to show it is stuck
+#: on its outcome writes. The sends were answered before that signal, so a
+#: first-signal stop that gave the writes up ends about 0.1 s after it here
+#: (a second after it when made to give up after a second); one that waits
+#: for PostgreSQL does not end while PostgreSQL is down.
+STUCK_FOR = 5.0
+#: The second signal gives the writes up at once; closing the pools, the HTTP
+#: session and the Redis client is all that is left.
+STOPS_WITHIN = 5.0
+
+
 async def test_a_second_signal_stops_a_worker_that_waits_to_write_its_outcomes(
     redis_url: str, redis: aioredis.Redis, tmp_path: Path
 ) -> None:
@@ -341,13 +354,27 @@ async def test_a_second_signal_stops_a_worker_that_waits_to_write_its_outcomes(
         await wait_for(
             _logged(log, "finishing"), timeout=10, what="the first signal to start the shutdown"
         )
-        assert worker.poll() is None  # still writing its outcomes
+        code = await asyncio.to_thread(_exit_within, worker, STUCK_FOR)
+        assert code is None, f"exited ({code}) on the first signal, its outcomes unwritten"
+        assert not re.search(r"worker \S+ stopped", log.read_text())
+
         worker.send_signal(signal.SIGTERM)
-        await asyncio.to_thread(worker.wait, 20)
+        code = await asyncio.to_thread(_exit_within, worker, STOPS_WITHIN)
+        if code is None:
+            worker.kill()  # so that the clean-up does not replace the failure below
+        assert code is not None, f"still running {STOPS_WITHIN}s after the second signal"
         assert "second signal" in log.read_text()
     finally:
         stack.stop_all()
         own_pg.stop()
+
+
+def _exit_within(proc: subprocess.Popen[bytes], seconds: float) -> int | None:
+    """The process's exit code if it ends within `seconds`, else None (still running)."""
+    try:
+        return proc.wait(timeout=seconds)
+    except subprocess.TimeoutExpired:
+        return None
 
 
 def _logged(log: Path, text: str) -> Callable[[], Awaitable[bool]]:

@@ -2,8 +2,9 @@
 
 The real API, a real worker loop and the provider simulator, against real
 PostgreSQL and Redis, with spans exported to memory. With tracing off, the
-same run puts no trace context in the stream entry and makes no span, even
-with an SDK listening on the global provider.
+same run, started from an environment that switches the SDK off, puts no
+trace context in the stream entry and makes no span, even with an SDK on
+the global provider that would record any span at all.
 """
 
 from __future__ import annotations
@@ -153,22 +154,58 @@ async def test_one_message_is_one_trace_from_request_to_status_write(
     )
 
 
+#: A deployment that configures an exporter and an endpoint, then switches the
+#: SDK off the standard way: everything but that one variable asks for traces.
+SWITCHED_OFF = {
+    "OTEL_TRACES_EXPORTER": "otlp",
+    "OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:4318",
+    "OTEL_SDK_DISABLED": "true",
+}
+
+
+@pytest.fixture
+def catch_all(monkeypatch: pytest.MonkeyPatch) -> Iterator[InMemorySpanExporter]:
+    """One in-memory exporter behind every way a span could leave the process.
+
+    The global provider samples everything (no `InsideTraces`: it would drop
+    the parentless client spans a stray instrumentation makes), so any span
+    made through the OpenTelemetry API, by Postline, FastAPI or a library,
+    lands here; and the SDK a process builds if it turns tracing on exports
+    here too, in place of the exporters OTEL_TRACES_EXPORTER names.
+    """
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider(sampler=ALWAYS_ON)
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    monkeypatch.setattr(trace, "_TRACER_PROVIDER", provider)
+    monkeypatch.setattr(setup, "exporters", lambda environ: [exporter])
+    # The net holds: a parentless client span, the kind the old sampler dropped.
+    trace.get_tracer("probe").start_span("probe", kind=SpanKind.CLIENT).end()
+    assert [s.name for s in exporter.get_finished_spans()] == ["probe"]
+    exporter.clear()
+    try:
+        yield exporter
+    finally:
+        if tracing.enabled():  # the code under test turned it on: undo that
+            setup.stop()
+        provider.shutdown()
+
+
 async def test_with_tracing_off_no_context_is_queued_and_no_span_is_made(
+    catch_all: InMemorySpanExporter,
     settings: Settings,
     pool: asyncpg.Pool,
     redis: aioredis.Redis,
-    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    # Each process decides at its start, before it builds its pools.
+    assert tracing.start_from_environment("postline-test", SWITCHED_OFF) is False
     assert not tracing.enabled()
-    # An SDK on the global provider: any span made through the OpenTelemetry
-    # API, by Postline, FastAPI or a stray instrumentation, would land here.
-    provider, exporter = _listening()
-    monkeypatch.setattr(trace, "_TRACER_PROVIDER", provider)
     async with running_api(settings) as base, httpx.AsyncClient(base_url=base) as api:
         answer = await api.post("/api/v1/messages/send", json=SMS)
         assert answer.status_code == 202, answer.text
         message_id = answer.json()["id"]
-        assert await _entries(redis) == [{"id": message_id, "k": SMS["to"]}]
+        (entry,) = await _entries(redis)
+        assert tracing.ENTRY_FIELD not in entry, entry
+        assert entry == {"id": message_id, "k": SMS["to"]}
 
         async with running_worker(settings):
 
@@ -177,8 +214,7 @@ async def test_with_tracing_off_no_context_is_queued_and_no_span_is_made(
 
             await wait_for(sent, timeout=15, what="the message to be sent")
 
-    provider.shutdown()
-    assert exporter.get_finished_spans() == ()
+    assert _names(catch_all.get_finished_spans()) == []
     assert not hasattr(asyncpg.Connection.execute, "__wrapped__")
     assert not hasattr(aioredis.Redis.execute_command, "__wrapped__")
     assert not hasattr(aiohttp.ClientSession.__init__, "__wrapped__")

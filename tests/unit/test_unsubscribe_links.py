@@ -7,7 +7,7 @@ import uuid
 from hypothesis import given
 from hypothesis import strategies as st
 
-from postline.domain.unsubscribe import Links, link_key, message_of, token_for
+from postline.domain.unsubscribe import link_key, message_of, token_for
 
 KEY = link_key(b"k" * 32)
 
@@ -36,9 +36,3 @@ def test_another_key_reads_nothing(message_id: uuid.UUID) -> None:
 def test_any_text_is_refused_or_genuine(text: str) -> None:
     found = message_of(KEY, text)
     assert found is None or token_for(KEY, found) == text
-
-
-def test_the_link_is_the_public_url_and_the_path() -> None:
-    message_id = uuid.uuid4()
-    url = Links("https://mail.example.com/", KEY).url(message_id)
-    assert url == f"https://mail.example.com/api/v1/unsubscribe/{token_for(KEY, message_id)}"
