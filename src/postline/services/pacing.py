@@ -17,9 +17,9 @@ back to the account it was taken from (the `Ask` keeps its pace), and a
 Only the messages a claim would take are charged (`MessageStore.senders`);
 the slots of those it then refuses anyway are given back. If Redis does not
 answer, nothing is claimed (a worker's batch fails like a failed read, its
-entries stay pending; sync mode leaves the message to the workers), so
-pacing never lets messages out unpaced, and delivery resumes with Redis
-(the queue needs it anyway).
+entries stay pending; sync mode makes no inline attempt and the reconciler
+queues the message), so pacing never lets messages out unpaced, and
+delivery resumes with Redis (the queue needs it anyway).
 """
 
 from __future__ import annotations
