@@ -38,6 +38,7 @@ from postline.runtime import settle_garbage_collector
 from postline.services.accepting import Acceptor, InlineSender
 from postline.services.attempts import retry_policy
 from postline.services.completion import Completer
+from postline.services.pacing import build_pacing
 from postline.services.receipts import ReceiptIntake
 from postline.services.routing import build_router
 from postline.settings import Settings
@@ -127,16 +128,21 @@ def create_app(settings: Settings) -> FastAPI:
             if settings.sync_message_processing:
                 session = http_session(settings, connections=100)
                 closing.push_async_callback(session.close)
+                router = build_router(settings, session=session, redis=redis)
+                closing.push_async_callback(router.close)
                 parts.inline = InlineSender(
                     store=store,
-                    routes=build_router(settings, session=session, redis=redis),
+                    routes=router,
                     policy=retry_policy(settings),
                     completer=Completer(store=store, queue=queue, metrics=WorkerMetrics()),
                     queue=queue,
                     visibility_timeout=settings.visibility_timeout_seconds,
                     provider_timeout=settings.provider_timeout_seconds,
+                    # The workers' buckets: the account follows this router's routes.
+                    pacing=build_pacing(settings, redis, store, router),
                 )
-                closing.push_async_callback(parts.inline.routes.close)
+                parts.inline.start()
+                closing.push_async_callback(parts.inline.close)
             app.state.components = parts
             await _warm(pool, settings.db_pool_size)
             acceptor.start()

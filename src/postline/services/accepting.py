@@ -26,9 +26,11 @@ from postline.domain.outcomes import RetryPolicy
 from postline.domain.statuses import Status
 from postline.errors import ContentRefused, DatabaseUnavailable
 from postline.logs import message_log, message_log_enabled
+from postline.queue.pacing import Ask
 from postline.queue.streams import Enqueue
 from postline.services.attempts import attempt
 from postline.services.completion import Completer, Done
+from postline.services.pacing import Pacing
 from postline.services.ports import Acceptance, Hints
 from postline.services.routing import Router
 from postline.store.availability import DB_UNAVAILABLE, refused_values, unavailable
@@ -193,7 +195,12 @@ def enqueue_item(message: Message, traceparent: str = "") -> Enqueue:
 
 
 class InlineSender:
-    """Sync mode: one attempt inside the request; the workers take it from there."""
+    """Sync mode: one attempt inside the request; the workers take it from there.
+
+    With pacing on, the attempt is paced by the buckets the workers share
+    (`services.pacing`): a message whose sender or account has no slot free
+    now goes to the delay set for exactly its wait, and the workers send it.
+    """
 
     def __init__(
         self,
@@ -205,36 +212,84 @@ class InlineSender:
         queue: Hints,
         visibility_timeout: float,
         provider_timeout: float,
+        pacing: Pacing | None = None,
     ) -> None:
         self._store = store
         self._queue = queue
         self._deadline = provider_timeout
         self._holder = f"api-{socket.gethostname()}-{os.getpid()}"
-        self.routes = routes
+        self._routes = routes
         self._policy = policy
         self._completer = completer
         self._visibility = visibility_timeout
+        self._pacing = pacing
+
+    def start(self) -> None:
+        if self._pacing is not None:
+            self._pacing.start(self._holder)
+
+    async def close(self) -> None:
+        if self._pacing is not None:
+            await self._pacing.close()
 
     async def send(self, message: Message) -> Message:
-        """One attempt now, if the message is its key's first open one.
+        """One attempt now, if the message is its key's first open one and,
+        with pacing on, its sender and account have a slot free now.
 
-        Otherwise an earlier message of its key is still open: order wins,
-        the message is queued for the workers and answered as it stands.
+        Otherwise order or pace wins: the message is queued for the workers
+        (or put in the delay set until its slot) and answered as it stands.
         """
+        if self._pacing is None:
+            await self._attempt(message, None)
+        elif (paced := await self._pace(message)) is not None:
+            await self._attempt(message, paced)
+        stored = await self._store.get(message.id)
+        assert stored is not None
+        return stored
+
+    async def _pace(self, message: Message) -> Ask | None:
+        """The slots this message's attempt took, or None: no attempt now
+        (it waits for its slot in the delay set, or is not its key's first
+        open message and is queued, or Redis did not answer and the
+        reconciler queues it)."""
+        assert self._pacing is not None
+        try:
+            admission = await self._pacing.admit([message.id])
+            if admission.waiting:
+                await self._queue.schedule_many(admission.waiting, retry=True)
+                return None
+        except (RedisError, OSError) as exc:  # never send unpaced
+            log.warning("pacing unavailable; %s is left to the workers: %s", message.id, exc)
+            return None
+        paced = admission.charged.get(message.id)
+        if paced is None:  # the claim would refuse it too: order wins
+            await self._for_workers(message)
+        return paced
+
+    async def _attempt(self, message: Message, paced: Ask | None) -> None:
         claimed = await self._store.claim([message.id], holder=self._holder, lease=self._visibility)
-        if claimed:
+        if not claimed:
+            if self._pacing is not None and paced is not None:
+                with contextlib.suppress(RedisError, OSError):  # else that slot is lost
+                    await self._pacing.unused([paced])
+            await self._for_workers(message)
+            return
+        try:
             outcome, _ = await attempt(
                 claimed[0].message,
-                routes=self.routes,
+                routes=self._routes,
                 policy=self._policy,
                 deadline=self._deadline,
                 suppressed_by=claimed[0].suppressed_by,
             )
-            tracing.note_outcome(outcome.status.value, outcome.error_code)
-            await self._completer([Done(outcome, None, message.type, message.ordering_key)])
-        else:
-            with contextlib.suppress(RedisError, OSError):  # else the reconciler queues it
-                await self._queue.push([enqueue_item(message)])
-        stored = await self._store.get(message.id)
-        assert stored is not None
-        return stored
+        finally:
+            if self._pacing is not None and paced is not None:
+                self._pacing.done(paced)  # the provider call is over
+        if self._pacing is not None:
+            await self._pacing.throttled(outcome)
+        tracing.note_outcome(outcome.status.value, outcome.error_code)
+        await self._completer([Done(outcome, None, message.type, message.ordering_key)])
+
+    async def _for_workers(self, message: Message) -> None:
+        with contextlib.suppress(RedisError, OSError):  # else the reconciler queues it
+            await self._queue.push([enqueue_item(message)])

@@ -19,7 +19,7 @@ import contextlib
 import logging
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from datetime import UTC, datetime
 
 from postline import tracing
@@ -34,11 +34,11 @@ from postline.queue.pacing import Ask
 from postline.queue.streams import Enqueue, Entry
 from postline.services.attempts import attempt
 from postline.services.completion import Completer, Done
+from postline.services.pacing import Pacing
 from postline.services.ports import WorkQueue, WorkStore
 from postline.services.routing import Router
 from postline.worker.leases import Held, Leases
 from postline.worker.outage import DEPENDENCY_ERRORS
-from postline.worker.pacing import Pacing
 
 log = logging.getLogger("postline.worker")
 events = message_log()
@@ -75,7 +75,6 @@ class Dispatcher:
         #: Set whenever a send ends, so a reader waiting for a free slot reads again.
         self.slot_free = asyncio.Event()
         self._tasks: set[asyncio.Task[None]] = set()
-        self._frees: set[asyncio.Task[None]] = set()
         self._live: list[str] = []
         self._live_at = float("-inf")
         self._completer = GroupCommit(
@@ -93,8 +92,6 @@ class Dispatcher:
             log.info("finishing %d sends in flight", len(self._tasks))
             await asyncio.wait(set(self._tasks))
         await self._completer.close()
-        if self._frees:
-            await asyncio.wait(set(self._frees))
         if self._pacing is not None:
             await self._pacing.close()
 
@@ -144,12 +141,12 @@ class Dispatcher:
         await self._settle_unclaimed(by_id, extra)
 
     async def _pace(self, by_id: dict[uuid.UUID, Entry]) -> dict[uuid.UUID, Ask]:
-        """Takes pacing slots for the batch before its claim (`worker.pacing`):
+        """Takes pacing slots for the batch before its claim (`services.pacing`):
         entries that must wait go to the delay set for exactly their wait and
         leave the batch, unclaimed. Returns the slots taken, by message."""
         if self._pacing is None or not by_id:
             return {}
-        admission = await self._pacing.admit(by_id)
+        admission = await self._pacing.admit(list(by_id))
         if admission.waiting:
             await self._queue.schedule_many(admission.waiting, retry=True)
             await self._queue.ack([by_id.pop(i) for i in admission.waiting_ids])
@@ -244,37 +241,15 @@ class Dispatcher:
 
     async def _throttled(self, outcome: Outcome) -> None:
         """A "too fast" answer holds the account of the route that gave it
-        until its Retry-After (the message itself waits until then too,
-        without using an attempt)."""
-        hold, route = outcome.hold_seconds, outcome.route
-        if self._pacing is None or hold is None or route is None:
-            return  # pacing is off (a 429 is then a plain retry), or no provider answered
-        self.metrics.throttled.labels(outcome.provider or "").inc()
-        try:
-            await self._pacing.hold(route, hold)
-        except DEPENDENCY_ERRORS as exc:  # the message still waits its Retry-After
-            log.warning("pacing: could not hold the account of route %s: %r", route, exc)
+        (pacing off: a 429 is then a plain retry)."""
+        if self._pacing is not None and await self._pacing.throttled(outcome):
+            self.metrics.throttled.labels(outcome.provider or "").inc()
 
     def _free_slot(self, held: Held) -> None:
-        """Frees the send's concurrency slot in the background, once (if that
-        fails, the slot's lease frees it)."""
+        """Frees the send's concurrency slot in the background, once."""
         ask, held.paced = held.paced, None
-        if ask is None or self._pacing is None:
-            return
-        task = asyncio.create_task(self._pacing.done(ask))
-        self._frees.add(task)
-        task.add_done_callback(_discard_freed(self._frees))
-
-
-def _discard_freed(tasks: set[asyncio.Task[None]]) -> Callable[[asyncio.Task[None]], None]:
-    """Forgets a finished slot release; one that failed is left to its lease."""
-
-    def done(task: asyncio.Task[None]) -> None:
-        tasks.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            log.debug("pacing: a slot release failed: %r", task.exception())
-
-    return done
+        if ask is not None and self._pacing is not None:
+            self._pacing.done(ask)
 
 
 def _uuid(value: str) -> uuid.UUID | None:

@@ -9,25 +9,22 @@ import signal
 from collections.abc import AsyncIterator
 
 import asyncpg
-import redis.asyncio as aioredis
 from prometheus_client import start_http_server
 
 from postline import tracing
 from postline.callbacks.dispatcher import CallbackDispatcher
 from postline.metrics import WorkerMetrics
 from postline.providers.registry import http_session
-from postline.queue.pacing import RedisPacer
 from postline.queue.streams import RedisQueue, connect
 from postline.services.attempts import retry_policy
 from postline.services.housekeeping import Housekeeping, retention
-from postline.services.pacing import pacing_rules
-from postline.services.routing import Router, build_router
-from postline.settings import LEASE_HEADROOM_SECONDS, Settings, whsec_key
+from postline.services.pacing import build_pacing
+from postline.services.routing import build_router
+from postline.settings import Settings, whsec_key
 from postline.store.callbacks import CallbackStore
 from postline.store.messages import MessageStore
 from postline.store.pool import create_pool
 from postline.store.retention import RetentionStore
-from postline.worker.pacing import Pacing
 from postline.worker.runner import Worker
 
 log = logging.getLogger("postline.worker")
@@ -60,7 +57,7 @@ async def built_worker(
             reconcile_interval=settings.reconcile_interval_seconds,
             metrics=metrics,
             callbacks=callback_dispatcher(settings, pool),
-            pacing=pacing(settings, redis, store, router),
+            pacing=build_pacing(settings, redis, store, router),
             housekeeping=Housekeeping(
                 store=RetentionStore(pool), retention=retention(settings), metrics=metrics
             ),
@@ -99,23 +96,6 @@ async def serve(settings: Settings, *, concurrency: int, metrics_port: int | Non
     except asyncio.CancelledError:
         if not stop.is_set():
             raise
-
-
-def pacing(
-    settings: Settings, redis: aioredis.Redis, store: MessageStore, router: Router
-) -> Pacing | None:
-    """Shared pacing (README, "Pacing"), when `PACING_ENABLED`, against the
-    accounts of the routes `router` sends through. A concurrency slot is
-    leased for as long as a provider call may take, plus headroom."""
-    if not settings.pacing_enabled:
-        return None
-    lease = settings.provider_timeout_seconds + LEASE_HEADROOM_SECONDS
-    return Pacing(
-        rules=pacing_rules(settings),
-        routes=router,
-        pacer=RedisPacer(redis, lease_seconds=lease),
-        store=store,
-    )
 
 
 def callback_dispatcher(settings: Settings, pool: asyncpg.Pool) -> CallbackDispatcher | None:

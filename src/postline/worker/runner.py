@@ -35,12 +35,12 @@ from postline.queue.streams import Enqueue, consumer_name
 from postline.queue.workers import WorkerBeat
 from postline.runtime import settle_garbage_collector
 from postline.services.housekeeping import Housekeeping
+from postline.services.pacing import Pacing
 from postline.services.ports import WorkQueue, WorkStore
 from postline.services.routing import REFRESH_SECONDS, Router
 from postline.worker.dispatch import Dispatcher
 from postline.worker.leases import HEARTBEAT_SECONDS, LEASE_MARGIN_SECONDS, Leases
 from postline.worker.outage import DEPENDENCY_ERRORS, POSTGRESQL, REDIS, Outage
-from postline.worker.pacing import Pacing
 from postline.worker.reconciler import Reconciler
 
 log = logging.getLogger("postline.worker")

@@ -40,7 +40,9 @@ ONE_MESSAGE = error_responses(*AUTHED, "not_found")
 SEND_DESCRIPTION = f"""Accepts one message: `202` with status `pending` (or `scheduled`) once it
 is stored in PostgreSQL, before any provider call; workers send it. In sync mode
 (`SYNC_MESSAGE_PROCESSING=true`) one attempt is made inline and the answer is `201`
-with its outcome (`sent`, `failed`, or `retrying` for a transient failure).
+with its outcome (`sent`, `failed`, or `retrying` for a transient failure), or `201` `pending`
+when an earlier message of its key is still open, or (with pacing on) its sender or provider
+account has no slot free now: the workers send it then.
 
 With an `Idempotency-Key`, the same key and the same JSON body within 24 h answer
 `200` with the first message and queue nothing; the same key with another body is
