@@ -74,6 +74,26 @@ async def test_a_late_outcome_of_an_old_attempt_does_not_land(
     assert "attempted again" in detail
 
 
+async def test_under_pacing_a_claim_takes_a_pending_message_only_with_its_slot(
+    store: MessageStore, pool: asyncpg.Pool
+) -> None:
+    """`paced`: the messages whose slot was taken. A pending one outside it stays;
+    a takeover of a lost worker's message needs none (it was paced when first claimed)."""
+    slotless, slotted, lost = new("k1"), new("k2"), new("k3")
+    await store.insert([slotless, slotted, lost])
+    await store.claim([lost.id], holder="gone", lease=30)
+    await pool.execute(
+        "UPDATE messages SET lease_until = now() - interval '1 second' WHERE id = $1", lost.id
+    )
+    ids = [slotless.id, slotted.id, lost.id]
+    claimed = await store.claim(ids, holder="w1", lease=30, paced=[slotted.id])
+    assert {c.message.id: c.previous for c in claimed} == {
+        slotted.id: Status.PENDING,
+        lost.id: Status.SENDING,
+    }
+    assert [c.message.id for c in await store.claim(ids, holder="w1", lease=30)] == [slotless.id]
+
+
 async def test_nothing_moves_a_finished_message_back(
     store: MessageStore, pool: asyncpg.Pool
 ) -> None:

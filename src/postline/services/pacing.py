@@ -15,7 +15,9 @@ back to the account it was taken from (the `Ask` keeps its pace), and a
 429 holds the account of the route that answered it.
 
 Only the messages a claim would take are charged (`MessageStore.senders`);
-the slots of those it then refuses anyway are given back. If Redis does not
+the slots of those it then refuses anyway are given back, and the claim
+takes no pending message or due retry without its slot (`paced`): one that
+became its key's first just after that read waits for its own. If Redis does not
 answer, nothing is claimed (a worker's batch fails like a failed read, its
 entries stay pending; sync mode makes no inline attempt and the reconciler
 queues the message), so pacing never lets messages out unpaced, and

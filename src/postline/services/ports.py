@@ -142,6 +142,7 @@ class WorkStore(Outcomes, ReconcileStore, Protocol):
         lease: float,
         live: Sequence[str] = (),
         hard_bound: float = 0.0,
+        paced: Sequence[uuid.UUID] | None = None,
     ) -> list[Claimed]: ...
 
     async def release(self, message_id: uuid.UUID, *, holder: str) -> None: ...

@@ -52,6 +52,8 @@ WITH p AS (
                -- a live holder (heartbeat) keeps it until the hard bound
                AND (m.held_by IS NULL OR NOT (m.held_by = ANY($4::text[]))
                     OR m.lease_until < now() - $5::float8 * interval '1 second')))
+      -- under pacing, a pending message or a due retry goes only with its slot
+      AND (m.status = 'sending' OR $6::uuid[] IS NULL OR m.id = ANY($6::uuid[]))
       AND NOT EXISTS (
           SELECT 1 FROM messages o
           WHERE o.ordering_key = m.ordering_key
@@ -83,7 +85,9 @@ SELECT {MESSAGE_COLUMNS}, previous, suppressed_by FROM c
 #: open message while none of the key is being sent: what `_CLAIM` would
 #: take, read without locks. Pacing charges only these, so the entries a
 #: claim refuses (later messages of a key, pushed at acceptance) cost no
-#: slot; a race that slips through is refunded after the claim.
+#: slot. The races either way are closed: a message charged here that the
+#: claim refuses gets its slot back, and one that became its key's first
+#: after this read is not claimed without a slot (`paced`, $6 of `_CLAIM`).
 _PACEABLE = """
 SELECT m.id, m.type, m.from_addr, m.ordering_key, m.route
 FROM messages m
@@ -157,21 +161,27 @@ class LeaseStore:
         lease: float,
         live: Sequence[str] = (),
         hard_bound: float = 0.0,
+        paced: Sequence[uuid.UUID] | None = None,
     ) -> list[Claimed]:
         """Claims what may be sent now of `ids`; returns each message claimed
         with the status it was claimed from (`sending`: taken over) and the
         reason its recipient is suppressed, if it is.
 
         Only a pending message or a due retry that is the first open
-        message of its ordering key (see `_CLAIM`); a `sending` one only once
-        its lease has expired and its holder is not in `live`, or its lease
-        expired more than `hard_bound` seconds ago.
+        message of its ordering key (see `_CLAIM`), and under pacing only
+        one in `paced` (its slot taken: one that became its key's first
+        after pacing passed it over waits for its own turn); a `sending` one
+        only once its lease has expired and its holder is not in `live`, or
+        its lease expired more than `hard_bound` seconds ago.
         """
         if not ids:
             return []
+        slots = None if paced is None else list(paced)
         async with self.pool.acquire() as connection, connection.transaction():
             await connection.execute("SELECT postline_lock_keys($1::uuid[])", list(ids))
-            rows = await connection.fetch(_CLAIM, list(ids), holder, lease, list(live), hard_bound)
+            rows = await connection.fetch(
+                _CLAIM, list(ids), holder, lease, list(live), hard_bound, slots
+            )
         return [Claimed(message_of(r), Status(r["previous"]), r["suppressed_by"]) for r in rows]
 
     async def release(self, message_id: uuid.UUID, *, holder: str) -> None:

@@ -116,6 +116,7 @@ class Dispatcher:
                     lease=self._leases.lease,
                     live=live,
                     hard_bound=self._leases.hard_bound,
+                    paced=None if self._pacing is None else list(charged),
                 )
         except BaseException:
             # The claim may have committed without its answer reaching us (the
