@@ -89,7 +89,7 @@ def migrate(data_dir: Path) -> None:
     """Bring the database schema up to date (safe to run again)."""
     from postline.store.migrate import upgrade
 
-    settings = load_settings(data_dir=data_dir)
+    settings = load_settings(data_dir=data_dir, need_redis=False)
     assert settings.database_url
     applied = upgrade(settings.database_url)
     click.echo(f"applied: {', '.join(applied)}" if applied else "schema is up to date")
