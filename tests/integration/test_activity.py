@@ -15,6 +15,7 @@ from postline.store import activity as store_activity
 from tests.support.api_calls import send, wait_status
 from tests.support.faults import script
 from tests.support.harness import running_api, running_worker, settings_for, wait_for
+from tests.support.plans import HISTORY, Scan, scans_of
 
 SMS = {"from": "+15551234567", "type": "sms", "body": "Booking paid"}
 EMAIL = {"from": "shop@example.com", "to": "ana@example.org", "type": "email",
@@ -139,45 +140,6 @@ async def test_activity_needs_the_api_key_when_keys_are_set(
         assert allowed.status_code == 200, allowed.text
 
 
-#: Three hours of history (one attempt with a transient error per message,
-#: as on a bad day) and, every thousandth message, one in the last minute.
-HISTORY = """
-WITH m AS (
-    INSERT INTO messages (id, type, status, from_addr, to_addr, ordering_key, created_at)
-    SELECT gen_random_uuid(), 'sms', 'sent', '+15551234567', '+1555' || lpad(n::text, 7, '0'),
-           '+1555' || lpad(n::text, 7, '0'), now() - interval '3 hours'
-    FROM generate_series(1, 5000) AS n
-    RETURNING id, seq
-)
-INSERT INTO message_events (message_id, status, attempt, at)
-SELECT m.id, e.status, 1, e.k * interval '1 ms' + CASE WHEN m.seq % 1000 = 0
-       THEN now() - interval '1 minute' ELSE now() - interval '2 hours' END
-FROM m CROSS JOIN (VALUES (0, 'sending'), (1, 'retrying'), (2, 'sent')) AS e(k, status)
-"""
-
-
-Scan = tuple[str, str | None, str | None, str | None]
-
-
-def _scans(plan: Any) -> set[Scan]:
-    """Every scan of a JSON plan, as (node type, table, index, index condition)."""
-    found: set[Scan] = set()
-    nodes = [plan[0]["Plan"]]
-    while nodes:
-        node = nodes.pop()
-        nodes.extend(node.get("Plans", []))
-        if "Scan" in node["Node Type"]:
-            found.add(
-                (
-                    node["Node Type"],
-                    node.get("Relation Name"),
-                    node.get("Index Name"),
-                    node.get("Index Cond"),
-                )
-            )
-    return found
-
-
 async def _plans(connection: asyncpg.Connection) -> list[set[Scan]]:
     since = await connection.fetchval(
         "SELECT extract(epoch FROM now())::float8 - $1", float(activity.POINTS * BUCKET)
@@ -188,7 +150,7 @@ async def _plans(connection: asyncpg.Connection) -> list[set[Scan]]:
         (store_activity._ATTEMPTS, (since,)),
     ]
     return [
-        _scans(await connection.fetchval("EXPLAIN (FORMAT JSON) " + query, *args, *carriers))
+        scans_of(await connection.fetchval("EXPLAIN (FORMAT JSON) " + query, *args, *carriers))
         for query, args in queries
     ]
 
