@@ -68,7 +68,7 @@ def test_pacing_reads_the_waits_its_busiest_window_and_the_429s() -> None:
     # 21 calls within 1 s, then one every half second.
     times = [i / 20 for i in range(21)] + [1.0 + i / 2 for i in range(1, 20)]
     calls = [call(t, PRIMARY, sender=PACED) for t in times]
-    calls += [call(3.0, BACKUP, status=429), call(3.5, PRIMARY)]
+    calls += [call(3.0, BACKUP, status=429), call(3.75, PRIMARY)]
     samples = [reading(0, "closed", waiting=4, ahead=0.2), reading(2, "closed", 9, 0.45)]
     samples.append(reading(4, "closed"))
 
@@ -80,6 +80,15 @@ def test_pacing_reads_the_waits_its_busiest_window_and_the_429s() -> None:
     assert pacing["longest_wait_seconds"] == 0.45
     assert pacing["throttled"] == 1
     assert pacing["rate"] == 20.0
+    # One 10 ms call every 50 ms: never two open at once on the primary.
+    assert pacing["in_flight"] == {"backup": 1, "primary": 1}
+
+
+def test_the_most_calls_in_flight_per_account_show_the_concurrency_cap() -> None:
+    calls = [call(0.0, PRIMARY), call(0.005, PRIMARY), call(0.01, PRIMARY), call(0.02, BACKUP)]
+
+    # The third starts as the first ends: an end is counted before a start.
+    assert feature_figures(RUN, calls, [])["pacing"]["in_flight"] == {"backup": 1, "primary": 2}
 
 
 def test_a_feature_that_never_engaged_is_said_so() -> None:

@@ -12,8 +12,9 @@ that never engaged (a backup nobody called, a rate nothing reached).
   `BUSIEST_SECONDS` of its provider calls against its rate (pacing lets a
   sender go at its rate, plus one message after an idle spell, or after
   Redis lost its buckets; a take-over of a stalled worker's send is not
-  paced again); and the 429s the provider answered, each of which holds an
-  account.
+  paced again); the most calls each Twilio account had open at once (the
+  concurrency cap, plus take-overs); and the 429s the provider answered,
+  each of which holds an account.
 """
 
 from __future__ import annotations
@@ -50,6 +51,7 @@ def feature_figures(
             **_waiting(answered, paced["sender"]),
             "calls": len(mine),
             "busiest_per_second": round(busiest / BUSIEST_SECONDS, 2),
+            "in_flight": _most_in_flight(calls, run.get("accounts", {})),
             "throttled": sum(1 for c in calls if c.status == 429),
         }
     return figures
@@ -78,6 +80,24 @@ def _by_account(calls: Iterable[ProviderCall], roles: dict[str, str]) -> dict[st
         total[name] += 1
         accepted[name] += call.accepted
     return {name: {"calls": total[name], "accepted": accepted[name]} for name in sorted(total)}
+
+
+def _most_in_flight(calls: Iterable[ProviderCall], roles: dict[str, str]) -> dict[str, int]:
+    """The most calls each Twilio account had open at once (its concurrency cap binding)."""
+    names = {sid: role for role, sid in roles.items()}
+    edges: dict[str, list[tuple[float, int]]] = {}
+    for call in calls:
+        if call.account is not None:
+            name = names.get(call.account, call.account)
+            edges.setdefault(name, []).extend(((call.received_at, 1), (call.ended_at, -1)))
+    most = {}
+    for name, marks in sorted(edges.items()):
+        open_now = peak = 0
+        for _, step in sorted(marks):  # at a tie an end (-1) comes first
+            open_now += step
+            peak = max(peak, open_now)
+        most[name] = peak
+    return most
 
 
 def _circuit(samples: Iterable[dict[str, Any]], route: str) -> dict[str, int]:

@@ -88,6 +88,7 @@ def feature_lines(figures: dict[str, Any]) -> list[str]:
         )
     if "pacing" in figures:
         pacing = figures["pacing"]
+        in_flight = ", ".join(f"{name} {n}" for name, n in pacing["in_flight"].items())
         lines.append(
             f"pacing: {pacing['sender']} ({pacing['keys']} keys) at {pacing['rate']:g}/s, "
             f"offered {pacing['offered']:g}/s, account cap {pacing['account_concurrency']}; "
@@ -95,7 +96,7 @@ def feature_lines(figures: dict[str, Any]) -> list[str]:
             f"{pacing['readings']} stats readings, at most {pacing['most_waiting']}, "
             f"{pacing['longest_wait_seconds']:.2f}s ahead; its {pacing['calls']:,} provider "
             f"calls at most {pacing['busiest_per_second']:g}/s over {BUSIEST_SECONDS:g}s; "
-            f"429s answered {pacing['throttled']:,}"
+            f"most calls in flight {in_flight or 'none'}; 429s answered {pacing['throttled']:,}"
             + ("" if seen["pacing"] else "; NOT OBSERVED: no message waited for a slot")
         )
     return lines
