@@ -41,10 +41,10 @@ def test_no_feature_adds_no_setting() -> None:
     assert child_settings(Features(), rate=150, keys=100) == {}
 
 
-def test_the_paced_sender_gets_a_tenth_of_the_keys_and_three_times_what_they_offer() -> None:
+def test_the_paced_sender_gets_a_tenth_of_the_keys_and_five_times_what_they_offer() -> None:
     paced = paced_load(rate=150, keys=100)
 
-    assert (paced.sender, paced.keys, paced.offered, paced.rate) == (PACED_SENDER, 10, 15.0, 45.0)
+    assert (paced.sender, paced.keys, paced.offered, paced.rate) == (PACED_SENDER, 10, 15.0, 75.0)
     assert paced_load(rate=10, keys=3).keys == 1  # always one paced key at least
 
 
@@ -63,7 +63,7 @@ def test_the_settings_read_by_the_service_are_the_ones_the_features_mean(
     assert settings.route_open_seconds == 5.0
     assert settings.pacing_enabled
     # The other sender has no limit: as a long code it would get 1/s by default.
-    assert settings.pacing_senders == {SENDER: 0, PACED_SENDER: 45.0}
+    assert settings.pacing_senders == {SENDER: 0, PACED_SENDER: 75.0}
     assert settings.pacing_account_concurrency == ACCOUNT_CONCURRENCY
 
 

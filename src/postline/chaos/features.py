@@ -12,17 +12,18 @@ shape the load, and adds fault kinds of its own to the mix (`plan`):
 - **pacing**: `PACING_ENABLED`, with the keys of the load split between an
   unlimited sender and a paced one (`PACED_KEY_SHARE` of the keys). The
   paced sender's rate is `PACED_HEADROOM` times what the load offers it on
-  average. It binds after every outage, when its keys' backlog goes at
-  exactly that rate (unpaced, a key with a backlog sends one message every
-  70 ms or so, three times faster), and in bursts. It cannot be lower: under the full mix the
-  sender gets only about a third of its rate over a run (Redis outages
-  stop it, every failed attempt spends a slot, a retrying head holds its
-  key, 429s hold the account), so at 4/3 of the offered rate a five-minute
-  run of seed 41 ended with 1,585 messages still waiting, well beyond the
-  drain. A rate below the offered one would leave a backlog growing with
-  the duration, which no fixed drain takes. Every Twilio account has a
-  concurrency cap that the provider's hangs fill; `provider_throttle`
-  answers 429s that hold the accounts.
+  average. It binds whenever its keys have a backlog, which every outage
+  leaves: their sends then go at exactly that rate (unpaced, a key with a
+  backlog sends one message every 70-80 ms, faster than its share of the
+  rate), and in bursts. It cannot be lower: the paced keys catch up at the
+  rate minus the offered one, while everything else catches up at the
+  full speed of the workers, so under the full mix their backlog when the
+  load ends is larger and drains at the rate alone. At 4/3 of the offered
+  rate a five-minute run of seed 41 left 1,585 acknowledged messages
+  behind the drain, at 3 times still one. A rate below the offered one
+  would leave a backlog growing with the duration, which no fixed drain
+  takes. Every Twilio account has a concurrency cap that the provider's
+  hangs fill; `provider_throttle` answers 429s that hold the accounts.
 """
 
 from __future__ import annotations
@@ -44,7 +45,7 @@ ROUTE_SETTINGS = {
     "ROUTE_RAMP_SECONDS": "10",
 }
 PACED_KEY_SHARE = 0.1
-PACED_HEADROOM = 3.0
+PACED_HEADROOM = 5.0
 #: Sends in flight per Twilio account: far above what a healthy provider needs
 #: at the campaign's rate, well below what a hang holds (rate x provider timeout).
 ACCOUNT_CONCURRENCY = 32
