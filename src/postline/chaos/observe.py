@@ -22,7 +22,7 @@ import orjson
 from postline.chaos.records import write_line
 
 STATS_PATH = "/api/v1/stats"
-EVERY_SECONDS = 2.0
+EVERY_SECONDS = 1.0  # a 429 hold lasts a second: a slower reading could miss every one
 TIMEOUT_SECONDS = 2.0
 
 
