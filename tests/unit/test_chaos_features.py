@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from postline.chaos.campaign import DRAIN_SECONDS, default_drain
 from postline.chaos.features import (
     ACCOUNT_CONCURRENCY,
     ROUTE_SETTINGS,
@@ -73,3 +74,8 @@ def test_only_the_paced_keys_send_from_the_paced_sender() -> None:
     assert payload(spec, 9, 1)["from"] == PACED_SENDER
     assert payload(spec, 10, 1)["from"] == SENDER
     assert payload(LoadSpec("http://api", 150, 100, 60, 1, "tok"), 0, 1)["from"] == SENDER
+
+
+def test_pacing_lengthens_the_drain_and_nothing_else_does() -> None:
+    assert default_drain(Features()) == default_drain(Features(failover=True)) == DRAIN_SECONDS
+    assert default_drain(Features(pacing=True)) == DRAIN_SECONDS + 30

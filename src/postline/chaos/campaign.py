@@ -34,7 +34,7 @@ import orjson
 from postline.chaos.checker import check
 from postline.chaos.evidence import feature_figures
 from postline.chaos.faults import FaultDriver
-from postline.chaos.features import Features, child_settings, paced_load
+from postline.chaos.features import PACING_DRAIN_SECONDS, Features, child_settings, paced_load
 from postline.chaos.load import Load, LoadResult, LoadSpec
 from postline.chaos.observe import StatsSampler
 from postline.chaos.plan import KINDS, Kind, PlannedFault, plan_faults
@@ -63,6 +63,11 @@ class CampaignSpec:
     keep_data: bool = False
     kinds: tuple[Kind, ...] = KINDS
     features: Features = field(default_factory=Features)
+
+
+def default_drain(features: Features) -> float:
+    """The drain of a campaign with `features`: pacing slows its keys' last backlog."""
+    return DRAIN_SECONDS + (PACING_DRAIN_SECONDS if features.pacing else 0.0)
 
 
 def run(spec: CampaignSpec, echo: Echo) -> int:

@@ -12,18 +12,26 @@ shape the load, and adds fault kinds of its own to the mix (`plan`):
 - **pacing**: `PACING_ENABLED`, with the keys of the load split between an
   unlimited sender and a paced one (`PACED_KEY_SHARE` of the keys). The
   paced sender's rate is `PACED_HEADROOM` times what the load offers it on
-  average. It binds whenever its keys have a backlog, which every outage
-  leaves: their sends then go at exactly that rate (unpaced, a key with a
-  backlog sends one message every 70-80 ms, faster than its share of the
-  rate), and in bursts. It cannot be lower: the paced keys catch up at the
-  rate minus the offered one, while everything else catches up at the
-  full speed of the workers, so under the full mix their backlog when the
-  load ends is larger and drains at the rate alone. At 4/3 of the offered
-  rate a five-minute run of seed 41 left 1,585 acknowledged messages
-  behind the drain, at 3 times still one. A rate below the offered one
-  would leave a backlog growing with the duration, which no fixed drain
-  takes. Every Twilio account has a concurrency cap that the provider's
-  hangs fill; `provider_throttle` answers 429s that hold the accounts.
+  average. It binds in bursts and whenever its keys have a backlog, which
+  every outage leaves: their heads are then told to wait for slots. It
+  cannot be lower: the paced keys catch up at the rate minus the offered
+  one, while everything else catches up at the full speed of the workers,
+  so under the full mix their backlog when the load ends is the larger. At
+  4/3 of the offered rate a five-minute run of seed 41 left 1,585
+  acknowledged messages behind the drain, at 3 times one. A rate below the
+  offered one would leave a backlog growing with the duration, which no
+  fixed drain takes. Every Twilio account has a concurrency cap that the
+  provider's hangs fill; `provider_throttle` answers 429s that hold the
+  accounts.
+
+  The drain is `PACING_DRAIN_SECONDS` longer: each message of a paced key
+  whose head has to wait makes a trip through the delay set (promoted by a
+  loop every 0.2 s, then read, paced and claimed again), and in seed 41's
+  drain such a key sent one message every 0.2 s, where an unpaced key with
+  a backlog sent one every 25-40 ms. So the paced keys' backlog when the
+  load ends (about 100 messages each after that seed's last minute) took
+  26 s, at 50 messages/s, short of their rate of 75, where the others'
+  took 12, and the default drain settled with 4 s to spare.
 """
 
 from __future__ import annotations
@@ -49,6 +57,8 @@ PACED_HEADROOM = 5.0
 #: Sends in flight per Twilio account: far above what a healthy provider needs
 #: at the campaign's rate, well below what a hang holds (rate x provider timeout).
 ACCOUNT_CONCURRENCY = 32
+#: Added to the campaign's drain with pacing on (see the module docstring).
+PACING_DRAIN_SECONDS = 30.0
 
 
 @dataclass(frozen=True)

@@ -85,7 +85,7 @@ def bench(
     default=None,
     type=click.FloatRange(min=0),
     help="Most seconds to wait for the work to settle. [default: reconcile interval + "
-    "visibility timeout + 30]",
+    "visibility timeout + 30, and 30 more with pacing]",
 )
 @option(
     "--faults",
@@ -151,7 +151,7 @@ def chaos(
         workers=workers,
         # Absolute: the children run inside it, so a relative path would resolve twice.
         run_dir=(out or Path(".postline") / "chaos" / f"{stamp}-seed{seed}").resolve(),
-        drain=campaign.DRAIN_SECONDS if drain is None else drain,
+        drain=campaign.default_drain(chosen) if drain is None else drain,
         keep_data=keep_data,
         kinds=kinds,
         features=chosen,
