@@ -11,6 +11,8 @@ PYTEST_ARGS ?=
 TEST_PROCESSES ?= 2
 CHAOS_DURATION ?= 600
 CHAOS_SEED ?= 1
+# Features beyond the defaults for `make chaos`, e.g. CHAOS_FEATURES=failover,pacing (RELIABILITY.md).
+CHAOS_FEATURES ?=
 
 .PHONY: setup run test unit worker migrate test-flow lint format bench chaos clean
 
@@ -55,7 +57,7 @@ bench: $(STAMP)  ## throughput and latency figures (see BENCHMARKS.md)
 	$(VENV)/bin/postline bench
 
 chaos: $(STAMP)  ## fault campaign: load under seeded faults, then check (see RELIABILITY.md)
-	$(VENV)/bin/postline chaos --duration $(CHAOS_DURATION) --seed $(CHAOS_SEED)
+	$(VENV)/bin/postline chaos --duration $(CHAOS_DURATION) --seed $(CHAOS_SEED) $(if $(CHAOS_FEATURES),--features $(CHAOS_FEATURES))
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .coverage

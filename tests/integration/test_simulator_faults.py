@@ -72,6 +72,8 @@ async def test_every_call_is_a_durable_line_with_its_times_and_outcome(
         "one", 201, "accepted", True
     )  # fmt: skip
     assert first["provider_message_id"].startswith("SM")
+    # Which account and sender: a campaign tells failover and pacing from them.
+    assert (first["account_sid"], first["from"]) == ("AC0", SENDER)
     assert before <= first["received_at"] <= first["ended_at"] <= second["received_at"]
     assert (second["status"], second["outcome"], second["accepted"]) == (500, "refused", False)
 

@@ -243,3 +243,14 @@ def test_calls_of_other_campaigns_and_other_bodies_are_ignored() -> None:
     assert [(c.key, c.n, c.outcome) for c in calls] == [("k007", 3, "accepted"), ("k1", 1, "reset")]
     assert parse_body("chaos tok k1 x", "tok") is None
     assert parse_body(42, "tok") is None
+
+
+def test_a_route_down_explains_a_duplicate_only_when_it_held_calls() -> None:
+    client = [ack("k", 1, 0.0)]
+    calls = [call("k", 1, 10.0), call("k", 1, 20.0)]
+    held = FaultRecord("route_down", "route", 9.0, 15.0, {"hang_ms": 4000})
+    refusing = FaultRecord("route_down", "route", 9.0, 15.0, {"status": 503})
+
+    # A timed-out call to a held account may have been accepted after all; a 503 took nothing.
+    assert check(client, calls, [held]).duplicates == [Duplicate("k", 1, 2, "route_down")]
+    assert check(client, calls, [refusing]).unexplained == [Duplicate("k", 1, 2, None)]

@@ -10,6 +10,7 @@ from typing import Any
 from postline.chaos.faults import FaultDriver
 from postline.chaos.plan import PlannedFault
 from postline.chaos.records import fault_records, read_lines
+from postline.simulator.config import SIM_ACCOUNT_SID
 
 
 class FakeServer:
@@ -83,7 +84,13 @@ def test_faults_start_and_heal_in_time_order_and_are_logged_once_healed(tmp_path
 
     records = play(stack, plan, tmp_path, until=0.5)
 
-    quiet = {"hang_rate": 0.0, "reset_rate": 0.0, "error_rate": 0.0, "accepted_error_rate": 0.0}
+    quiet = {
+        "hang_rate": 0.0,
+        "reset_rate": 0.0,
+        "error_rate": 0.0,
+        "accepted_error_rate": 0.0,
+        "rate_429": 0.0,
+    }
     assert stack.calls == [
         ("kill", "worker:1"),
         ("sim_config", {"reset_rate": 0.3}),
@@ -128,3 +135,25 @@ def test_children_that_exit_on_their_own_are_logged_as_observations(tmp_path: Pa
         ("api_exit", "api", {"returncode": 3, "restarted": True}),
     ]
     assert all(r.start == r.end for r in records)
+
+
+def test_route_down_faults_the_primary_account_only_and_clears_it(tmp_path: Path) -> None:
+    stack = FakeStack()
+    plan = [
+        PlannedFault(0.0, "route_down", "route", 0.1, {"hang_ms": 4000}),
+        PlannedFault(0.02, "provider_throttle", "provider", 0.05, {"rate_429": 0.5}),
+    ]
+
+    records = play(stack, plan, tmp_path, until=0.2)
+
+    assert stack.calls[0] == (
+        "sim_config",
+        {"account_faults": {SIM_ACCOUNT_SID: {"hang_ms": 4000}}},
+    )
+    assert stack.calls[1] == ("sim_config", {"rate_429": 0.5})
+    assert stack.calls[2][1]["rate_429"] == 0.0  # the throttle's end quiets every knob
+    assert stack.calls[3] == ("sim_config", {"account_faults": {}})
+    assert [(r.kind, r.detail) for r in records] == [
+        ("provider_throttle", {"rate_429": 0.5}),
+        ("route_down", {"hang_ms": 4000}),
+    ]

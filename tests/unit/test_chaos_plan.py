@@ -7,7 +7,15 @@ from collections import defaultdict
 
 import pytest
 
-from postline.chaos.plan import GAP_SECONDS, KIND_NAMES, KINDS, SETTLE_SECONDS, plan_faults, select
+from postline.chaos.plan import (
+    FEATURE_KINDS,
+    GAP_SECONDS,
+    KIND_NAMES,
+    KINDS,
+    SETTLE_SECONDS,
+    plan_faults,
+    select,
+)
 
 
 def test_the_same_seed_gives_the_same_schedule() -> None:
@@ -74,3 +82,44 @@ def test_a_restricted_mix_draws_only_those_kinds() -> None:
     assert plan_faults(seed=5, duration=300, workers=3, kinds=select(set())) == []
     with pytest.raises(ValueError, match="nope"):
         select({"nope"})
+
+
+def test_feature_kinds_are_drawn_only_with_their_feature() -> None:
+    plain = plan_faults(seed=7, duration=600, workers=3, kinds=select(None))
+    both = plan_faults(seed=7, duration=600, workers=3, kinds=select(None, ("failover", "pacing")))
+    failover = plan_faults(seed=7, duration=600, workers=3, kinds=select(None, ("failover",)))
+
+    # No feature: the mix and so the schedule of a seed are what they always were.
+    assert select(None, ()) == KINDS
+    assert {f.kind for f in plain} == KIND_NAMES
+    assert {f.kind for f in both} == KIND_NAMES | {"route_down", "provider_throttle"}
+    assert {f.kind for f in failover} == KIND_NAMES | {"route_down"}
+
+
+def test_a_feature_kind_needs_its_feature_even_when_named() -> None:
+    with pytest.raises(ValueError, match="route_down needs the failover feature"):
+        select({"route_down", "api_kill"})
+    with pytest.raises(ValueError, match="provider_throttle needs the pacing feature"):
+        select({"provider_throttle"}, ("failover",))
+
+    assert select({"route_down"}, ("failover",)) == FEATURE_KINDS["failover"]
+
+
+def test_route_down_refuses_or_holds_the_primary_and_has_a_target_of_its_own() -> None:
+    kinds = select(None, ("failover", "pacing"))
+    plan = plan_faults(seed=11, duration=900, workers=3, kinds=kinds)
+    routes = [f for f in plan if f.kind == "route_down"]
+    shapes = {next(iter(f.params)) for f in routes}
+
+    assert shapes == {"status", "hang_ms"}
+    for fault in routes:
+        assert fault.target == "route"
+        assert 5.0 <= fault.hold <= 20.0
+        assert fault.params == {"status": 503} or 2000 <= fault.params["hang_ms"] <= 10000
+    # The primary's outage is a target of its own: provider faults may overlap it.
+    provider = [f for f in plan if f.target == "provider"]
+    assert any(p.at < r.until and r.at < p.until for r in routes for p in provider)
+    for fault in plan:
+        if fault.kind == "provider_throttle":
+            assert 0.3 <= fault.params["rate_429"] <= 0.8
+            assert fault.target == "provider"

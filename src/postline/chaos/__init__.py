@@ -10,6 +10,8 @@ provider received, and which faults were active when.
 Modules: `records` (the three logs and the message identity), `checker`
 (the pure judge), `plan` (the seeded fault schedule), `guard` (children die
 with the campaign), `stack` (the processes), `faults` (doing and undoing
-each fault), `load` (the client), `campaign` (the whole run); its command
-line is `postline.cli.bench`. Importing this package starts nothing.
+each fault), `load` (the client), `features` (failover and pacing, off by
+default), `observe` and `evidence` (what a feature did), `summary`,
+`campaign` (the whole run); its command line is `postline.cli.bench`.
+Importing this package starts nothing.
 """

@@ -8,8 +8,9 @@ It never asks Postline anything. Its definitions (RELIABILITY.md says the same):
   `postline.simulator.faults`). Its *first accept* is the earliest such call.
 - **lost**: acknowledged and never delivered.
 - **duplicate**: delivered by more than one accepting call. It is
-  *explained* when an ambiguous-outcome fault (`AMBIGUOUS`) was active
-  around the first accept: the call's [received, ended] interval meets the
+  *explained* when an ambiguous-outcome fault (`AMBIGUOUS`, and a
+  `route_down` that holds the primary's calls rather than refusing them)
+  was active around the first accept: the call's [received, ended] interval meets the
   fault's [start - W, end + W], W = `WINDOW_SECONDS`. For a worker fault the
   window also reaches back to the start of a database outage that was still
   on (or ended less than W) before it, since a worker holds outcomes it
@@ -34,6 +35,9 @@ WINDOW_SECONDS = 2.0
 WORKER_FAULTS = frozenset({"worker_kill", "worker_stop", "worker_exit"})
 #: Faults after which a sender may not know whether the provider took a message.
 AMBIGUOUS = WORKER_FAULTS | {"provider_hang", "provider_reset", "provider_5xx"}
+#: Ambiguous only when the fault holds calls (a timed-out call may be accepted
+#: after all); a route answering 503 takes nothing.
+AMBIGUOUS_WHEN_HELD = frozenset({"route_down"})
 #: Faults during which a worker cannot record an outcome.
 OUTAGES = frozenset({"postgres_restart"})
 
@@ -143,7 +147,7 @@ def _windows(faults: list[FaultRecord], window: float) -> list[tuple[float, floa
     outages = [f for f in faults if f.kind in OUTAGES]
     windows = []
     for fault in faults:
-        if fault.kind not in AMBIGUOUS:
+        if not _ambiguous(fault):
             continue
         start = fault.start - window
         if fault.kind in WORKER_FAULTS:
@@ -152,6 +156,11 @@ def _windows(faults: list[FaultRecord], window: float) -> list[tuple[float, floa
                     start = min(start, outage.start - window)
         windows.append((start, fault.end + window, fault.kind))
     return windows
+
+
+def _ambiguous(fault: FaultRecord) -> bool:
+    held = fault.kind in AMBIGUOUS_WHEN_HELD and "hang_ms" in fault.detail
+    return held or fault.kind in AMBIGUOUS
 
 
 def _explained_by(call: ProviderCall, windows: list[tuple[float, float, str]]) -> str | None:

@@ -30,6 +30,7 @@ from postline.chaos.records import FaultRecord, write_line
 from postline.chaos.stack import ChaosStack
 from postline.embedded import free_port
 from postline.queue.keys import CHAOS_SENTINEL
+from postline.simulator.config import SIM_ACCOUNT_SID  # the stack's primary Twilio account
 
 POLL_SECONDS = 0.1
 #: Loops on TIME until ARGV[1] seconds have passed: Redis answers BUSY to everyone else.
@@ -46,6 +47,7 @@ _PROVIDER_QUIET = {
     "reset_rate": 0.0,
     "error_rate": 0.0,
     "accepted_error_rate": 0.0,
+    "rate_429": 0.0,
 }
 
 
@@ -131,6 +133,8 @@ class FaultDriver:
             stack.postgres.stop()  # SIGINT: PostgreSQL's fast shutdown
         elif kind.startswith("provider_"):
             stack.sim_config(**fault.params)
+        elif kind == "route_down":
+            stack.sim_config(account_faults={SIM_ACCOUNT_SID: fault.params})
         return None
 
     def _end(self, fault: PlannedFault, state: dict[str, Any]) -> dict[str, Any] | None:
@@ -157,6 +161,8 @@ class FaultDriver:
             stack.restart_postgres()
         elif kind.startswith("provider_"):
             stack.sim_config(**_PROVIDER_QUIET)
+        elif kind == "route_down":
+            stack.sim_config(account_faults={})
         return None
 
     def _redis(self, timeout: float = 5.0) -> redis.Redis:

@@ -4,9 +4,10 @@ Invariant: arrivals follow a seeded Poisson process at `rate` per second,
 each assigned to a random key, whatever the answers; but the sends of one
 key are issued one after the other, each only once the previous one of that
 key was answered (or gave up), so acceptance order per key is well defined.
-Keys proceed concurrently. An arrival still waiting when the load's time is
-up is skipped, never sent. Every send is one line of the client log, and
-only a 2xx answer counts as an acknowledgement.
+Keys proceed concurrently; the first `paced_keys` of them send from
+`PACED_SENDER`, the others from `SENDER`. An arrival still waiting when the
+load's time is up is skipped, never sent. Every send is one line of the
+client log, and only a 2xx answer counts as an acknowledgement.
 
 Bounded: at most `rate * duration` arrivals, each send at most `timeout`
 seconds, nothing issued after `duration`.
@@ -29,6 +30,8 @@ from postline.chaos.records import ClientRecord, message_body, write_line
 
 SEND_PATH = "/api/v1/messages/send"
 SENDER = "+15550000000"
+#: The sender of the first `LoadSpec.paced_keys` keys (a pacing campaign paces it).
+PACED_SENDER = "+15550000001"
 
 
 @dataclass(frozen=True)
@@ -40,6 +43,7 @@ class LoadSpec:
     seed: int
     token: str
     timeout: float = 5.0
+    paced_keys: int = 0
 
 
 @dataclass
@@ -56,7 +60,7 @@ def key_name(index: int) -> str:
 def payload(spec: LoadSpec, index: int, n: int) -> dict[str, Any]:
     key = key_name(index)
     return {
-        "from": SENDER,
+        "from": PACED_SENDER if index < spec.paced_keys else SENDER,
         "to": f"+1555{index + 1000000:07d}",
         "type": "sms",
         "body": message_body(spec.token, key, n),

@@ -1,15 +1,16 @@
 """The seeded fault schedule: which fault hits what, when, for how long.
 
-Invariant: the schedule is a pure function of (seed, duration, workers).
+Invariant: the schedule is a pure function of (seed, duration, workers, mix).
 The same arguments give the same faults at the same offsets with the same
 parameters, so a failing campaign can be replayed; only the exact wall-clock
 instants drift by the time restarts take.
 
-Every 2-6 s a fault is drawn from `KINDS` (weighted), with a target that is
-free: two faults never hold one target (a worker slot, the API, Redis,
-PostgreSQL, the provider) at once, but faults on different targets overlap.
-Every fault ends before the load does, so the campaign heals before it
-drains.
+Every 2-6 s a fault is drawn from `KINDS` (weighted), plus the kinds of the
+campaign's features (`FEATURE_KINDS`), with a target that is free: two
+faults never hold one target (a worker slot, the API, Redis, PostgreSQL, the
+provider's knobs, the primary Twilio route) at once, but faults on
+different targets overlap. Every fault ends before the load does, so the
+campaign heals before it drains.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ class Kind:
     """A fault kind: its target family, its weight in the mix, its hold range in seconds."""
 
     name: str
-    target: str  # "worker", "api", "redis", "postgres" or "provider"
+    target: str  # "worker", "api", "redis", "postgres", "provider" or "route"
     weight: float
     hold: tuple[float, float]
 
@@ -49,16 +50,32 @@ KINDS = (
     Kind("provider_5xx", "provider", 1.0, (2.0, 6.0)),
 )
 KIND_NAMES = frozenset(kind.name for kind in KINDS)
+#: Kinds drawn only when their feature is on (`chaos.features`), after the others.
+FEATURE_KINDS = {
+    # The primary Twilio account answers 503 or hangs, the backup does not.
+    "failover": (Kind("route_down", "route", 1.0, (5.0, 20.0)),),
+    # A share of calls answered 429 with Retry-After: pacing holds the account.
+    "pacing": (Kind("provider_throttle", "provider", 1.0, (2.0, 6.0)),),
+}
+ALL_KIND_NAMES = KIND_NAMES | {kind.name for kinds in FEATURE_KINDS.values() for kind in kinds}
 
 
-def select(names: set[str] | None) -> tuple[Kind, ...]:
-    """The mix restricted to `names` (None: all of it); ValueError on an unknown name."""
+def select(names: set[str] | None, features: tuple[str, ...] = ()) -> tuple[Kind, ...]:
+    """The mix of `features` restricted to `names` (None: all of it).
+
+    ValueError on an unknown name, or a kind whose feature is off.
+    """
+    mix = KINDS + tuple(kind for feature in features for kind in FEATURE_KINDS[feature])
     if names is None:
-        return KINDS
-    unknown = names - KIND_NAMES
+        return mix
+    unknown = names - ALL_KIND_NAMES
     if unknown:
         raise ValueError(f"unknown fault kinds: {', '.join(sorted(unknown))}")
-    return tuple(kind for kind in KINDS if kind.name in names)
+    for feature, kinds in FEATURE_KINDS.items():
+        off = sorted(kind.name for kind in kinds if kind.name in names and feature not in features)
+        if off:
+            raise ValueError(f"{', '.join(off)} needs the {feature} feature")
+    return tuple(kind for kind in mix if kind.name in names)
 
 
 @dataclass(frozen=True)
@@ -86,6 +103,13 @@ def _params(kind: str, rng: random.Random) -> dict[str, Any]:
         error_rate = round(rng.uniform(0.5, 0.9), 2)
         after = round(min(1.0 - error_rate, rng.uniform(0.0, 0.3)), 2)
         return {"error_rate": error_rate, "accepted_error_rate": after}
+    if kind == "provider_throttle":
+        return {"rate_429": round(rng.uniform(0.3, 0.8), 2)}
+    if kind == "route_down":
+        # The simulator's `account_faults` shapes: refused outright, or held.
+        if rng.random() < 0.6:
+            return {"status": 503}
+        return {"hang_ms": rng.randrange(2000, 10001)}
     return {}
 
 

@@ -66,6 +66,9 @@ class ProviderCall:
     ended_at: float
     outcome: str
     accepted: bool
+    status: int | None = None  # the HTTP status decided (None: the client left first)
+    account: str | None = None  # the Twilio account called (None: SendGrid)
+    sender: str | None = None  # the message's `from`
 
 
 @dataclass(frozen=True)
@@ -116,6 +119,9 @@ def provider_calls(rows: Iterable[dict[str, Any]], token: str) -> list[ProviderC
                 ended_at=float(row["ended_at"]),
                 outcome=str(row["outcome"]),
                 accepted=bool(row["accepted"]),
+                status=row.get("status"),
+                account=row.get("account_sid"),
+                sender=row.get("from"),
             )
         )
     return calls

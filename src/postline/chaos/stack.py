@@ -9,7 +9,10 @@ process group, started through `guard` from the main thread (SIGKILL if the
 campaign dies) and killed group and all by `stop_children`.
 
 Children run with short timings (`CHILD_SETTINGS`) so that recovery fits
-in a short campaign, and with no inherited Postline variable.
+in a short campaign, with the settings of the campaign's features
+(`chaos.features`: a backup Twilio account, which the simulator reads from
+the same variables and accepts; pacing), and with no inherited Postline
+variable.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ import sys
 import threading
 import time
 import urllib.request
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -85,7 +89,15 @@ def child_env(extra: dict[str, str]) -> dict[str, str]:
 class ChaosStack:
     """Servers and children of one campaign; `with` starts them and stops everything."""
 
-    def __init__(self, *, run_dir: Path, data_dir: Path, workers: int, seed: int) -> None:
+    def __init__(
+        self,
+        *,
+        run_dir: Path,
+        data_dir: Path,
+        workers: int,
+        seed: int,
+        settings: Mapping[str, str] | None = None,
+    ) -> None:
         self.run_dir = run_dir
         self.logs = run_dir / "logs"
         self.postgres = EmbeddedPostgres(data_dir / "postgres", port=free_port())
@@ -95,6 +107,7 @@ class ChaosStack:
         self.workers = workers
         self.seed = seed
         self.children: dict[str, Child] = {}
+        self._settings = dict(settings or {})  # a feature's, on top of CHILD_SETTINGS
         self._env: dict[str, str] = {}
 
     @property
@@ -136,6 +149,7 @@ class ChaosStack:
                 "TWILIO_BASE_URL": self.sim_url,
                 "SENDGRID_API_KEY": SIM_SENDGRID_KEY,
                 "SENDGRID_BASE_URL": self.sim_url,
+                **self._settings,
             }
         )
         sim_args = ["simulator", "--port", str(self.sim_port), "--no-callbacks"]

@@ -1,6 +1,8 @@
-"""The campaign's verdict in words: what ran, what hit it, the four counts, a few examples.
+"""The campaign's verdict in words: what ran, what hit it, the four counts, a few examples,
+and what each feature on did.
 
-Pure formatting of a `Report`; `report_json` is the same content for machines.
+Pure formatting of a `Report` and the features' figures (`evidence`);
+`report_json` is the same content for machines.
 """
 
 from __future__ import annotations
@@ -9,6 +11,7 @@ import dataclasses
 from typing import Any
 
 from postline.chaos.checker import Report
+from postline.chaos.evidence import BUSIEST_SECONDS, observed
 
 EXAMPLES = 5
 
@@ -29,13 +32,16 @@ def delay_figures(report: Report) -> dict[str, float | None]:
     }
 
 
-def summary_lines(report: Report, run: dict[str, Any]) -> list[str]:
+def summary_lines(
+    report: Report, run: dict[str, Any], figures: dict[str, Any] | None = None
+) -> list[str]:
     counts = report.counts()
     faults = ", ".join(f"{kind} {n}" for kind, n in report.faults.items()) or "none"
     delays = delay_figures(report)
     lines = [
         f"chaos seed={run['seed']} duration={run['duration']:g}s rate={run['rate']:g}/s "
-        f"keys={run['keys']} workers={run['workers']}",
+        f"keys={run['keys']} workers={run['workers']} "
+        f"features={','.join(run.get('features', ())) or 'none'}",
         f"faults ({sum(report.faults.values())}): {faults}",
         "exited on their own: "
         + (", ".join(f"{name} {n}" for name, n in report.exits.items()) or "none"),
@@ -49,6 +55,7 @@ def summary_lines(report: Report, run: dict[str, Any]) -> list[str]:
         "lost {lost} | unexplained duplicates {unexplained_duplicates} | "
         "order violations {order_violations} | "
         "one-at-a-time violations {one_at_a_time_violations}".format(**counts),
+        *feature_lines(figures or {}),
     ]
     for name, items in (
         ("lost", report.lost),
@@ -62,9 +69,46 @@ def summary_lines(report: Report, run: dict[str, Any]) -> list[str]:
     return lines
 
 
-def report_json(report: Report, run: dict[str, Any]) -> dict[str, Any]:
+def feature_lines(figures: dict[str, Any]) -> list[str]:
+    """What each feature did (`evidence.feature_figures`), and whether it engaged."""
+    seen = observed(figures)
+    lines = []
+    if "failover" in figures:
+        failover = figures["failover"]
+        accounts = ", ".join(
+            f"{name} {f['calls']:,} ({f['accepted']:,} accepted)"
+            for name, f in failover["accounts"].items()
+        )
+        circuit = failover["circuit"]
+        lines.append(
+            f"failover: calls by account: {accounts or 'none'}; the primary's circuit "
+            f"opened {circuit['opened']} times, seen open in {circuit['open']} and half-open "
+            f"in {circuit['half_open']} of {failover['readings']} stats readings"
+            + ("" if seen["failover"] else "; NOT OBSERVED: the backup accepted nothing")
+        )
+    if "pacing" in figures:
+        pacing = figures["pacing"]
+        in_flight = ", ".join(f"{name} {n}" for name, n in pacing["in_flight"].items())
+        lines.append(
+            f"pacing: {pacing['sender']} ({pacing['keys']} keys) at {pacing['rate']:g}/s, "
+            f"offered {pacing['offered']:g}/s, account cap {pacing['account_concurrency']}; "
+            f"messages waiting for a slot in {pacing['waiting_readings']} of "
+            f"{pacing['readings']} stats readings, at most {pacing['most_waiting']}, "
+            f"{pacing['longest_wait_seconds']:.2f}s ahead; its {pacing['calls']:,} provider "
+            f"calls at most {pacing['busiest_per_second']:g}/s over {BUSIEST_SECONDS:g}s; "
+            f"most calls in flight {in_flight or 'none'}; 429s answered {pacing['throttled']:,}"
+            + ("" if seen["pacing"] else "; NOT OBSERVED: no message waited for a slot")
+        )
+    return lines
+
+
+def report_json(
+    report: Report, run: dict[str, Any], figures: dict[str, Any] | None = None
+) -> dict[str, Any]:
     return {
         "run": run,
+        "features": figures or {},
+        "observed": observed(figures or {}),
         "counts": report.counts(),
         "ok": report.ok,
         "requests": report.requests,

@@ -85,13 +85,20 @@ def bench(
     default=None,
     type=click.FloatRange(min=0),
     help="Most seconds to wait for the work to settle. [default: reconcile interval + "
-    "visibility timeout + 30]",
+    "visibility timeout + 30, and 30 more with pacing]",
 )
 @option(
     "--faults",
     default=None,
     help="Comma-separated fault kinds to draw from, or `none` for a run without faults. "
     "[default: all]",
+)
+@option(
+    "--features",
+    default=None,
+    help="Comma-separated features to run beyond Postline's defaults: `failover` (a backup "
+    "Twilio account, and `route_down` faults of the primary), `pacing` (a paced sender, an "
+    "account concurrency cap, and `provider_throttle` faults). [default: none]",
 )
 @switch("--keep-data", help="Keep the PostgreSQL and Redis data folders.")
 @option(
@@ -111,21 +118,28 @@ def chaos(
     out: Path | None,
     drain: float | None,
     faults: str | None,
+    features: str | None,
     keep_data: bool,
     check: Path | None,
 ) -> None:
     """Fault campaign: open-loop load while seeded faults hit, then check the provider's log."""
     from postline import logs
     from postline.chaos import campaign, plan
+    from postline.chaos.features import Features
 
     logs.configure(level="WARNING")
     if check is not None:
         sys.exit(campaign.check_run(check, click.echo))
     try:
-        names = None if faults is None else {n.strip() for n in faults.split(",")} - {"none", ""}
-        kinds = plan.select(names)
+        chosen = Features.parse(features)
     except ValueError as exc:
-        raise click.BadParameter(f"{exc}; known: {', '.join(sorted(plan.KIND_NAMES))}") from exc
+        raise click.BadParameter(str(exc), param_hint="--features") from exc
+    try:
+        names = None if faults is None else {n.strip() for n in faults.split(",")} - {"none", ""}
+        kinds = plan.select(names, chosen.names)
+    except ValueError as exc:
+        known = ", ".join(sorted(plan.ALL_KIND_NAMES))
+        raise click.BadParameter(f"{exc}; known: {known}", param_hint="--faults") from exc
     if seed is None:
         seed = random.SystemRandom().randrange(1, 1_000_000)
     stamp = time.strftime("%Y%m%d-%H%M%S")
@@ -137,9 +151,10 @@ def chaos(
         workers=workers,
         # Absolute: the children run inside it, so a relative path would resolve twice.
         run_dir=(out or Path(".postline") / "chaos" / f"{stamp}-seed{seed}").resolve(),
-        drain=campaign.DRAIN_SECONDS if drain is None else drain,
+        drain=campaign.default_drain(chosen) if drain is None else drain,
         keep_data=keep_data,
         kinds=kinds,
+        features=chosen,
     )
     try:
         code = campaign.run(spec, click.echo)

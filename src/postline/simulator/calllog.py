@@ -10,8 +10,9 @@ be compared with other logs written on the same machine.
 Fields: `seq`, `provider`, `received_at`, `ended_at`, `status` (the HTTP
 status the provider decided on; null when the client left first),
 `outcome` (see `faults.py`), `accepted`, `answered` (false for a reset and
-a client gone), `hung`, `to`, `body` (Twilio), `subject` and `text`
-(SendGrid), `provider_message_id`.
+a client gone), `hung`, `account_sid` (the Twilio account called; null for SendGrid),
+`from`, `to`, `body` (Twilio), `subject` and `text` (SendGrid),
+`provider_message_id`.
 """
 
 from __future__ import annotations
@@ -31,6 +32,8 @@ FIELDS = (
     "accepted",
     "answered",
     "hung",
+    "account_sid",
+    "from",
     "to",
     "body",
     "subject",
