@@ -25,8 +25,10 @@ from postline.domain.statuses import Status
 from postline.providers.signatures import public_key_base64, sendgrid_sign, twilio_signature
 from postline.settings import Settings
 from postline.simulator import RunningSimulator
+from postline.store.activity import ActivityStore
 from postline.store.messages import MessageStore
 from postline.store.receipts import ReceiptStore
+from postline.store.stats import StatsStore
 from tests.support.harness import (
     SIM_SID,
     SIM_TOKEN,
@@ -387,10 +389,24 @@ async def test_the_sg_message_id_finds_the_message_without_postline_id(
     assert (await message(api, email["id"]))["status"] == "delivered"
 
 
+async def sends_counted(pool: asyncpg.Pool) -> tuple[int, int, int]:
+    """The one send as each count of outcomes sees it: the last minute's
+    throughput, the cluster-wide total, the dashboard's series."""
+    stats, activity = StatsStore(pool), ActivityStore(pool)
+    totals = (await stats.outcome_totals()).counts
+    series = await activity.buckets(since=time.time() - 600, width=5)
+    return (
+        (await stats.throughput()).sent,
+        totals.get(("email", "sent"), 0),
+        sum(b.count for b in series if b.status == "sent"),
+    )
+
+
 async def test_a_deferral_is_noted_once_and_changes_no_status(
-    api: httpx.AsyncClient, sim: RunningSimulator, worker_settings: Settings
+    api: httpx.AsyncClient, sim: RunningSimulator, worker_settings: Settings, pool: asyncpg.Pool
 ) -> None:
     email = await sent_quietly(api, sim, worker_settings, EMAIL)
+    assert await sends_counted(pool) == (1, 1, 1)
     deferred = sg_event(email, "deferred", attempt="1", response="421 try later")
 
     for _ in range(2):  # SendGrid may deliver the same batch twice
@@ -402,6 +418,8 @@ async def test_a_deferral_is_noted_once_and_changes_no_status(
         "receipt from sendgrid: deferred (attempt 1): 421 try later",
     )
     assert [s for s, _ in await events(api, email["id"])].count("sent") == 2
+    # A note, not a second send: no count of outcomes moves.
+    assert await sends_counted(pool) == (1, 1, 1)
 
 
 async def test_a_receipt_before_the_send_is_recorded_is_applied_once_it_is(

@@ -40,11 +40,12 @@ def _provider_of(channels: int) -> str:
 
 
 # $1: the window's start (epoch seconds), $2: the bucket width in seconds.
-# Two arms, one per partial index: each has the index's predicate verbatim.
+# Two arms, one per partial index: each has the index's predicate verbatim (notes,
+# migration 0014, are no outcomes: filtered out of the outcome arm).
 _BUCKETS = f"""
 WITH o AS (
     SELECT message_id, status, at FROM message_events
-    WHERE status IN ('sent', 'failed') AND at >= to_timestamp($1)
+    WHERE status IN ('sent', 'failed') AND at >= to_timestamp($1) AND NOT note
     UNION ALL
     SELECT message_id, status, at FROM message_events
     WHERE status = 'retrying' AND at >= to_timestamp($1)
@@ -59,7 +60,7 @@ GROUP BY 1, 2, 3, 4
 _ATTEMPTS = f"""
 WITH o AS (
     SELECT id, message_id, status, attempt, at FROM message_events
-    WHERE status IN ('sent', 'failed') AND at >= to_timestamp($1)
+    WHERE status IN ('sent', 'failed') AND at >= to_timestamp($1) AND NOT note
     UNION ALL
     SELECT id, message_id, status, attempt, at FROM message_events
     WHERE status = 'retrying' AND at >= to_timestamp($1)

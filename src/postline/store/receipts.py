@@ -9,7 +9,8 @@ nothing and add no event. Each change appends exactly one event. When one
 batch holds several receipts for one message, the strongest is applied
 (`RECEIPT_RANK`): the final state is the same whatever the arrival order.
 A note (SendGrid `deferred`) is added to a `sent` message's history once
-per distinct text, so a redelivered batch adds nothing.
+per distinct text, so a redelivered batch adds nothing; it is a `note`
+event, which no count of outcomes includes.
 
 Early receipts. A provider may report before the worker has written `sent`:
 the message is still `sending` (SendGrid finds it by Postline's id), or its
@@ -107,9 +108,11 @@ WITH r AS (
     WHERE status IS NOT NULL AND message_id IS NOT NULL
     ORDER BY message_id, rank DESC, ord
 ), {_APPLY_PICKED}, notes AS (
-    -- A note (SendGrid `deferred`) on a sent message, once per distinct text.
-    INSERT INTO message_events (message_id, status, attempt, detail)
-    SELECT DISTINCT ON (s.message_id, s.detail) s.message_id, s.current, s.attempts, s.detail
+    -- A note (SendGrid `deferred`) on a sent message, once per distinct text:
+    -- with the message's status, but no outcome (`note`, migration 0014).
+    INSERT INTO message_events (message_id, status, attempt, detail, note)
+    SELECT DISTINCT ON (s.message_id, s.detail)
+           s.message_id, s.current, s.attempts, s.detail, true
     FROM seen s
     WHERE s.status IS NULL AND s.current = 'sent'
       AND s.message_id NOT IN (SELECT id FROM upd)

@@ -54,7 +54,7 @@ _TALLY_OUTCOMES = f"""
     INSERT INTO purged_outcomes (channel, status, n)
     SELECT m.type, e.status, count(*)
     FROM doomed d JOIN messages m ON m.id = d.id JOIN message_events e ON e.message_id = d.id
-    WHERE e.status IN ({", ".join(f"'{status}'" for status in sorted(OUTCOMES))})
+    WHERE e.status IN ({", ".join(f"'{status}'" for status in sorted(OUTCOMES))}) AND NOT e.note
     GROUP BY m.type, e.status
     ON CONFLICT (channel, status) DO UPDATE SET n = purged_outcomes.n + EXCLUDED.n
 )"""

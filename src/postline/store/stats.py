@@ -68,7 +68,7 @@ _THROUGHPUT = """
 SELECT count(*) FILTER (WHERE status = 'sent') AS sent,
        count(*) FILTER (WHERE status = 'failed') AS failed
 FROM message_events
-WHERE status IN ('sent', 'failed') AND at > now() - make_interval(secs => $1)
+WHERE status IN ('sent', 'failed') AND at > now() - make_interval(secs => $1) AND NOT note
 """
 
 #: Event statuses that are outcomes, and the name each is counted under.
@@ -87,7 +87,7 @@ WITH t AS (
     SELECT channel, status, sum(n) AS n FROM (
         SELECT m.type AS channel, e.status, count(*) AS n
         FROM message_events e JOIN messages m ON m.id = e.message_id
-        WHERE e.status = ANY($1::text[])
+        WHERE e.status = ANY($1::text[]) AND NOT e.note
         GROUP BY m.type, e.status
         UNION ALL
         SELECT channel, status, n FROM purged_outcomes WHERE status = ANY($1::text[])
