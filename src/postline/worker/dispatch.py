@@ -217,8 +217,7 @@ class Dispatcher:
             # The provider call is over: its concurrency slot is free now,
             # not after the status write (the cap counts provider calls).
             self._free_slot(held)
-            if outcome.hold_seconds is not None:
-                await self._throttled(outcome)
+            await self._throttled(outcome)
             tracing.note_outcome(outcome.status.value, outcome.error_code)
             if outcome.provider is not None:  # else no provider was called (suppressed)
                 self.metrics.provider_duration.labels(outcome.provider).observe(latency)

@@ -57,12 +57,12 @@ class Leases:
         #: Ids of a claim that failed: it may have committed all the same.
         self.unsure: set[uuid.UUID] = set()
 
-    def hold(self, message_id: uuid.UUID, entry: Entry, paced: Ask | None) -> Held:
+    def hold(self, message_id: uuid.UUID, entry: Entry, paced: Ask | None) -> None:
         """Records a message just claimed for the lease the claim gave it."""
         now = time.monotonic()
-        held = Held(entry, now, now + self.lease - LEASE_MARGIN_SECONDS, paced=paced)
-        self.held[message_id] = held
-        return held
+        self.held[message_id] = Held(
+            entry, now, now + self.lease - LEASE_MARGIN_SECONDS, paced=paced
+        )
 
     async def release_unsure(self) -> None:
         """Gives up the leases a failed claim may have taken (see `dispatch`):
