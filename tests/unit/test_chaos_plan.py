@@ -123,3 +123,11 @@ def test_route_down_refuses_or_holds_the_primary_and_has_a_target_of_its_own() -
         if fault.kind == "provider_throttle":
             assert 0.3 <= fault.params["rate_429"] <= 0.8
             assert fault.target == "provider"
+
+
+def test_the_make_test_feature_minute_holds_both_shapes_of_route_down() -> None:
+    """tests/acceptance/test_chaos.py's feature minute (seed 115, three workers)
+    claims both shapes of `route_down`; its own check sees only the kinds."""
+    plan = plan_faults(seed=115, duration=60, workers=3, kinds=select(None, ("failover", "pacing")))
+    shapes = {next(iter(f.params)) for f in plan if f.kind == "route_down"}
+    assert shapes == {"status", "hang_ms"}

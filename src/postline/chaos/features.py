@@ -29,8 +29,8 @@ shape the load, and adds fault kinds of its own to the mix (`plan`):
   loop every 0.2 s, then read, paced and claimed again), and in seed 41's
   drain such a key sent one message every 0.2 s, where an unpaced key with
   a backlog sent one every 25-40 ms. So the paced keys' backlog when the
-  load ends (about 100 messages each after that seed's last minute) took
-  26 s, at 50 messages/s, short of their rate of 75, where the others'
+  load ends (some 1,300 messages in all after that seed's last minute)
+  took 26 s, at 50 messages/s, short of their rate of 75, where the others'
   took 12, and the default drain settled with 4 s to spare.
 """
 
