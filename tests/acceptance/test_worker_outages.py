@@ -243,6 +243,13 @@ async def dev_rides_out(folder: Path) -> None:
         await asyncio.to_thread(wait_http, f"http://127.0.0.1:{api_port}/health", dev,
                                 folder / "dev.log", 90)  # fmt: skip
         family = descendants(dev)
+
+        async def started() -> bool:
+            # dev's own start check (it prints its banner after it) must have seen the
+            # API healthy before the outage: the API answering first is not enough.
+            return "More workers:" in (folder / "dev.log").read_text(errors="replace")
+
+        await wait_for(started, timeout=30, what="postline dev to finish starting")
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{api_port}", timeout=30) as api:
             ids = [(await api.post("/api/v1/messages/send", json=SMS)).json()["id"]]
             await asyncio.gather(asyncio.to_thread(pg.stop), asyncio.to_thread(own_redis.stop))
